@@ -1,0 +1,23 @@
+//! The host side of the WIT contract: the one `bindgen!` of the crate.
+//!
+//! It points at the repository's root `wit/` folder, the same files the SDK's
+//! `wit_bindgen::generate!` reads, so host and guests cannot drift apart.
+//! Everything else in the crate uses the types generated here through
+//! [`crate::metadata`], which converts them into plain, serializable Rust.
+
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    world: "culvert:plugin/plugin",
+    path: "../wit",
+    imports: { default: trappable },
+    exports: { default: async },
+});
+
+/// The contract version this host speaks: the version of the WIT package.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// The WIT package name, without version.
+pub const CONTRACT_PACKAGE: &str = "culvert:plugin";
+
+pub use culvert::plugin::types;

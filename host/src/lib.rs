@@ -1,0 +1,40 @@
+//! # culvert: a durable workflow engine whose tasks run as sandboxed
+//! WebAssembly components
+//!
+//! A *package* is a WebAssembly component that targets the
+//! `culvert:plugin/plugin` world (the repository's `wit/` folder). It
+//! describes its workflows (DAGs of tasks, with retry policies, timeouts and
+//! trigger rules) through `describe`, and runs one task per `task.run` call.
+//!
+//! The pipeline, one module per stage:
+//!
+//! - [`engine`]: the shared wasmtime [`SandboxEngine`], with epoch
+//!   interruption, the pooling allocator and a bounded stack.
+//! - [`sandbox`]: a fresh, capability-free store per call, with its
+//!   [`SandboxLimits`].
+//! - [`cache`]: the [`CompiledCache`], keyed by the component's blake3
+//!   [`ContentHash`] and the engine's compatibility key; compiles once.
+//! - [`loader`]: bytes → validated [`LoadedPackage`] through the
+//!   [`PackageLoader`].
+//! - [`metadata`]: the validated [`PackageMetadata`] and its rules.
+//! - [`invoke`]: `describe` and [`run_task`](invoke::run_task), with each
+//!   failure classified as a [`FailureKind`].
+//! - [`cli`]: the `culvert` command line.
+
+#![deny(missing_docs)]
+
+pub mod bindings;
+pub mod cache;
+pub mod cli;
+pub mod engine;
+pub mod invoke;
+pub mod loader;
+pub mod metadata;
+pub mod sandbox;
+
+pub use cache::{CacheConfig, CacheSource, CacheStats, Compiled, CompiledCache, ContentHash};
+pub use engine::{EngineConfig, SandboxEngine};
+pub use invoke::{FailureKind, TaskCall, TaskFailure, TaskOutput};
+pub use loader::{LoadError, LoadedPackage, LoaderConfig, PackageLoader};
+pub use metadata::PackageMetadata;
+pub use sandbox::{CallLabels, CancelFlag, SandboxLimits};

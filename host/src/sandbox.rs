@@ -1,0 +1,517 @@
+//! One guest call's sandbox: the store data ([`HostState`]), its limits
+//! ([`SandboxLimits`]), and how a fresh [`Store`] is set up for each call.
+//!
+//! Every store gets, by default:
+//! - WASI p2 with **no capabilities**: no preopened directories, no
+//!   environment, no arguments, no sockets or name lookups, and no inherited
+//!   stdio. Stdin is closed; stdout and stderr are captured into one shared
+//!   byte budget, together with the guest's log records
+//!   ([`SandboxLimits::output_bytes`]). Past the budget the guest traps with
+//!   an output-limit error.
+//! - a memory cap enforced by a [`ResourceLimiter`] that records when it was
+//!   hit, so that running out of memory is reported as such and not as the
+//!   `unreachable` trap Rust's allocator turns it into;
+//! - a deadline, checked on every epoch tick, which also yields to the async
+//!   runtime so a spinning guest cannot starve other tasks;
+//! - a cancellation flag, checked on the same ticks;
+//! - fuel, when the engine counts it.
+
+use crate::bindings::culvert::plugin::host;
+use crate::bindings::types::LogLevel;
+use crate::engine::SandboxEngine;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Per-call limits. The defaults are documented on each field and in
+/// docs/OPERATIONS.md.
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    /// The most linear memory (all memories together), in bytes. Default
+    /// 64 MiB. Capped by [`crate::EngineConfig::max_memory_bytes`].
+    pub memory_bytes: u64,
+    /// The most table elements over all tables. Default 100,000.
+    pub table_elements: usize,
+    /// The call's deadline. Default 30 s for tasks.
+    pub timeout: Duration,
+    /// Fuel for the call, when the engine counts fuel. `None`: unlimited.
+    pub fuel: Option<u64>,
+    /// Bytes of stdout, stderr and log records together. Default 1 MiB.
+    pub output_bytes: usize,
+    /// The largest context a task may return, in bytes. Default 16 MiB.
+    pub max_context_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 * 1024 * 1024,
+            table_elements: 100_000,
+            timeout: Duration::from_secs(30),
+            fuel: None,
+            output_bytes: 1024 * 1024,
+            max_context_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl SandboxLimits {
+    /// The limits for `describe`: a 2 s deadline and a 32 MiB memory cap.
+    pub fn describe() -> Self {
+        Self {
+            memory_bytes: 32 * 1024 * 1024,
+            timeout: Duration::from_secs(2),
+            output_bytes: 64 * 1024,
+            ..Self::default()
+        }
+    }
+}
+
+/// Who a call runs for: tags on every log line the guest produces.
+#[derive(Debug, Clone, Default)]
+pub struct CallLabels {
+    /// `tenant::package@version`.
+    pub package: String,
+    /// The workflow, or empty.
+    pub workflow: String,
+    /// The task, or empty (for `describe`).
+    pub task: String,
+    /// The execution id, or empty.
+    pub execution: String,
+}
+
+/// A flag that cancels the calls that hold it, at the next epoch tick.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Set it: running calls stop at the next tick.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Whether it is set.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why the host stopped a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupt {
+    Timeout,
+    Cancelled,
+}
+
+/// The data of one store: WASI state, limits, captured output, and what the
+/// host learned about why a call failed.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) output: OutputCapture,
+    labels: Arc<CallLabels>,
+    pub(crate) panic_message: Option<String>,
+    pub(crate) interrupted: Option<Interrupt>,
+    deadline: Instant,
+    cancel: Option<CancelFlag>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    /// The labels of this call.
+    pub fn labels(&self) -> &CallLabels {
+        &self.labels
+    }
+}
+
+/// Build a fresh store for one call.
+///
+/// # Errors
+/// When fuel cannot be set (never, with a valid engine).
+pub fn new_store(
+    engine: &SandboxEngine,
+    limits: &SandboxLimits,
+    labels: Arc<CallLabels>,
+    cancel: Option<CancelFlag>,
+) -> anyhow::Result<Store<HostState>> {
+    let output = OutputCapture::new(limits.output_bytes);
+    let mut builder = WasiCtx::builder();
+    builder
+        .stdout(CapturedStream {
+            capture: output.clone(),
+            which: Which::Stdout,
+        })
+        .stderr(CapturedStream {
+            capture: output.clone(),
+            which: Which::Stderr,
+        })
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    let memory_cap = limits.memory_bytes.min(engine.config().max_memory_bytes);
+    let state = HostState {
+        wasi: builder.build(),
+        table: ResourceTable::new(),
+        limiter: Limiter {
+            memory_cap: memory_cap as usize,
+            memory_used: 0,
+            table_cap: limits.table_elements,
+            table_used: 0,
+            hit: None,
+        },
+        output,
+        labels,
+        panic_message: None,
+        interrupted: None,
+        deadline: Instant::now() + limits.timeout,
+        cancel,
+    };
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    if engine.config().fuel {
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+    }
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if state.cancel.as_ref().is_some_and(CancelFlag::is_cancelled) {
+            state.interrupted = Some(Interrupt::Cancelled);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if Instant::now() >= state.deadline {
+            state.interrupted = Some(Interrupt::Timeout);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    Ok(store)
+}
+
+/// Memory and table caps that remember being hit.
+pub(crate) struct Limiter {
+    memory_cap: usize,
+    memory_used: usize,
+    table_cap: usize,
+    table_used: usize,
+    /// What was refused, if anything.
+    pub(crate) hit: Option<String>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let after = self.memory_used + desired.saturating_sub(current);
+        if after > self.memory_cap {
+            self.hit = Some(format!(
+                "memory limit of {} bytes reached (asked to grow to {after})",
+                self.memory_cap
+            ));
+            return Ok(false);
+        }
+        self.memory_used = after;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let after = self.table_used + desired.saturating_sub(current);
+        if after > self.table_cap {
+            self.hit = Some(format!(
+                "table limit of {} elements reached (asked to grow to {after})",
+                self.table_cap
+            ));
+            return Ok(false);
+        }
+        self.table_used = after;
+        Ok(true)
+    }
+}
+
+/// Which captured stream.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Stdout,
+    Stderr,
+}
+
+/// Captured stdout and stderr, with one byte budget that log records share.
+#[derive(Clone)]
+pub(crate) struct OutputCapture(Arc<Mutex<OutputInner>>);
+
+struct OutputInner {
+    cap: usize,
+    used: usize,
+    exceeded: bool,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl OutputCapture {
+    fn new(cap: usize) -> Self {
+        Self(Arc::new(Mutex::new(OutputInner {
+            cap,
+            used: 0,
+            exceeded: false,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        })))
+    }
+
+    /// Charge `n` bytes; false (and the exceeded mark) when over budget.
+    fn charge(&self, n: usize) -> bool {
+        let mut inner = self.0.lock().expect("output lock");
+        if inner.used.saturating_add(n) > inner.cap {
+            inner.exceeded = true;
+            false
+        } else {
+            inner.used += n;
+            true
+        }
+    }
+
+    fn append(&self, which: Which, bytes: &[u8]) -> bool {
+        let mut inner = self.0.lock().expect("output lock");
+        if inner.used.saturating_add(bytes.len()) > inner.cap {
+            inner.exceeded = true;
+            return false;
+        }
+        inner.used += bytes.len();
+        match which {
+            Which::Stdout => inner.stdout.extend_from_slice(bytes),
+            Which::Stderr => inner.stderr.extend_from_slice(bytes),
+        }
+        true
+    }
+
+    /// Whether the budget was exceeded.
+    pub(crate) fn exceeded(&self) -> bool {
+        self.0.lock().expect("output lock").exceeded
+    }
+
+    /// The message of a Rust panic printed to stderr (`panicked at
+    /// FILE:LINE:COL:\nMESSAGE`), if any.
+    pub(crate) fn panic_on_stderr(&self) -> Option<String> {
+        let inner = self.0.lock().expect("output lock");
+        let text = String::from_utf8_lossy(&inner.stderr);
+        let at = text.find("panicked at ")?;
+        let rest = &text[at + "panicked at ".len()..];
+        let (location, message) = rest.split_once('\n').unwrap_or((rest, ""));
+        let message: String = message.lines().next().unwrap_or("").chars().take(4096).collect();
+        Some(format!(
+            "{message} (at {})",
+            location.trim_end_matches(':').chars().take(256).collect::<String>()
+        ))
+    }
+
+    /// The budget in bytes.
+    pub(crate) fn cap(&self) -> usize {
+        self.0.lock().expect("output lock").cap
+    }
+
+    /// Send what was captured to `tracing`, line by line, and clear it.
+    pub(crate) fn flush_to_tracing(&self, labels: &CallLabels) {
+        let (stdout, stderr) = {
+            let mut inner = self.0.lock().expect("output lock");
+            (
+                std::mem::take(&mut inner.stdout),
+                std::mem::take(&mut inner.stderr),
+            )
+        };
+        for (stream, bytes) in [("stdout", stdout), ("stderr", stderr)] {
+            if bytes.is_empty() {
+                continue;
+            }
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                tracing::info!(
+                    target: "culvert::guest",
+                    package = %labels.package,
+                    workflow = %labels.workflow,
+                    task = %labels.task,
+                    execution = %labels.execution,
+                    stream,
+                    "{line}"
+                );
+            }
+        }
+    }
+}
+
+/// A guest's stdout or stderr.
+struct CapturedStream {
+    capture: OutputCapture,
+    which: Which,
+}
+
+impl IsTerminal for CapturedStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(CapturedStream {
+            capture: self.capture.clone(),
+            which: self.which,
+        })
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(CapturedStream {
+            capture: self.capture.clone(),
+            which: self.which,
+        })
+    }
+}
+
+fn over_budget(capture: &OutputCapture) -> String {
+    format!(
+        "output limit of {} bytes exceeded (stdout, stderr and log together)",
+        capture.cap()
+    )
+}
+
+impl OutputStream for CapturedStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if self.capture.append(self.which, &bytes) {
+            Ok(())
+        } else {
+            Err(StreamError::trap(&over_budget(&self.capture)))
+        }
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedStream {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CapturedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let result = if self.capture.append(self.which, buf) {
+            Ok(buf.len())
+        } else {
+            Err(std::io::Error::other(over_budget(&self.capture)))
+        };
+        std::task::Poll::Ready(result)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The guest's log records: forwarded to `tracing`, charged to the output
+/// budget, and scanned for the SDK's panic marker.
+impl host::Host for HostState {
+    fn log(
+        &mut self,
+        level: LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        let size = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>();
+        if fields.iter().any(|(k, _)| k == "culvert.panic") {
+            // The SDK's panic hook: remember the message for the trap that
+            // follows. Bounded, since the guest chooses it.
+            let mut msg: String = message.chars().take(4096).collect();
+            if let Some((_, loc)) = fields.iter().find(|(k, _)| k == "location") {
+                if !loc.is_empty() {
+                    msg = format!("{msg} (at {})", loc.chars().take(256).collect::<String>());
+                }
+            }
+            self.panic_message = Some(msg);
+        }
+        if !self.output.charge(size) {
+            return Err(wasmtime::format_err!("{}", over_budget(&self.output)));
+        }
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let l = &self.labels;
+        macro_rules! emit {
+            ($lvl:ident) => {
+                tracing::$lvl!(
+                    target: "culvert::guest",
+                    package = %l.package,
+                    workflow = %l.workflow,
+                    task = %l.task,
+                    execution = %l.execution,
+                    fields = %fields,
+                    "{message}"
+                )
+            };
+        }
+        match level {
+            LogLevel::Trace => emit!(trace),
+            LogLevel::Debug => emit!(debug),
+            LogLevel::Info => emit!(info),
+            LogLevel::Warn => emit!(warn),
+            LogLevel::Error => emit!(error),
+        }
+        Ok(())
+    }
+}
+
+impl crate::bindings::culvert::plugin::types::Host for HostState {}
+
+/// How long after the deadline the async timeout gives up on a call that is
+/// blocked in a host call (where epochs cannot reach it): one tick plus a
+/// little.
+pub(crate) fn grace(engine: &SandboxEngine) -> Duration {
+    engine.config().epoch_tick * 2 + Duration::from_millis(20)
+}

@@ -1,0 +1,154 @@
+//! # culvert-sdk: write Culvert workflow packages in Rust
+//!
+//! A Culvert package is a WebAssembly component that the Culvert host runs in
+//! a sandbox. This crate hides the component contract (the WIT files in the
+//! repository's `wit/` folder) behind three things:
+//!
+//! - [`workflow`]: an attribute on a module whose `#[task]` functions form one
+//!   workflow (a DAG). Dependencies, retry policies, timeouts and trigger
+//!   rules are checked at compile time.
+//! - [`export_package!`]: exports the package's workflows from the component.
+//! - [`Context`], [`TaskError`] and the [`log`] functions, which tasks use.
+//!
+//! ## A complete package
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "etl"
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! culvert-sdk = "0.1"
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```
+//! #[culvert_sdk::workflow(name = "etl", description = "Extract, transform, load.")]
+//! mod etl {
+//!     /// Pulls the raw rows.
+//!     #[task(id = "extract")]
+//!     fn extract(ctx: &mut Context) -> Result<(), TaskError> {
+//!         ctx.insert("rows", vec![1, 2, 3])?;
+//!         culvert_sdk::log::info("extracted 3 rows");
+//!         Ok(())
+//!     }
+//!
+//!     /// Doubles every row. A transient failure is retried up to 3 attempts
+//!     /// in all, with exponential backoff.
+//!     #[task(
+//!         id = "transform",
+//!         dependencies = ["extract"],
+//!         retry(max_attempts = 3, backoff = "exponential", initial_delay_ms = 200),
+//!         timeout_ms = 5000
+//!     )]
+//!     fn transform(ctx: &mut Context) -> Result<(), TaskError> {
+//!         let rows: Vec<i64> = ctx.get("rows")?;
+//!         if rows.is_empty() {
+//!             return Err(TaskError::transient("upstream returned no rows yet"));
+//!         }
+//!         ctx.insert("doubled", rows.iter().map(|r| r * 2).collect::<Vec<_>>())?;
+//!         Ok(())
+//!     }
+//!
+//!     /// Runs only when the caller asked for a report.
+//!     #[task(
+//!         id = "report",
+//!         dependencies = ["transform"],
+//!         trigger = all(succeeded("transform"), equals("report", true))
+//!     )]
+//!     fn report(ctx: &mut Context) -> Result<(), TaskError> {
+//!         let attempt = ctx.attempt().number;
+//!         ctx.insert("report_attempt", attempt)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! // The package name and version default to the crate's.
+//! culvert_sdk::export_package!(etl);
+//! # fn main() {}
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release`; the
+//! `.wasm` file in `target/wasm32-wasip2/release/` is the package. Register
+//! it with `culvert package add etl.wasm`.
+//!
+//! ## What the macros check at compile time
+//!
+//! Each of these is a compile error that points at the offending attribute:
+//! a duplicate task id, a dependency on a task that does not exist, a
+//! dependency cycle, an invalid retry policy (zero attempts, an unknown
+//! backoff, an initial delay above the maximum), and a trigger rule that
+//! names a task that is not a dependency.
+//!
+//! ## The `#[task]` attribute
+//!
+//! | key | meaning | default |
+//! |---|---|---|
+//! | `id = "..."` | unique id within the workflow | the function name |
+//! | `description = "..."` | free text | the function's doc comment |
+//! | `dependencies = ["a", "b"]` | tasks that must finish first | none |
+//! | `retry(...)` | see below | one attempt, no retry |
+//! | `timeout_ms = N` | deadline of one attempt | the host's default |
+//! | `trigger = ...` | see below | run when every dependency succeeded |
+//!
+//! `retry(...)` takes `max_attempts` (default 3 once `retry` is given),
+//! `backoff` (`"fixed"`, `"linear"` or `"exponential"`, the default),
+//! `initial_delay_ms` (1000), `max_delay_ms` (60000), `jitter` (true) and
+//! `retry_on` (`"transient"`, the default, `"all"` or `"never"`).
+//!
+//! `trigger` is `always`, or `all(..)`, `any(..)` or `none(..)` of
+//! conditions: `succeeded("task")`, `failed("task")`, `skipped("task")`,
+//! `exists("key")`, `equals("key", value)`, `not_equals("key", value)`,
+//! `greater_than("key", number)`, `less_than("key", number)` and
+//! `contains("key", value)`. Values are string, number or bool literals.
+#![deny(missing_docs)]
+
+mod context;
+mod error;
+pub mod log;
+mod runtime;
+
+pub use context::{Attempt, Context, ContextError};
+pub use culvert_sdk_macros::{export_package, workflow};
+pub use error::{TaskError, TaskErrorKind};
+
+/// The version of the WIT contract (`culvert:plugin`) this SDK builds
+/// packages against.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// The version of this SDK, recorded in every package it builds.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Names a workflow's tasks need in scope. `#[workflow]` imports it into the
+/// module it annotates.
+pub mod prelude {
+    pub use crate::{Context, ContextError, TaskError, TaskErrorKind};
+}
+
+/// The generated WIT bindings. Plugin authors never need them; they are
+/// public for the macros and for test fixtures that must speak the raw
+/// contract (for example, to lie in their metadata on purpose).
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "culvert:plugin/plugin",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "::culvert_sdk::bindings",
+        generate_all,
+    });
+}
+
+/// Support code for the macros' expansions. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runtime::*;
+}

@@ -1,0 +1,90 @@
+//! Builds the guest components the integration tests run: the examples and
+//! the fixtures under `tests/guests/`, for `wasm32-wasip2`, and writes
+//! `OUT_DIR/gen.rs` with one `pub const NAME: &str = "<path>"` per component.
+//!
+//! The nested cargo gets its own target directory under `OUT_DIR` (sharing
+//! the outer one would deadlock on its lock) and no inherited rustflags.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Guest packages built once each.
+const GUESTS: &[&str] = &["hello", "etl", "flaky", "sandbox-probe", "liar"];
+
+/// Features of the `liar` fixture: one component per feature.
+const LIAR_FEATURES: &[&str] = &[
+    "cycle",
+    "unknown_dep",
+    "duplicate_id",
+    "empty_name",
+    "many_tasks",
+    "huge_name",
+    "control_chars",
+    "odd_unicode_name",
+    "describe_loops",
+    "describe_panics",
+    "describe_oom",
+    "wrong_contract_version",
+];
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().expect("workspace root").to_path_buf();
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let target_dir = out.join("guest-target");
+    for path in ["examples", "tests/guests", "plugin-sdk", "wit", "Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+
+    let mut consts = String::new();
+    let mut args: Vec<&str> = Vec::new();
+    for g in GUESTS {
+        args.extend(["-p", g]);
+    }
+    cargo_build(&root, &target_dir, &args);
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("guest");
+    for g in GUESTS {
+        let file = wasm_dir.join(format!("{}.wasm", g.replace('-', "_")));
+        let copy = out.join(format!("{}.wasm", g.replace('-', "_")));
+        std::fs::copy(&file, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
+        writeln!(consts, "pub const {}: &str = {:?};", const_name(g), copy.display().to_string()).unwrap();
+    }
+    for feature in LIAR_FEATURES {
+        cargo_build(&root, &target_dir, &["-p", "liar", "--features", feature]);
+        let copy = out.join(format!("liar_{feature}.wasm"));
+        std::fs::copy(wasm_dir.join("liar.wasm"), &copy).expect("copy liar variant");
+        writeln!(
+            consts,
+            "pub const LIAR_{}: &str = {:?};",
+            feature.to_uppercase(),
+            copy.display().to_string()
+        )
+        .unwrap();
+    }
+    std::fs::write(out.join("gen.rs"), consts).expect("write gen.rs");
+}
+
+fn const_name(guest: &str) -> String {
+    guest.replace('-', "_").to_uppercase()
+}
+
+fn cargo_build(root: &Path, target_dir: &Path, args: &[&str]) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("run cargo for the guest components");
+    if !status.success() {
+        panic!(
+            "building the guest components failed ({status}). If the wasm target is missing, run:\n    rustup target add wasm32-wasip2"
+        );
+    }
+}

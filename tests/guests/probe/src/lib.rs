@@ -1,0 +1,217 @@
+//! Test fixture: a package whose tasks each attack the sandbox in one way,
+//! named for the attack. Tasks that try a forbidden operation report what
+//! the guest saw as a permanent error, so the test can check it was denied.
+
+#[culvert_sdk::workflow(name = "probe", description = "One task per sandbox attack.")]
+mod probe {
+    use std::hint::black_box;
+
+    fn denied(what: &str, e: impl std::fmt::Display) -> TaskError {
+        TaskError::permanent(format!("{what} denied: {e}"))
+    }
+
+    /// A well-behaved task: marks the context.
+    #[task(id = "ok")]
+    fn ok(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("probe", "ok")?;
+        Ok(())
+    }
+
+    /// Spins forever without calling the host.
+    #[task(id = "loop_forever")]
+    fn loop_forever(_ctx: &mut Context) -> Result<(), TaskError> {
+        let mut x: u64 = 0;
+        loop {
+            x = black_box(x.wrapping_add(1));
+        }
+    }
+
+    /// Spins for `ms` milliseconds of busy work (default 50), then succeeds.
+    #[task(id = "spin_ms")]
+    fn spin_ms(ctx: &mut Context) -> Result<(), TaskError> {
+        let ms: u64 = ctx.get_or("ms", 50)?;
+        let start = std::time::Instant::now();
+        let mut x: u64 = 0;
+        while start.elapsed().as_millis() < ms as u128 {
+            x = black_box(x.wrapping_add(1));
+        }
+        ctx.set("spun", true)?;
+        Ok(())
+    }
+
+    /// Sleeps for `ms` milliseconds (default 100) through WASI clocks.
+    #[task(id = "sleep_ms")]
+    fn sleep_ms(ctx: &mut Context) -> Result<(), TaskError> {
+        let ms: u64 = ctx.get_or("ms", 100)?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        ctx.set("slept_ms", ms)?;
+        Ok(())
+    }
+
+    /// Sleeps forever through WASI clocks: blocked in the host, where epochs
+    /// cannot reach.
+    #[task(id = "sleep_forever")]
+    fn sleep_forever(_ctx: &mut Context) -> Result<(), TaskError> {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+
+    /// Allocates 1 MiB blocks until something stops it.
+    #[task(id = "grow_memory_unbounded")]
+    fn grow_memory_unbounded(_ctx: &mut Context) -> Result<(), TaskError> {
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        loop {
+            blocks.push(black_box(vec![1u8; 1 << 20]));
+        }
+    }
+
+    #[inline(never)]
+    fn recurse(n: u64) -> u64 {
+        let pad = black_box([n; 16]);
+        black_box(recurse(n + 1)) + pad[3]
+    }
+
+    /// Recurses without bound.
+    #[task(id = "recurse_unbounded")]
+    fn recurse_unbounded(_ctx: &mut Context) -> Result<(), TaskError> {
+        black_box(recurse(0));
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn deep(n: u64) -> u64 {
+        if n == 0 {
+            return 1;
+        }
+        let r = deep(n - 1);
+        r.wrapping_mul(31) ^ n
+    }
+
+    /// Recurses with small frames that live in wasm locals: overflows the
+    /// engine's wasm stack rather than the shadow stack.
+    #[task(id = "recurse_native")]
+    fn recurse_native(ctx: &mut Context) -> Result<(), TaskError> {
+        let depth: u64 = ctx.get_or("depth", 100_000_000)?;
+        ctx.set("r", deep(depth))?;
+        Ok(())
+    }
+
+    /// Tries to read /etc/passwd.
+    #[task(id = "open_file")]
+    fn open_file(ctx: &mut Context) -> Result<(), TaskError> {
+        let data = std::fs::read("/etc/passwd").map_err(|e| denied("open /etc/passwd", e))?;
+        ctx.set("leaked", String::from_utf8_lossy(&data).to_string())?;
+        Ok(())
+    }
+
+    /// Tries to list `/`.
+    #[task(id = "list_root")]
+    fn list_root(ctx: &mut Context) -> Result<(), TaskError> {
+        let entries = std::fs::read_dir("/").map_err(|e| denied("list /", e))?;
+        let names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        ctx.set("leaked", names)?;
+        Ok(())
+    }
+
+    /// Tries to read the PATH and HOME variables, and counts what it sees.
+    #[task(id = "read_env")]
+    fn read_env(ctx: &mut Context) -> Result<(), TaskError> {
+        let seen = std::env::vars().count();
+        match std::env::var("PATH").or_else(|_| std::env::var("HOME")) {
+            Ok(v) => {
+                ctx.set("leaked", v)?;
+                Ok(())
+            }
+            Err(e) => Err(denied(&format!("env ({seen} vars visible)"), e)),
+        }
+    }
+
+    /// Tries to open a TCP connection to the host's PostgreSQL port.
+    #[task(id = "open_socket")]
+    fn open_socket(ctx: &mut Context) -> Result<(), TaskError> {
+        let s = std::net::TcpStream::connect("127.0.0.1:5432")
+            .map_err(|e| denied("connect 127.0.0.1:5432", e))?;
+        ctx.set("leaked", format!("{:?}", s.peer_addr()))?;
+        Ok(())
+    }
+
+    /// Prints 1 KiB lines to stdout, `lines` times (default: 100,000).
+    #[task(id = "flood_stdout")]
+    fn flood_stdout(ctx: &mut Context) -> Result<(), TaskError> {
+        let lines: u64 = ctx.get_or("lines", 100_000)?;
+        let line = "x".repeat(1023);
+        for _ in 0..lines {
+            println!("{line}");
+        }
+        ctx.set("printed", lines)?;
+        Ok(())
+    }
+
+    /// Prints 1 KiB lines to stderr, 100,000 times.
+    #[task(id = "flood_stderr")]
+    fn flood_stderr(_ctx: &mut Context) -> Result<(), TaskError> {
+        let line = "e".repeat(1023);
+        for _ in 0..100_000 {
+            eprintln!("{line}");
+        }
+        Ok(())
+    }
+
+    /// Logs 1 KiB records, 100,000 times.
+    #[task(id = "flood_log")]
+    fn flood_log(_ctx: &mut Context) -> Result<(), TaskError> {
+        let line = "l".repeat(1024);
+        for _ in 0..100_000 {
+            culvert_sdk::log::info(&line);
+        }
+        Ok(())
+    }
+
+    /// Panics with a message.
+    #[task(id = "panic_with_message")]
+    fn panic_with_message(_ctx: &mut Context) -> Result<(), TaskError> {
+        panic!("the probe panicked on purpose");
+    }
+
+    /// Executes `unreachable`.
+    #[task(id = "trap_unreachable")]
+    fn trap_unreachable(_ctx: &mut Context) -> Result<(), TaskError> {
+        core::arch::wasm32::unreachable()
+    }
+
+    /// Returns a transient error.
+    #[task(id = "fail_transient")]
+    fn fail_transient(_ctx: &mut Context) -> Result<(), TaskError> {
+        Err(TaskError::transient("the probe failed transiently"))
+    }
+
+    /// Returns a permanent error.
+    #[task(id = "fail_permanent")]
+    fn fail_permanent(_ctx: &mut Context) -> Result<(), TaskError> {
+        Err(TaskError::permanent("the probe failed permanently"))
+    }
+
+    /// Writes the attempt info into the context.
+    #[task(id = "echo_attempt")]
+    fn echo_attempt(ctx: &mut Context) -> Result<(), TaskError> {
+        let a = ctx.attempt();
+        ctx.set("execution_id", a.execution_id)?;
+        ctx.set("attempt", a.number)?;
+        ctx.set("max_attempts", a.max_attempts)?;
+        Ok(())
+    }
+
+    /// Returns a string of `bytes` bytes (default 100 MB) in the context.
+    #[task(id = "huge_output")]
+    fn huge_output(ctx: &mut Context) -> Result<(), TaskError> {
+        let bytes: usize = ctx.get_or("bytes", 100_000_000)?;
+        ctx.set("blob", "z".repeat(bytes))?;
+        Ok(())
+    }
+}
+
+culvert_sdk::export_package!(probe, name = "sandbox-probe");
