@@ -34,7 +34,14 @@ fn main() {
     let root = manifest.parent().expect("workspace root").to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let target_dir = out.join("guest-target");
-    for path in ["examples", "tests/guests", "plugin-sdk", "wit", "Cargo.lock", "Cargo.toml"] {
+    for path in [
+        "examples",
+        "tests/guests",
+        "plugin-sdk",
+        "wit",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
@@ -49,7 +56,13 @@ fn main() {
         let file = wasm_dir.join(format!("{}.wasm", g.replace('-', "_")));
         let copy = out.join(format!("{}.wasm", g.replace('-', "_")));
         std::fs::copy(&file, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
-        writeln!(consts, "pub const {}: &str = {:?};", const_name(g), copy.display().to_string()).unwrap();
+        writeln!(
+            consts,
+            "pub const {}: &str = {:?};",
+            const_name(g),
+            copy.display().to_string()
+        )
+        .unwrap();
     }
     for feature in LIAR_FEATURES {
         cargo_build(&root, &target_dir, &["-p", "liar", "--features", feature]);

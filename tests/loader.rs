@@ -44,9 +44,15 @@ async fn run(
 /// The well-behaved call that must still work after each attack.
 async fn hello_still_works() {
     let hello = load(artifacts::HELLO).await;
-    let out = run(&hello, "hello", "greet", r#"{"name":"Ada"}"#, &SandboxLimits::default())
-        .await
-        .expect("hello after an attack");
+    let out = run(
+        &hello,
+        "hello",
+        "greet",
+        r#"{"name":"Ada"}"#,
+        &SandboxLimits::default(),
+    )
+    .await
+    .expect("hello after an attack");
     assert_eq!(out["greeting"], "Hello, Ada!");
 }
 
@@ -76,7 +82,10 @@ mod sdk_round_trip {
         assert_eq!(load_task.dependencies, ["clean", "enrich"]);
         let enrich = wf.task("enrich").unwrap();
         assert_eq!(enrich.retry.max_attempts, 3);
-        assert_eq!(enrich.retry.backoff, culvert::metadata::Backoff::Exponential);
+        assert_eq!(
+            enrich.retry.backoff,
+            culvert::metadata::Backoff::Exponential
+        );
         assert_eq!(enrich.retry.initial_delay_ms, 50);
         assert_eq!(enrich.timeout_ms, Some(5000));
         let notify = wf.task("notify").unwrap();
@@ -122,14 +131,24 @@ mod sdk_round_trip {
     async fn task_errors_keep_their_kind_and_message() {
         let probe = load(artifacts::SANDBOX_PROBE).await;
         let l = SandboxLimits::default();
-        let t = run(&probe, "probe", "fail_transient", "{}", &l).await.unwrap_err();
+        let t = run(&probe, "probe", "fail_transient", "{}", &l)
+            .await
+            .unwrap_err();
         assert_eq!(t.kind, FailureKind::Transient);
         assert_eq!(t.message, "the probe failed transiently");
-        let p = run(&probe, "probe", "fail_permanent", "{}", &l).await.unwrap_err();
+        let p = run(&probe, "probe", "fail_permanent", "{}", &l)
+            .await
+            .unwrap_err();
         assert_eq!(p.kind, FailureKind::Permanent);
-        let unknown = run(&probe, "probe", "no_such_task", "{}", &l).await.unwrap_err();
+        let unknown = run(&probe, "probe", "no_such_task", "{}", &l)
+            .await
+            .unwrap_err();
         assert_eq!(unknown.kind, FailureKind::Permanent);
-        assert!(unknown.message.contains("no task 'no_such_task'"), "{}", unknown.message);
+        assert!(
+            unknown.message.contains("no task 'no_such_task'"),
+            "{}",
+            unknown.message
+        );
     }
 }
 
@@ -141,7 +160,9 @@ mod sandbox {
         init_tracing();
         let probe = load(artifacts::SANDBOX_PROBE).await;
         let started = Instant::now();
-        let e = run(&probe, "probe", "loop_forever", "{}", &short_limits()).await.unwrap_err();
+        let e = run(&probe, "probe", "loop_forever", "{}", &short_limits())
+            .await
+            .unwrap_err();
         let elapsed = started.elapsed();
         assert_eq!(e.kind, FailureKind::Timeout, "{e}");
         assert!(e.message.contains("500 ms"), "{}", e.message);
@@ -153,7 +174,9 @@ mod sandbox {
     async fn a_sleep_in_a_host_call_is_stopped_by_the_deadline() {
         let probe = load(artifacts::SANDBOX_PROBE).await;
         let started = Instant::now();
-        let e = run(&probe, "probe", "sleep_forever", "{}", &short_limits()).await.unwrap_err();
+        let e = run(&probe, "probe", "sleep_forever", "{}", &short_limits())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, FailureKind::Timeout, "{e}");
         assert!(started.elapsed() < Duration::from_secs(3));
         hello_still_works().await;
@@ -162,9 +185,15 @@ mod sandbox {
     #[tokio::test]
     async fn unbounded_memory_growth_is_out_of_memory() {
         let probe = load(artifacts::SANDBOX_PROBE).await;
-        let e = run(&probe, "probe", "grow_memory_unbounded", "{}", &SandboxLimits::default())
-            .await
-            .unwrap_err();
+        let e = run(
+            &probe,
+            "probe",
+            "grow_memory_unbounded",
+            "{}",
+            &SandboxLimits::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.kind, FailureKind::OutOfMemory, "{e}");
         assert!(e.message.contains("memory limit"), "{}", e.message);
         hello_still_works().await;
@@ -211,9 +240,15 @@ mod sandbox {
             assert_eq!(e.kind, FailureKind::OutputLimit, "{task}: {e}");
         }
         // Under the cap, output is fine.
-        let out = run(&probe, "probe", "flood_stdout", r#"{"lines":10}"#, &SandboxLimits::default())
-            .await
-            .unwrap();
+        let out = run(
+            &probe,
+            "probe",
+            "flood_stdout",
+            r#"{"lines":10}"#,
+            &SandboxLimits::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(out["printed"], 10);
         hello_still_works().await;
     }
@@ -222,10 +257,18 @@ mod sandbox {
     async fn panics_and_traps_are_told_apart() {
         let probe = load(artifacts::SANDBOX_PROBE).await;
         let l = SandboxLimits::default();
-        let p = run(&probe, "probe", "panic_with_message", "{}", &l).await.unwrap_err();
+        let p = run(&probe, "probe", "panic_with_message", "{}", &l)
+            .await
+            .unwrap_err();
         assert_eq!(p.kind, FailureKind::Panic, "{p}");
-        assert!(p.message.contains("the probe panicked on purpose"), "{}", p.message);
-        let t = run(&probe, "probe", "trap_unreachable", "{}", &l).await.unwrap_err();
+        assert!(
+            p.message.contains("the probe panicked on purpose"),
+            "{}",
+            p.message
+        );
+        let t = run(&probe, "probe", "trap_unreachable", "{}", &l)
+            .await
+            .unwrap_err();
         assert_eq!(t.kind, FailureKind::Trap, "{t}");
         assert!(t.message.contains("unreachable"), "{}", t.message);
         hello_still_works().await;
@@ -260,7 +303,10 @@ mod sandbox {
             ..EngineConfig::default()
         })
         .unwrap();
-        let cache = Arc::new(CompiledCache::new(fuel_engine.clone(), CacheConfig::default()));
+        let cache = Arc::new(CompiledCache::new(
+            fuel_engine.clone(),
+            CacheConfig::default(),
+        ));
         let loader = PackageLoader::new(cache, LoaderConfig::default());
         let probe = loader.load(&read(artifacts::SANDBOX_PROBE)).await.unwrap();
         let limits = SandboxLimits {
@@ -317,20 +363,36 @@ mod validation {
     async fn hostile_metadata_is_rejected_with_a_clear_error() {
         for (path, needle) in [
             (artifacts::LIAR_CYCLE, "dependency cycle"),
-            (artifacts::LIAR_UNKNOWN_DEP, "task 'load' depends on unknown task 'transfrom'"),
-            (artifacts::LIAR_DUPLICATE_ID, "duplicate task id 'deep_json'"),
+            (
+                artifacts::LIAR_UNKNOWN_DEP,
+                "task 'load' depends on unknown task 'transfrom'",
+            ),
+            (
+                artifacts::LIAR_DUPLICATE_ID,
+                "duplicate task id 'deep_json'",
+            ),
             (artifacts::LIAR_EMPTY_NAME, "invalid package name ''"),
-            (artifacts::LIAR_MANY_TASKS, "100004 tasks is over the limit of 1000"),
+            (
+                artifacts::LIAR_MANY_TASKS,
+                "100004 tasks is over the limit of 1000",
+            ),
             (artifacts::LIAR_HUGE_NAME, "(10485760 bytes)"),
             (artifacts::LIAR_CONTROL_CHARS, "invalid task id 'bell\\u{7}"),
             (artifacts::LIAR_ODD_UNICODE_NAME, "invalid package name"),
-            (artifacts::LIAR_WRONG_CONTRACT_VERSION, "culvert:plugin@0.9.0"),
+            (
+                artifacts::LIAR_WRONG_CONTRACT_VERSION,
+                "culvert:plugin@0.9.0",
+            ),
         ] {
             let e = rejected(path).await;
             assert_eq!(e.kind(), "invalid_metadata", "{path}: {e}");
             let text = e.to_string();
             assert!(text.contains(needle), "{path}: {text}");
-            assert!(text.len() < 2048, "error text is bounded: {} bytes", text.len());
+            assert!(
+                text.len() < 2048,
+                "error text is bounded: {} bytes",
+                text.len()
+            );
         }
     }
 
@@ -341,7 +403,10 @@ mod validation {
         assert_eq!(e.kind(), "describe_timeout", "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let p = rejected(artifacts::LIAR_DESCRIBE_PANICS).await;
-        assert!(p.to_string().contains("describe panicked on purpose"), "{p}");
+        assert!(
+            p.to_string().contains("describe panicked on purpose"),
+            "{p}"
+        );
         let m = rejected(artifacts::LIAR_DESCRIBE_OOM).await;
         assert_eq!(m.kind(), "describe_out_of_memory", "{m}");
         hello_still_works().await;
@@ -352,11 +417,16 @@ mod validation {
         let l = loader();
         let core = wat::parse_str("(module (func (export \"f\")))").unwrap();
         assert_eq!(l.load(&core).await.unwrap_err().kind(), "core_module");
-        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let random: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         assert_eq!(l.load(&random).await.unwrap_err().kind(), "not_wasm");
         let hello = read(artifacts::HELLO);
         let truncated = &hello[..hello.len() / 2];
-        assert_eq!(l.load(truncated).await.unwrap_err().kind(), "invalid_component");
+        assert_eq!(
+            l.load(truncated).await.unwrap_err().kind(),
+            "invalid_component"
+        );
         let small = LoaderConfig {
             max_component_bytes: 1024,
             ..LoaderConfig::default()
@@ -384,7 +454,10 @@ mod validation {
         let e = l.load(&other_version).await.unwrap_err();
         assert_eq!(e.kind(), "contract_mismatch", "{e}");
         let text = e.to_string();
-        assert!(text.contains("culvert:plugin@0.2.0") && text.contains("culvert:plugin@0.1.0"), "{text}");
+        assert!(
+            text.contains("culvert:plugin@0.2.0") && text.contains("culvert:plugin@0.1.0"),
+            "{text}"
+        );
 
         let evil_import = wat::parse_str(
             r#"(component
@@ -435,7 +508,10 @@ mod cache {
         assert_eq!((stats.misses, stats.disk_hits), (0, 1));
         let path = warm.cache().artifact_path(&pkg.content_hash).unwrap();
         assert!(path.starts_with(dir.path().join(warm.cache().engine_key())));
-        assert!(path.to_string_lossy().ends_with(&format!("{}.cwasm", pkg.content_hash)));
+        assert!(
+            path.to_string_lossy()
+                .ends_with(&format!("{}.cwasm", pkg.content_hash))
+        );
     }
 
     async fn recompiles_after(damage: impl FnOnce(&std::path::Path, &PackageLoader)) {
@@ -524,7 +600,10 @@ mod cache {
             )),
             LoaderConfig::default(),
         );
-        assert_eq!(other.load(&bytes).await.unwrap().source, CacheSource::Compiled);
+        assert_eq!(
+            other.load(&bytes).await.unwrap().source,
+            CacheSource::Compiled
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
@@ -536,7 +615,9 @@ mod cache {
         let mut handles = Vec::new();
         for _ in 0..8 {
             let (l, b) = (loader.clone(), bytes.clone());
-            handles.push(tokio::spawn(async move { l.load(&b).await.map(|p| p.source) }));
+            handles.push(tokio::spawn(
+                async move { l.load(&b).await.map(|p| p.source) },
+            ));
         }
         let mut sources = Vec::new();
         for h in handles {
@@ -545,7 +626,10 @@ mod cache {
         let stats = loader.cache().stats();
         assert_eq!(stats.misses, 1, "{sources:?}");
         assert_eq!(
-            sources.iter().filter(|s| **s == CacheSource::Compiled).count(),
+            sources
+                .iter()
+                .filter(|s| **s == CacheSource::Compiled)
+                .count(),
             1,
             "{sources:?}"
         );
@@ -580,6 +664,12 @@ mod cache {
         let f = bounded.load(&flaky).await.unwrap();
         assert_eq!(bounded.cache().stats().evictions, 1);
         assert!(!l.cache().artifact_path(&h.content_hash).unwrap().exists());
-        assert!(bounded.cache().artifact_path(&f.content_hash).unwrap().exists());
+        assert!(
+            bounded
+                .cache()
+                .artifact_path(&f.content_hash)
+                .unwrap()
+                .exists()
+        );
     }
 }

@@ -104,7 +104,9 @@ pub struct Compiled {
 
 impl fmt::Debug for Compiled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Compiled").field("hash", &self.hash).finish()
+        f.debug_struct("Compiled")
+            .field("hash", &self.hash)
+            .finish()
     }
 }
 
@@ -567,9 +569,16 @@ fn key_bytes(key: &str) -> [u8; 32] {
 
 /// Check an artifact file's header against this engine and component, and
 /// its payload against the recorded hash; return the payload.
-fn verify_artifact<'a>(data: &'a [u8], engine_key: &str, hash: &ContentHash) -> Result<&'a [u8], String> {
+fn verify_artifact<'a>(
+    data: &'a [u8],
+    engine_key: &str,
+    hash: &ContentHash,
+) -> Result<&'a [u8], String> {
     if data.len() < HEADER_LEN {
-        return Err(format!("truncated: {} bytes, shorter than the header", data.len()));
+        return Err(format!(
+            "truncated: {} bytes, shorter than the header",
+            data.len()
+        ));
     }
     let (header, payload) = data.split_at(HEADER_LEN);
     if &header[..8] != MAGIC {
@@ -627,9 +636,21 @@ mod tests {
         assert!(verify_artifact(&file[..10], "k1", &hash).is_err());
         let mut flipped = file.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert!(verify_artifact(&flipped, "k1", &hash).unwrap_err().contains("hash mismatch"));
-        assert!(verify_artifact(&file, "k2", &hash).unwrap_err().contains("another engine"));
+        assert!(
+            verify_artifact(&flipped, "k1", &hash)
+                .unwrap_err()
+                .contains("hash mismatch")
+        );
+        assert!(
+            verify_artifact(&file, "k2", &hash)
+                .unwrap_err()
+                .contains("another engine")
+        );
         let other = ContentHash::of(b"other");
-        assert!(verify_artifact(&file, "k1", &other).unwrap_err().contains("another component"));
+        assert!(
+            verify_artifact(&file, "k1", &other)
+                .unwrap_err()
+                .contains("another component")
+        );
     }
 }

@@ -158,7 +158,9 @@ impl SandboxEngine {
         let mut hasher = Blake3Hasher(blake3::Hasher::new());
         hasher.0.update(b"culvert-cache-v1\0");
         hasher.0.update(WASMTIME_VERSION.as_bytes());
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         let hash = hasher.0.finalize();
         hash.to_hex()[..32].to_string()
     }

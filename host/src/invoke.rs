@@ -405,7 +405,12 @@ mod tests {
             parse_context(r#"{"a":1}"#, 3).unwrap_err().kind,
             FailureKind::InvalidOutput
         );
-        assert!(parse_context("[1]", 100).unwrap_err().message.contains("an array"));
+        assert!(
+            parse_context("[1]", 100)
+                .unwrap_err()
+                .message
+                .contains("an array")
+        );
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let wrapped = format!(r#"{{"a":{deep}}}"#);
         let err = parse_context(&wrapped, usize::MAX).unwrap_err();
@@ -414,7 +419,11 @@ mod tests {
 
     #[test]
     fn failure_kinds_round_trip_and_classify_retries() {
-        for k in [FailureKind::Timeout, FailureKind::OutOfFuel, FailureKind::Panic] {
+        for k in [
+            FailureKind::Timeout,
+            FailureKind::OutOfFuel,
+            FailureKind::Panic,
+        ] {
             assert_eq!(FailureKind::parse(k.as_str()), Some(k));
         }
         assert!(FailureKind::Timeout.is_transient());

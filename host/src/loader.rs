@@ -169,9 +169,7 @@ fn contract_compatible(found: &str) -> bool {
         Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
     };
     match (parse(found), parse(CONTRACT_VERSION)) {
-        (Some((fmaj, fmin)), Some((emaj, emin))) => {
-            fmaj == emaj && (emaj != 0 || fmin == emin)
-        }
+        (Some((fmaj, fmin)), Some((emaj, emin))) => fmaj == emaj && (emaj != 0 || fmin == emin),
         _ => false,
     }
 }
@@ -236,11 +234,11 @@ pub(crate) fn prepare(
     if let Some(import) = unsupported_import(component, engine) {
         return Err(IncompatibleComponent::UnsupportedImport(import));
     }
-    let instance_pre = engine.linker().instantiate_pre(component).map_err(|e| {
-        IncompatibleComponent::UnsupportedImport(format!("{e:#}"))
-    })?;
-    PluginPre::new(instance_pre)
-        .map_err(|e| IncompatibleComponent::WrongWorld(format!("{e:#}")))
+    let instance_pre = engine
+        .linker()
+        .instantiate_pre(component)
+        .map_err(|e| IncompatibleComponent::UnsupportedImport(format!("{e:#}")))?;
+    PluginPre::new(instance_pre).map_err(|e| IncompatibleComponent::WrongWorld(format!("{e:#}")))
 }
 
 /// The first import the linker cannot satisfy, by name.
@@ -250,6 +248,16 @@ fn unsupported_import(component: &Component, engine: &SandboxEngine) -> Option<S
         .map(|(name, _)| name)
         .find(|name| !name.starts_with("wasi:") && contract_version_of(name).is_none())
         .map(str::to_string)
+}
+
+/// The names of everything a component imports (WASI interfaces and the
+/// contract's `host`), for `package inspect`.
+pub fn imports_of(engine: &SandboxEngine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine.engine())
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// What kind of wasm the bytes are, from the header alone.
@@ -359,7 +367,10 @@ mod tests {
 
     #[test]
     fn contract_names_are_recognised() {
-        assert_eq!(contract_version_of("culvert:plugin/task@0.1.0"), Some("0.1.0"));
+        assert_eq!(
+            contract_version_of("culvert:plugin/task@0.1.0"),
+            Some("0.1.0")
+        );
         assert_eq!(contract_version_of("wasi:io/poll@0.2.0"), None);
     }
 }

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `culvert` binary: see [`culvert::cli`].
+
+fn main() {
+    std::process::exit(culvert::cli::main());
+}

@@ -347,7 +347,8 @@ pub fn printable(s: &str) -> String {
 fn is_ident(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn is_package_name(s: &str, max: usize) -> bool {
@@ -363,10 +364,7 @@ fn is_version(s: &str) -> bool {
 }
 
 fn text_ok(s: &str, max: usize) -> bool {
-    s.len() <= max
-        && !s
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    s.len() <= max && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
 /// Convert and validate what `describe` returned.
@@ -374,12 +372,18 @@ fn text_ok(s: &str, max: usize) -> bool {
 /// # Errors
 /// A message naming the package (as far as it can be named) and the first
 /// problem found.
-pub fn validate(info: wit::PackageInfo, limits: &MetadataLimits) -> Result<PackageMetadata, String> {
+pub fn validate(
+    info: wit::PackageInfo,
+    limits: &MetadataLimits,
+) -> Result<PackageMetadata, String> {
     let label = format!("{}@{}", printable(&info.name), printable(&info.version));
     validate_inner(info, limits).map_err(|problem| format!("package '{label}': {problem}"))
 }
 
-fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Result<PackageMetadata, String> {
+fn validate_inner(
+    info: wit::PackageInfo,
+    limits: &MetadataLimits,
+) -> Result<PackageMetadata, String> {
     let max = limits.max_name_bytes;
     if !is_package_name(&info.name, max) {
         return Err(format!(
@@ -402,7 +406,10 @@ fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Result<Pac
         }
     }
     if !is_version(&info.sdk_version) && !info.sdk_version.is_empty() {
-        return Err(format!("invalid sdk version '{}'", printable(&info.sdk_version)));
+        return Err(format!(
+            "invalid sdk version '{}'",
+            printable(&info.sdk_version)
+        ));
     }
     crate::loader::check_contract_version(&info.contract_version)?;
     if info.workflows.is_empty() {
@@ -428,9 +435,8 @@ fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Result<Pac
             return Err(format!("duplicate workflow name '{}'", wf.name));
         }
         let name = wf.name.clone();
-        workflows.push(
-            validate_workflow(wf, limits).map_err(|p| format!("workflow '{name}': {p}"))?,
-        );
+        workflows
+            .push(validate_workflow(wf, limits).map_err(|p| format!("workflow '{name}': {p}"))?);
     }
     let capabilities = validate_capabilities(info.capabilities, limits)?;
     Ok(PackageMetadata {
@@ -445,7 +451,10 @@ fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Result<Pac
     })
 }
 
-fn validate_workflow(wf: wit::WorkflowSpec, limits: &MetadataLimits) -> Result<WorkflowMeta, String> {
+fn validate_workflow(
+    wf: wit::WorkflowSpec,
+    limits: &MetadataLimits,
+) -> Result<WorkflowMeta, String> {
     if !text_ok(&wf.description, limits.max_text_bytes) {
         return Err("description is too long or holds control characters".into());
     }
@@ -612,7 +621,10 @@ fn validate_condition(
     };
     let key = |k: &str| -> Result<(), String> {
         if k.is_empty() || k.len() > limits.max_name_bytes || !text_ok(k, limits.max_name_bytes) {
-            Err(format!("invalid context key '{}' in the trigger rule", printable(k)))
+            Err(format!(
+                "invalid context key '{}' in the trigger rule",
+                printable(k)
+            ))
         } else {
             Ok(())
         }
@@ -625,9 +637,8 @@ fn validate_condition(
                 limits.max_value_bytes
             ));
         }
-        let v: serde_json::Value = serde_json::from_str(&kv.value_json).map_err(|e| {
-            format!("the trigger value for key '{}' is not JSON: {e}", kv.key)
-        })?;
+        let v: serde_json::Value = serde_json::from_str(&kv.value_json)
+            .map_err(|e| format!("the trigger value for key '{}' is not JSON: {e}", kv.key))?;
         if numeric && !v.is_number() {
             return Err(format!(
                 "the trigger value for key '{}' must be a number",
@@ -750,8 +761,10 @@ fn find_cycle(tasks: &[wit::TaskSpec]) -> Option<Vec<String>> {
                     }
                     1 => {
                         let pos = stack.iter().position(|(n, _)| *n == d).unwrap_or(0);
-                        let mut cycle: Vec<String> =
-                            stack[pos..].iter().map(|(n, _)| tasks[*n].id.clone()).collect();
+                        let mut cycle: Vec<String> = stack[pos..]
+                            .iter()
+                            .map(|(n, _)| tasks[*n].id.clone())
+                            .collect();
                         cycle.push(tasks[d].id.clone());
                         return Some(cycle);
                     }
@@ -787,9 +800,15 @@ mod tests {
         let fixed = policy(Backoff::Fixed);
         assert_eq!([ms(&fixed, 1), ms(&fixed, 4)], [100, 100]);
         let linear = policy(Backoff::Linear);
-        assert_eq!([ms(&linear, 1), ms(&linear, 3), ms(&linear, 30)], [100, 300, 1000]);
+        assert_eq!(
+            [ms(&linear, 1), ms(&linear, 3), ms(&linear, 30)],
+            [100, 300, 1000]
+        );
         let exp = policy(Backoff::Exponential);
-        assert_eq!([ms(&exp, 1), ms(&exp, 2), ms(&exp, 3), ms(&exp, 64)], [100, 200, 400, 1000]);
+        assert_eq!(
+            [ms(&exp, 1), ms(&exp, 2), ms(&exp, 3), ms(&exp, 64)],
+            [100, 200, 400, 1000]
+        );
     }
 
     #[test]

@@ -322,10 +322,20 @@ impl OutputCapture {
         let at = text.find("panicked at ")?;
         let rest = &text[at + "panicked at ".len()..];
         let (location, message) = rest.split_once('\n').unwrap_or((rest, ""));
-        let message: String = message.lines().next().unwrap_or("").chars().take(4096).collect();
+        let message: String = message
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(4096)
+            .collect();
         Some(format!(
             "{message} (at {})",
-            location.trim_end_matches(':').chars().take(256).collect::<String>()
+            location
+                .trim_end_matches(':')
+                .chars()
+                .take(256)
+                .collect::<String>()
         ))
     }
 

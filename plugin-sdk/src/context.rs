@@ -226,10 +226,7 @@ mod tests {
     fn insert_refuses_existing_keys_and_update_refuses_missing_ones() {
         let mut ctx = Context::new();
         ctx.insert("a", 1).unwrap();
-        assert_eq!(
-            ctx.insert("a", 2),
-            Err(ContextError::KeyExists("a".into()))
-        );
+        assert_eq!(ctx.insert("a", 2), Err(ContextError::KeyExists("a".into())));
         assert_eq!(
             ctx.update("b", 2),
             Err(ContextError::KeyNotFound("b".into()))
@@ -242,7 +239,10 @@ mod tests {
     fn get_reports_type_mismatches() {
         let mut ctx = Context::new();
         ctx.insert("s", "text").unwrap();
-        assert!(matches!(ctx.get::<u32>("s"), Err(ContextError::Type { .. })));
+        assert!(matches!(
+            ctx.get::<u32>("s"),
+            Err(ContextError::Type { .. })
+        ));
         assert_eq!(ctx.get_or::<u32>("missing", 7).unwrap(), 7);
     }
 

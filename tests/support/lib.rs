@@ -49,9 +49,129 @@ pub async fn load(path: &str) -> LoadedPackage {
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
+}
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server at
+    /// `CULVERT_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`).
+    Postgres,
+}
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_server() -> String {
+    std::env::var("CULVERT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// A fresh, empty database, deleted when dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// Which backend.
+    pub kind: Db,
+    dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// Create one.
+    pub async fn new(kind: Db) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match kind {
+            Db::Sqlite => Self {
+                url: format!("sqlite://{}", dir.path().join("culvert.db").display()),
+                kind,
+                dir,
+                pg_name: None,
+            },
+            Db::Postgres => {
+                use sqlx::Connection;
+                let name = format!("culvert_test_{}", uuid::Uuid::new_v4().simple());
+                let server = postgres_server();
+                let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+                    .await
+                    .expect("connect to PostgreSQL (is it running? .ci/run starts it)");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test database");
+                Self {
+                    url: format!("{server}/{name}"),
+                    kind,
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// A scratch directory that lives as long as the database (for cache
+    /// directories and the like).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let server = postgres_server();
+            // Drop runs outside any runtime we may borrow: use a thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut admin) =
+                        sqlx::PgConnection::connect(&format!("{server}/postgres")).await
+                    {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut admin)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// `bytes` with a custom section appended: a different content hash, the
+/// same behaviour.
+pub fn with_custom_section(bytes: &[u8], payload: &str) -> Vec<u8> {
+    let name = b"culvert-test";
+    let mut body = Vec::new();
+    leb128(&mut body, name.len() as u64);
+    body.extend_from_slice(name);
+    body.extend_from_slice(payload.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, body.len() as u64);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
 }

@@ -10,7 +10,10 @@
 //! each writes its own key; `load` sees both (the contexts are merged) and
 //! sums them up; `notify` runs only when the initial context asks for it.
 
-#[culvert_sdk::workflow(name = "etl", description = "Extract rows, clean and enrich them in parallel, load the result.")]
+#[culvert_sdk::workflow(
+    name = "etl",
+    description = "Extract rows, clean and enrich them in parallel, load the result."
+)]
 mod etl {
     /// Produces the raw rows: `rows`, from the initial context's
     /// `source_rows` if given, else 1..=5.
@@ -48,7 +51,8 @@ mod etl {
         if factor == 0 {
             return Err(TaskError::permanent("factor must not be zero"));
         }
-        ctx.insert("factor", factor).or_else(|_| ctx.update("factor", factor))?;
+        ctx.insert("factor", factor)
+            .or_else(|_| ctx.update("factor", factor))?;
         Ok(())
     }
 

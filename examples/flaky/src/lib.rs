@@ -4,12 +4,21 @@
 //! fail before one succeeds. With the task's 5 attempts, any value up to 4
 //! ends in success.
 
-#[culvert_sdk::workflow(name = "flaky", description = "Fails transiently a few times, then succeeds.")]
+#[culvert_sdk::workflow(
+    name = "flaky",
+    description = "Fails transiently a few times, then succeeds."
+)]
 mod flaky {
     /// Fails with a transient error on attempts 1..=fail_times.
     #[task(
         id = "unreliable",
-        retry(max_attempts = 5, backoff = "fixed", initial_delay_ms = 20, max_delay_ms = 20, jitter = false)
+        retry(
+            max_attempts = 5,
+            backoff = "fixed",
+            initial_delay_ms = 20,
+            max_delay_ms = 20,
+            jitter = false
+        )
     )]
     fn unreliable(ctx: &mut Context) -> Result<(), TaskError> {
         let fail_times: u32 = ctx.get_or("fail_times", 2)?;

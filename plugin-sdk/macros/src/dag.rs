@@ -5,7 +5,9 @@ use crate::TaskDef;
 use std::collections::HashMap;
 
 /// Check the tasks of workflow `name`, combining every error found.
-pub(crate) fn check(name: &str, tasks: &[TaskDef]) -> syn::Result<()> {
+/// `rejected` holds the ids of tasks whose `#[task]` was already reported as
+/// invalid; a dependency on one of them is not reported again as unknown.
+pub(crate) fn check(name: &str, tasks: &[TaskDef], rejected: &[String]) -> syn::Result<()> {
     let mut errors: Option<syn::Error> = None;
     let mut push = |e: syn::Error| match &mut errors {
         Some(existing) => existing.combine(e),
@@ -34,7 +36,7 @@ pub(crate) fn check(name: &str, tasks: &[TaskDef]) -> syn::Result<()> {
                     *span,
                     format!("task '{}' depends on itself", task.id),
                 ));
-            } else if !index.contains_key(dep.as_str()) {
+            } else if !index.contains_key(dep.as_str()) && !rejected.contains(dep) {
                 let known: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
                 push(syn::Error::new(
                     *span,

@@ -117,6 +117,9 @@ fn expand_workflow(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
     };
 
     let mut tasks = Vec::new();
+    // Ids of tasks whose #[task] was rejected: they exist, so depending on
+    // them is not also reported as a dependency on an unknown task.
+    let mut rejected = Vec::new();
     let mut errors: Option<syn::Error> = None;
     for item in items.iter_mut() {
         let Item::Fn(func) = item else { continue };
@@ -126,7 +129,10 @@ fn expand_workflow(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
         let attr = func.attrs.remove(pos);
         match parse_task(&attr, func) {
             Ok(task) => tasks.push(task),
-            Err(e) => push_error(&mut errors, e),
+            Err(e) => {
+                rejected.push(declared_id(&attr, func));
+                push_error(&mut errors, e);
+            }
         }
     }
     if tasks.is_empty() && errors.is_none() {
@@ -138,7 +144,7 @@ fn expand_workflow(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
             ),
         );
     }
-    if let Err(e) = dag::check(&name, &tasks) {
+    if let Err(e) = dag::check(&name, &tasks, &rejected) {
         push_error(&mut errors, e);
     }
     if let Some(e) = errors {
@@ -272,10 +278,31 @@ fn check_identifier(value: &str, span: Span, what: &str) -> syn::Result<()> {
     }
 }
 
+/// The id a rejected `#[task(...)]` declares: its `id = "..."` if that much
+/// can be read, else the function's name.
+fn declared_id(attr: &syn::Attribute, func: &syn::ItemFn) -> String {
+    let Meta::List(list) = &attr.meta else {
+        return func.sig.ident.to_string();
+    };
+    list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+        .ok()
+        .and_then(|args| {
+            args.iter().find_map(|arg| match arg {
+                Meta::NameValue(nv) if nv.path.is_ident("id") => {
+                    expect_str(&nv.value).ok().map(|lit| lit.value())
+                }
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| func.sig.ident.to_string())
+}
+
 fn parse_task(attr: &syn::Attribute, func: &syn::ItemFn) -> syn::Result<TaskDef> {
     let args = match &attr.meta {
         Meta::Path(_) => Punctuated::new(),
-        Meta::List(list) => list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?,
+        Meta::List(list) => {
+            list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?
+        }
         Meta::NameValue(nv) => {
             return Err(syn::Error::new(nv.span(), "expected #[task(...)]"));
         }
@@ -315,7 +342,10 @@ fn parse_task(attr: &syn::Attribute, func: &syn::ItemFn) -> syn::Result<TaskDef>
             Meta::NameValue(nv) if nv.path.is_ident("timeout_ms") => {
                 let ms: u64 = expect_int(&nv.value, "timeout_ms")?;
                 if ms == 0 {
-                    return Err(syn::Error::new(nv.value.span(), "timeout_ms must be above 0"));
+                    return Err(syn::Error::new(
+                        nv.value.span(),
+                        "timeout_ms must be above 0",
+                    ));
                 }
                 task.timeout_ms = Some(ms);
             }
@@ -335,8 +365,10 @@ fn parse_task(attr: &syn::Attribute, func: &syn::ItemFn) -> syn::Result<TaskDef>
     }
     check_identifier(&task.id, task.id_span, "task id")?;
     if func.sig.inputs.len() != 1 {
+        // The whole parenthesized list: `inputs.span()` is only its first
+        // token on stable, and the macro's call site when it is empty.
         return Err(syn::Error::new(
-            func.sig.inputs.span(),
+            func.sig.paren_token.span.join(),
             "a task takes exactly one argument: `ctx: &mut Context`",
         ));
     }
@@ -353,12 +385,22 @@ fn parse_retry(list: &syn::MetaList) -> syn::Result<RetryDef> {
         jitter: true,
         retry_on: quote!(TransientOnly),
     };
-    let mut initial_span = list.span();
+    // Where an initial delay above the maximum is reported: the
+    // initial_delay_ms value if given, else the max_delay_ms value.
+    let mut initial_span = None;
+    let mut max_span = list.span();
     for arg in &args {
         let Meta::NameValue(nv) = arg else {
-            return Err(syn::Error::new(arg.span(), "expected `key = value` in retry(...)"));
+            return Err(syn::Error::new(
+                arg.span(),
+                "expected `key = value` in retry(...)",
+            ));
         };
-        let key = nv.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let key = nv
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         match key.as_str() {
             "max_attempts" => {
                 retry.max_attempts = expect_int(&nv.value, "max_attempts")?;
@@ -387,9 +429,12 @@ fn parse_retry(list: &syn::MetaList) -> syn::Result<RetryDef> {
             }
             "initial_delay_ms" => {
                 retry.initial_delay_ms = expect_int(&nv.value, "initial_delay_ms")?;
-                initial_span = nv.value.span();
+                initial_span = Some(nv.value.span());
             }
-            "max_delay_ms" => retry.max_delay_ms = expect_int(&nv.value, "max_delay_ms")?,
+            "max_delay_ms" => {
+                retry.max_delay_ms = expect_int(&nv.value, "max_delay_ms")?;
+                max_span = nv.value.span();
+            }
             "jitter" => retry.jitter = expect_bool(&nv.value)?,
             "retry_on" => {
                 let lit = expect_str(&nv.value)?;
@@ -417,7 +462,7 @@ fn parse_retry(list: &syn::MetaList) -> syn::Result<RetryDef> {
     }
     if retry.initial_delay_ms > retry.max_delay_ms {
         return Err(syn::Error::new(
-            initial_span,
+            initial_span.unwrap_or(max_span),
             format!(
                 "invalid retry policy: initial_delay_ms ({}) is above max_delay_ms ({})",
                 retry.initial_delay_ms, retry.max_delay_ms
@@ -585,7 +630,11 @@ fn parse_capabilities(list: &syn::MetaList) -> syn::Result<TokenStream2> {
         let Meta::NameValue(nv) = arg else {
             return Err(syn::Error::new(arg.span(), "expected `key = value`"));
         };
-        let key = nv.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let key = nv
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         match key.as_str() {
             "env" => env = strings(&nv.value)?,
             "dirs" => dirs.extend(strings(&nv.value)?.into_iter().map(|d| (d, false))),

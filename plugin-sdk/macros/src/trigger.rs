@@ -131,9 +131,11 @@ fn parse_condition(expr: &Expr) -> syn::Result<Condition> {
     let args: Vec<&Expr> = call.args.iter().collect();
     let one_string = |what: &str| -> syn::Result<(String, Span)> {
         match args.as_slice() {
-            [Expr::Lit(ExprLit {
-                lit: Lit::Str(s), ..
-            })] => Ok((s.value(), s.span())),
+            [
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }),
+            ] => Ok((s.value(), s.span())),
             _ => Err(syn::Error::new(
                 call.span(),
                 format!("{name}(..) takes one string: the {what}"),
@@ -182,7 +184,10 @@ fn parse_condition(expr: &Expr) -> syn::Result<Condition> {
         lit: Lit::Str(key), ..
     }) = key
     else {
-        return Err(syn::Error::new(key.span(), "the context key must be a string literal"));
+        return Err(syn::Error::new(
+            key.span(),
+            "the context key must be a string literal",
+        ));
     };
     let (value_json, is_number) = json_literal(value)?;
     if numeric && !is_number {

@@ -1,0 +1,311 @@
+//! [`Runner`]: the embedding API. It wires the engine, cache, loader,
+//! store, registries and reconciler together, and is what the CLI uses.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), culvert::Error> {
+//! use culvert::{Runner, RunnerConfig};
+//! let runner = Runner::open(RunnerConfig::new("sqlite:///tmp/culvert.db")).await?;
+//! let bytes = std::fs::read("etl.wasm").expect("package file");
+//! let registered = runner.register_package("public", &bytes).await?;
+//! println!("registered {} as {}", registered.label(), registered.id);
+//! runner.start();
+//! // ...
+//! runner.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use crate::cache::{CacheConfig, CompiledCache};
+use crate::engine::{EngineConfig, SandboxEngine};
+use crate::loader::{LoadError, LoaderConfig, PackageLoader};
+use crate::reconciler::{Reconciler, ReconcilerConfig, ReconcilerStatus};
+use crate::registry::{LookupError, Registry};
+use crate::store::{self, NewPackage, PackageRow, Store, StoreError};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Everything that can go wrong through the [`Runner`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// A package did not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The database said no, or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A workflow or package lookup failed.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// The request itself is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine could not start.
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+impl Error {
+    /// Whether this is a "not found" of any kind.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(StoreError::NotFound(_)) | Error::Lookup(LookupError::NotFound(_))
+        )
+    }
+}
+
+/// How to open a [`Runner`].
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The database URL (see [`store::open`]).
+    pub database_url: String,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Cache settings; `cache.dir` None keeps compiled code in memory.
+    pub cache: CacheConfig,
+    /// Loader settings.
+    pub loader: LoaderConfig,
+    /// Reconciler settings.
+    pub reconciler: ReconcilerConfig,
+}
+
+impl RunnerConfig {
+    /// Defaults for everything but the database.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            engine: EngineConfig::default(),
+            cache: CacheConfig::default(),
+            loader: LoaderConfig::default(),
+            reconciler: ReconcilerConfig::default(),
+        }
+    }
+
+    /// Cache compiled code under `dir`.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache.dir = Some(dir.into());
+        self
+    }
+}
+
+/// A registered package, as registration reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registered {
+    /// The package id.
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// The name.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// blake3 of the bytes.
+    pub content_hash: String,
+    /// False when identical bytes were already registered.
+    pub created: bool,
+    /// Whether the compile was served from the cache.
+    pub cache_hit: bool,
+}
+
+impl Registered {
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// The engine, wired up.
+pub struct Runner {
+    store: Arc<dyn Store>,
+    loader: PackageLoader,
+    registry: Arc<Registry>,
+    reconciler: Arc<Reconciler>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+/// Tenant names: a short slug.
+pub fn validate_tenant(tenant: &str) -> Result<(), Error> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 63
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && tenant.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid tenant name '{}': use 1 to 63 of [a-z0-9_-], starting with a letter or digit",
+            crate::metadata::printable(tenant)
+        )))
+    }
+}
+
+impl Runner {
+    /// Open the database (running migrations), start the engine, and build
+    /// the registries. Nothing runs in the background until
+    /// [`start`](Self::start).
+    ///
+    /// # Errors
+    /// When the database cannot be opened or the engine cannot start.
+    pub async fn open(config: RunnerConfig) -> Result<Self, Error> {
+        let store = store::open(&config.database_url).await?;
+        Self::with_store(store, config)
+    }
+
+    /// Like [`open`](Self::open), over an already open store.
+    ///
+    /// # Errors
+    /// When the engine cannot start.
+    pub fn with_store(store: Arc<dyn Store>, config: RunnerConfig) -> Result<Self, Error> {
+        let engine = SandboxEngine::new(config.engine.clone())
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let cache = Arc::new(CompiledCache::new(engine, config.cache.clone()));
+        let loader = PackageLoader::new(cache, config.loader.clone());
+        let registry = Arc::new(Registry::new());
+        let reconciler = Arc::new(Reconciler::new(
+            store.clone(),
+            loader.clone(),
+            registry.clone(),
+            config.reconciler.clone(),
+        ));
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            store,
+            loader,
+            registry,
+            reconciler,
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The loader (and through it the cache and engine).
+    pub fn loader(&self) -> &PackageLoader {
+        &self.loader
+    }
+
+    /// The in-memory registries.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The reconciler.
+    pub fn reconciler(&self) -> &Arc<Reconciler> {
+        &self.reconciler
+    }
+
+    /// A receiver that turns true at shutdown.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Start the background loops: the reconciler.
+    pub fn start(&self) {
+        let reconciler = self.reconciler.clone();
+        let rx = self.shutdown.subscribe();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = reconciler.run(rx).await {
+                tracing::error!(error = %e, "the reconciler stopped");
+            }
+        });
+        self.tasks.lock().expect("runner lock").push(handle);
+    }
+
+    /// Signal every loop to stop and wait for them.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let handles: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.tasks.lock().expect("runner lock"));
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    /// Validate, pre-compile and register a package for `tenant`. Nothing
+    /// reaches the database unless the package is valid; identical bytes
+    /// registered again return the existing id.
+    ///
+    /// # Errors
+    /// [`Error::Load`] for an invalid package, [`StoreError::Conflict`] when
+    /// the name and version are taken by other bytes, and
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn register_package(&self, tenant: &str, bytes: &[u8]) -> Result<Registered, Error> {
+        validate_tenant(tenant)?;
+        if !self.store.tenant_exists(tenant).await? {
+            return Err(StoreError::NotFound(format!(
+                "tenant '{tenant}' does not exist (create it with `culvert tenant create {tenant}`)"
+            ))
+            .into());
+        }
+        let package = self.loader.load(bytes).await?;
+        let hash = package.content_hash.to_hex();
+        let registration = self
+            .store
+            .register_package(NewPackage {
+                tenant,
+                metadata: &package.metadata,
+                content_hash: &hash,
+                bytes,
+            })
+            .await?;
+        self.reconciler.trigger();
+        Ok(Registered {
+            id: registration.id,
+            tenant: tenant.to_string(),
+            name: package.metadata.name.clone(),
+            version: package.metadata.version.clone(),
+            content_hash: hash,
+            created: registration.created,
+            cache_hit: package.source.is_hit(),
+        })
+    }
+
+    /// The packages of `tenant`, or of every tenant.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn list_packages(&self, tenant: Option<&str>) -> Result<Vec<PackageRow>, Error> {
+        Ok(self.store.list_packages(tenant).await?)
+    }
+
+    /// Remove `name` (every version, or just `version`) from `tenant`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when nothing matches.
+    pub async fn remove_package(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<PackageRow>, Error> {
+        let removed = self.store.remove_packages(tenant, name, version).await?;
+        if let Err(e) = self.store.collect_garbage().await {
+            tracing::warn!(error = %e, "could not collect unused component bytes");
+        }
+        self.reconciler.trigger();
+        Ok(removed)
+    }
+
+    /// The reconciler's status.
+    pub async fn status(&self) -> ReconcilerStatus {
+        self.reconciler.status().await
+    }
+}

@@ -1,0 +1,69 @@
+//! The embedded migrations of both backends, numbered in lockstep.
+//!
+//! They are plain SQL files under `host/migrations/{sqlite,postgres}`,
+//! embedded with `include_str!` and fed to sqlx's [`Migrator`] through a
+//! small [`MigrationSource`] (sqlx's `migrate!` macro would pull in its
+//! proc-macro crate and build both database drivers a second time).
+
+use futures::future::BoxFuture;
+use sqlx::SqlSafeStr;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+/// `(version, description, sql)`.
+type Entry = (i64, &'static str, &'static str);
+
+/// SQLite migrations.
+pub(crate) const SQLITE: &[Entry] = &[(
+    1,
+    "packages",
+    include_str!("../../migrations/sqlite/0001_packages.sql"),
+)];
+
+/// PostgreSQL migrations.
+pub(crate) const POSTGRES: &[Entry] = &[(
+    1,
+    "packages",
+    include_str!("../../migrations/postgres/0001_packages.sql"),
+)];
+
+#[derive(Debug)]
+struct Embedded(&'static [Entry]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        (*description).into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// A migrator over `entries`.
+///
+/// # Errors
+/// Never in practice: the source is in memory.
+pub(crate) async fn migrator(entries: &'static [Entry]) -> Result<Migrator, super::StoreError> {
+    Ok(Migrator::new(Embedded(entries)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_backends_have_the_same_migration_numbers() {
+        let s: Vec<(i64, &str)> = super::SQLITE.iter().map(|(v, d, _)| (*v, *d)).collect();
+        let p: Vec<(i64, &str)> = super::POSTGRES.iter().map(|(v, d, _)| (*v, *d)).collect();
+        assert_eq!(s, p);
+    }
+}

@@ -1,0 +1,113 @@
+//! The PostgreSQL backend: several hosts share one database.
+//!
+//! Package changes are announced with `pg_notify('culvert_packages', ..)`
+//! inside the changing transaction, so they are delivered on commit; each
+//! store runs a listener task that forwards them to its
+//! [`package_events`](super::Store::package_events) subscribers, which is
+//! how another host's reconciler hears of a registration within a second.
+
+use super::{Backend, PackageEvent, Result, StoreError};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The NOTIFY channel for package changes.
+pub const PACKAGES_CHANNEL: &str = "culvert_packages";
+
+/// A store in a PostgreSQL database.
+#[derive(Debug)]
+pub struct PgStore {
+    pub(crate) url: String,
+    pool: PgPool,
+    pub(crate) events: broadcast::Sender<PackageEvent>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PgStore {
+    pub(crate) const BACKEND: Backend = Backend::Postgres;
+    pub(crate) const GC_BLOBS: &'static str =
+        "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages)";
+
+    /// Connect to and migrate the database at `url`, and start listening
+    /// for package changes.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the server cannot be reached.
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to {}: {e}",
+                    super::redact_url(url)
+                ))
+            })?;
+        // Several hosts may start at once: migrations take an advisory lock
+        // (sqlx does), so only one applies them.
+        super::migrations::migrator(super::migrations::POSTGRES)
+            .await?
+            .run(&pool)
+            .await?;
+        let (events, _) = broadcast::channel(64);
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(PACKAGES_CHANNEL).await?;
+        let tx = events.clone();
+        let listener = tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => {
+                        let _ = tx.send(PackageEvent::Changed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the LISTEN connection; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        // The listener reconnects and re-listens on the next
+                        // recv; tell subscribers to reconcile in case they
+                        // missed something meanwhile.
+                        let _ = tx.send(PackageEvent::Changed);
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            url: url.to_string(),
+            pool,
+            events,
+            listener,
+        })
+    }
+
+    /// The pool.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction (PostgreSQL needs no special mode to write).
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Announce a package change on commit.
+    pub(crate) async fn notify_packages(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+    ) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(PACKAGES_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+shared_store!(PgStore);

@@ -1,0 +1,311 @@
+//! The part of the [`Store`](super::Store) implementation that both
+//! backends share, written once as a macro over the backend's types.
+//!
+//! SQLite accepts PostgreSQL's `$1` placeholders, and both accept
+//! `RETURNING` and `ON CONFLICT`, so the SQL text is the same. A backend
+//! provides three inherent methods the macro calls:
+//! - `pool(&self)`: its pool;
+//! - `begin_write(&self)`: a transaction that may write (SQLite takes the
+//!   write lock up front with `BEGIN IMMEDIATE`);
+//! - `notify_packages(&self, tx)`: tell other processes that packages
+//!   changed (PostgreSQL `pg_notify`, a no-op on SQLite).
+
+/// Map a packages row (without bytes) to a [`PackageRow`](super::PackageRow).
+macro_rules! package_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let metadata: String = row.try_get("metadata")?;
+        let metadata: $crate::metadata::PackageMetadata = serde_json::from_str(&metadata)
+            .map_err(|e| $crate::store::StoreError::Other(format!("stored metadata: {e}")))?;
+        $crate::store::PackageRow {
+            id: row.try_get("id")?,
+            tenant: row.try_get("tenant")?,
+            name: row.try_get("name")?,
+            version: row.try_get("version")?,
+            content_hash: row.try_get("content_hash")?,
+            size: row.try_get("size")?,
+            registered_at: row.try_get("registered_at")?,
+            metadata: std::sync::Arc::new(metadata),
+        }
+    }};
+}
+
+macro_rules! shared_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::store::Backend {
+                Self::BACKEND
+            }
+
+            fn display_url(&self) -> String {
+                $crate::store::redact_url(&self.url)
+            }
+
+            async fn tenant_exists(&self, tenant: &str) -> $crate::store::Result<bool> {
+                let found: Option<(String,)> =
+                    sqlx::query_as("SELECT name FROM tenants WHERE name = $1")
+                        .bind(tenant)
+                        .fetch_optional(self.pool())
+                        .await?;
+                Ok(found.is_some())
+            }
+
+            async fn register_package(
+                &self,
+                p: $crate::store::NewPackage<'_>,
+            ) -> $crate::store::Result<$crate::store::Registration> {
+                use $crate::store::{Registration, StoreError, conflict_message, now_ms};
+                let name = &p.metadata.name;
+                let version = &p.metadata.version;
+                let metadata = serde_json::to_string(p.metadata)
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                // Two attempts: a concurrent registration of the same name
+                // and version can win the race between our check and insert.
+                for _ in 0..2 {
+                    let mut tx = self.begin_write().await?;
+                    let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
+                        "SELECT id, content_hash FROM packages WHERE tenant = $1 AND name = $2 AND version = $3",
+                    )
+                    .bind(p.tenant)
+                    .bind(name)
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((id, hash)) = existing {
+                        tx.rollback().await?;
+                        return if hash == p.content_hash {
+                            Ok(Registration { id, created: false })
+                        } else {
+                            Err(StoreError::Conflict(conflict_message(
+                                p.tenant,
+                                name,
+                                version,
+                                &hash,
+                                p.content_hash,
+                            )))
+                        };
+                    }
+                    let tenant: Option<(String,)> =
+                        sqlx::query_as("SELECT name FROM tenants WHERE name = $1")
+                            .bind(p.tenant)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if tenant.is_none() {
+                        tx.rollback().await?;
+                        return Err(StoreError::NotFound(format!(
+                            "tenant '{}' does not exist (create it with `culvert tenant create {}`)",
+                            p.tenant, p.tenant
+                        )));
+                    }
+                    let now = now_ms();
+                    sqlx::query(
+                        "INSERT INTO blobs (content_hash, size, bytes, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (content_hash) DO NOTHING",
+                    )
+                    .bind(p.content_hash)
+                    .bind(p.bytes.len() as i64)
+                    .bind(p.bytes)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let id = uuid::Uuid::now_v7();
+                    let inserted = sqlx::query(
+                        "INSERT INTO packages (id, tenant, name, version, content_hash, size, metadata, registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(id)
+                    .bind(p.tenant)
+                    .bind(name)
+                    .bind(version)
+                    .bind(p.content_hash)
+                    .bind(p.bytes.len() as i64)
+                    .bind(&metadata)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                            let _ = tx.rollback().await;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    self.notify_packages(&mut tx).await?;
+                    tx.commit().await?;
+                    let _ = self.events.send($crate::store::PackageEvent::Changed);
+                    return Ok(Registration { id, created: true });
+                }
+                Err(StoreError::Conflict(format!(
+                    "package '{name}@{version}' (tenant {}) is being registered concurrently; try again",
+                    p.tenant
+                )))
+            }
+
+            async fn list_packages(
+                &self,
+                tenant: Option<&str>,
+            ) -> $crate::store::Result<Vec<$crate::store::PackageRow>> {
+                let rows = match tenant {
+                    Some(t) => {
+                        sqlx::query(
+                            "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages WHERE tenant = $1 ORDER BY registered_at, id",
+                        )
+                        .bind(t)
+                        .fetch_all(self.pool())
+                        .await?
+                    }
+                    None => {
+                        sqlx::query(
+                            "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages ORDER BY registered_at, id",
+                        )
+                        .fetch_all(self.pool())
+                        .await?
+                    }
+                };
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push(package_row!(row));
+                }
+                Ok(out)
+            }
+
+            async fn package_fingerprints(
+                &self,
+            ) -> $crate::store::Result<Vec<(uuid::Uuid, String)>> {
+                Ok(sqlx::query_as("SELECT id, content_hash FROM packages")
+                    .fetch_all(self.pool())
+                    .await?)
+            }
+
+            async fn get_package(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<$crate::store::PackageRow> {
+                let row = sqlx::query(
+                    "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+                .ok_or_else(|| {
+                    $crate::store::StoreError::NotFound(format!("package {id} not found"))
+                })?;
+                Ok(package_row!(&row))
+            }
+
+            async fn blob(&self, content_hash: &str) -> $crate::store::Result<Vec<u8>> {
+                let row: Option<(Vec<u8>,)> =
+                    sqlx::query_as("SELECT bytes FROM blobs WHERE content_hash = $1")
+                        .bind(content_hash)
+                        .fetch_optional(self.pool())
+                        .await?;
+                row.map(|(b,)| b).ok_or_else(|| {
+                    $crate::store::StoreError::NotFound(format!(
+                        "no component with content hash {content_hash}"
+                    ))
+                })
+            }
+
+            async fn remove_packages(
+                &self,
+                tenant: &str,
+                name: &str,
+                version: Option<&str>,
+            ) -> $crate::store::Result<Vec<$crate::store::PackageRow>> {
+                let mut tx = self.begin_write().await?;
+                let rows = sqlx::query(
+                    "DELETE FROM packages WHERE tenant = $1 AND name = $2 AND ($3 IS NULL OR version = $3) RETURNING id, tenant, name, version, content_hash, size, registered_at, metadata",
+                )
+                .bind(tenant)
+                .bind(name)
+                .bind(version)
+                .fetch_all(&mut *tx)
+                .await?;
+                if rows.is_empty() {
+                    tx.rollback().await?;
+                    let what = match version {
+                        Some(v) => format!("{name}@{v}"),
+                        None => name.to_string(),
+                    };
+                    return Err($crate::store::StoreError::NotFound(format!(
+                        "package '{what}' not found in tenant {tenant}"
+                    )));
+                }
+                let mut removed = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    removed.push(package_row!(row));
+                }
+                self.notify_packages(&mut tx).await?;
+                tx.commit().await?;
+                let _ = self.events.send($crate::store::PackageEvent::Changed);
+                Ok(removed)
+            }
+
+            async fn collect_garbage(&self) -> $crate::store::Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(Self::GC_BLOBS).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+
+            fn package_events(
+                &self,
+            ) -> tokio::sync::broadcast::Receiver<$crate::store::PackageEvent> {
+                self.events.subscribe()
+            }
+
+            async fn upsert_host(
+                &self,
+                host: &$crate::store::HostRecord,
+            ) -> $crate::store::Result<()> {
+                sqlx::query(
+                    "INSERT INTO hosts (id, hostname, pid, started_at, heartbeat_at, status) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, status = excluded.status",
+                )
+                .bind(host.id)
+                .bind(&host.hostname)
+                .bind(host.pid)
+                .bind(host.started_at)
+                .bind(host.heartbeat_at)
+                .bind(host.status.to_string())
+                .execute(self.pool())
+                .await?;
+                Ok(())
+            }
+
+            async fn live_hosts(
+                &self,
+                since_ms: i64,
+            ) -> $crate::store::Result<Vec<$crate::store::HostRecord>> {
+                let rows: Vec<(uuid::Uuid, String, i64, i64, i64, String)> = sqlx::query_as(
+                    "SELECT id, hostname, pid, started_at, heartbeat_at, status FROM hosts WHERE heartbeat_at >= $1 ORDER BY started_at",
+                )
+                .bind(since_ms)
+                .fetch_all(self.pool())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, hostname, pid, started_at, heartbeat_at, status)| {
+                        $crate::store::HostRecord {
+                            id,
+                            hostname,
+                            pid,
+                            started_at,
+                            heartbeat_at,
+                            status: serde_json::from_str(&status)
+                                .unwrap_or(serde_json::Value::Null),
+                        }
+                    })
+                    .collect())
+            }
+
+            async fn remove_host(&self, id: uuid::Uuid) -> $crate::store::Result<()> {
+                sqlx::query("DELETE FROM hosts WHERE id = $1")
+                    .bind(id)
+                    .execute(self.pool())
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}

@@ -1,0 +1,131 @@
+//! The SQLite backend: the embedded default.
+//!
+//! WAL journaling with `synchronous = NORMAL` (a commit survives a process
+//! crash; a power loss may lose the last few), a busy timeout for writers in
+//! other processes, and foreign keys on. Writes in this process go through
+//! a pool of one connection, so they queue in memory instead of spinning on
+//! SQLite's lock; reads use a separate pool and never wait for writes.
+
+use super::{Backend, PackageEvent, Result, StoreError};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// A store in an SQLite file (or in memory).
+#[derive(Debug)]
+pub struct SqliteStore {
+    pub(crate) url: String,
+    read: SqlitePool,
+    write: SqlitePool,
+    pub(crate) events: broadcast::Sender<PackageEvent>,
+}
+
+impl SqliteStore {
+    pub(crate) const BACKEND: Backend = Backend::Sqlite;
+    pub(crate) const GC_BLOBS: &'static str =
+        "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages)";
+
+    /// Open (creating if missing) and migrate the database at `url`:
+    /// `sqlite://PATH`, `sqlite:PATH`, a plain path, or `sqlite::memory:`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened.
+    pub async fn open(url: &str) -> Result<Self> {
+        let memory = url == "sqlite::memory:" || url == ":memory:";
+        let options = if memory {
+            // One shared in-memory database for both pools.
+            SqliteConnectOptions::from_str(&format!(
+                "file:culvert-{}?mode=memory&cache=shared",
+                uuid::Uuid::new_v4().simple()
+            ))
+            .map_err(|e| StoreError::Other(e.to_string()))?
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() && !parent.exists() {
+                    return Err(StoreError::Unavailable(format!(
+                        "cannot open SQLite database {path}: directory {} does not exist",
+                        parent.display()
+                    )));
+                }
+            }
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+        };
+        let options = options
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}"))
+            })?;
+        super::migrations::migrator(super::migrations::SQLITE)
+            .await?
+            .run(&write)
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .max_lifetime(None)
+            .connect_with(options.read_only(false))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}"))
+            })?;
+        let (events, _) = broadcast::channel(64);
+        Ok(Self {
+            url: url.to_string(),
+            read,
+            write,
+            events,
+        })
+    }
+
+    /// The read pool.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    /// The write pool (one connection).
+    pub(crate) fn write_pool(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    /// A write transaction, holding SQLite's write lock from the start so
+    /// that it never fails half-way with "database is locked".
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// SQLite has no cross-process notifications: other processes see
+    /// changes at their next reconcile interval.
+    pub(crate) async fn notify_packages(
+        &self,
+        _tx: &mut Transaction<'static, Sqlite>,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+shared_store!(SqliteStore);
