@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest packages built once each.
-const GUESTS: &[&str] = &["hello", "etl", "flaky", "sandbox-probe", "liar"];
+const GUESTS: &[&str] = &["hello", "etl", "flaky", "sandbox-probe", "liar", "shapes"];
 
 /// Features of the `liar` fixture: one component per feature.
 const LIAR_FEATURES: &[&str] = &[
@@ -76,6 +76,19 @@ fn main() {
         )
         .unwrap();
     }
+    cargo_build(
+        &root,
+        &target_dir,
+        &["-p", "sandbox-probe", "--features", "v2"],
+    );
+    let copy = out.join("sandbox_probe_v2.wasm");
+    std::fs::copy(wasm_dir.join("sandbox_probe.wasm"), &copy).expect("copy probe v2");
+    writeln!(
+        consts,
+        "pub const SANDBOX_PROBE_V2: &str = {:?};",
+        copy.display().to_string()
+    )
+    .unwrap();
     std::fs::write(out.join("gen.rs"), consts).expect("write gen.rs");
 }
 

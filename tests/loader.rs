@@ -374,7 +374,7 @@ mod validation {
             (artifacts::LIAR_EMPTY_NAME, "invalid package name ''"),
             (
                 artifacts::LIAR_MANY_TASKS,
-                "100004 tasks is over the limit of 1000",
+                "100004 tasks is over the limit of 10000",
             ),
             (artifacts::LIAR_HUGE_NAME, "(10485760 bytes)"),
             (artifacts::LIAR_CONTROL_CHARS, "invalid task id 'bell\\u{7}"),

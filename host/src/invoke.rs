@@ -216,6 +216,7 @@ pub async fn run_task(
     cancel: Option<CancelFlag>,
 ) -> Result<TaskOutput, TaskFailure> {
     let started = Instant::now();
+    let cancel_wait = cancel.clone();
     let mut store = sandbox::new_store(engine, limits, labels.clone(), cancel)
         .map_err(|e| TaskFailure::new(FailureKind::Host, format!("{e:#}")))?;
     let attempt = AttemptInfo {
@@ -223,7 +224,7 @@ pub async fn run_task(
         attempt: call.attempt,
         max_attempts: call.max_attempts,
     };
-    let outcome = tokio::time::timeout(limits.timeout + sandbox::grace(engine), async {
+    let call_future = tokio::time::timeout(limits.timeout + sandbox::grace(engine), async {
         let instance = compiled.pre.instantiate_async(&mut store).await?;
         instance
             .culvert_plugin_task()
@@ -235,8 +236,23 @@ pub async fn run_task(
                 &attempt,
             )
             .await
-    })
-    .await;
+    });
+    // A guest waiting in a host call never reaches an epoch check: a
+    // cancellation drops the call instead.
+    let outcome = match &cancel_wait {
+        Some(flag) => tokio::select! {
+            o = call_future => Some(o),
+            _ = flag.cancelled() => None,
+        },
+        None => Some(call_future.await),
+    };
+    let Some(outcome) = outcome else {
+        store.data().output.flush_to_tracing(&labels);
+        return Err(TaskFailure::new(
+            FailureKind::Cancelled,
+            "cancelled while running",
+        ));
+    };
     let returned = match outcome {
         Err(_elapsed) => Err(timeout_failure(limits.timeout, true)),
         Ok(Err(e)) => Err(classify(e, store.data(), limits)),

@@ -27,6 +27,7 @@ pub mod bindings;
 pub mod cache;
 pub mod cli;
 pub mod engine;
+pub mod executor;
 pub mod invoke;
 pub mod loader;
 pub mod metadata;
@@ -34,10 +35,12 @@ pub mod reconciler;
 pub mod registry;
 pub mod runner;
 pub mod sandbox;
+pub mod scheduler;
 pub mod store;
 
 pub use cache::{CacheConfig, CacheSource, CacheStats, Compiled, CompiledCache, ContentHash};
 pub use engine::{EngineConfig, SandboxEngine};
+pub use executor::{Executor, ExecutorConfig};
 pub use invoke::{FailureKind, TaskCall, TaskFailure, TaskOutput};
 pub use loader::{LoadError, LoadedPackage, LoaderConfig, PackageLoader};
 pub use metadata::PackageMetadata;
@@ -45,4 +48,5 @@ pub use reconciler::{ReconcileResult, Reconciler, ReconcilerConfig, ReconcilerSt
 pub use registry::{Registry, TaskNamespace};
 pub use runner::{Error, Registered, Runner, RunnerConfig};
 pub use sandbox::{CallLabels, CancelFlag, SandboxLimits};
+pub use scheduler::{ExecutionStatus, TaskStatus};
 pub use store::{Store, StoreError};

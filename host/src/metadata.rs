@@ -304,7 +304,7 @@ pub struct MetadataLimits {
     pub max_text_bytes: usize,
     /// Most workflows in a package. Default 64.
     pub max_workflows: usize,
-    /// Most tasks in a workflow. Default 1000.
+    /// Most tasks in a workflow. Default 10,000.
     pub max_tasks_per_workflow: usize,
     /// Most conditions in a trigger rule. Default 64.
     pub max_conditions: usize,
@@ -324,7 +324,7 @@ impl Default for MetadataLimits {
             max_name_bytes: 128,
             max_text_bytes: 4096,
             max_workflows: 64,
-            max_tasks_per_workflow: 1000,
+            max_tasks_per_workflow: 10_000,
             max_conditions: 64,
             max_value_bytes: 4096,
             max_capability_entries: 64,

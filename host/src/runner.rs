@@ -16,13 +16,20 @@
 
 use crate::cache::{CacheConfig, CompiledCache};
 use crate::engine::{EngineConfig, SandboxEngine};
+use crate::executor::{Executor, ExecutorConfig};
 use crate::loader::{LoadError, LoaderConfig, PackageLoader};
 use crate::reconciler::{Reconciler, ReconcilerConfig, ReconcilerStatus};
 use crate::registry::{LookupError, Registry};
-use crate::store::{self, NewPackage, PackageRow, Store, StoreError};
+use crate::scheduler::ExecutionPlan;
+use crate::store::{
+    self, EventRow, ExecutionFilter, ExecutionRow, NewExecution, NewPackage, PackageRow, Store,
+    StoreError, TaskRow,
+};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -70,6 +77,8 @@ pub struct RunnerConfig {
     pub loader: LoaderConfig,
     /// Reconciler settings.
     pub reconciler: ReconcilerConfig,
+    /// Executor settings.
+    pub executor: ExecutorConfig,
 }
 
 impl RunnerConfig {
@@ -81,6 +90,7 @@ impl RunnerConfig {
             cache: CacheConfig::default(),
             loader: LoaderConfig::default(),
             reconciler: ReconcilerConfig::default(),
+            executor: ExecutorConfig::default(),
         }
     }
 
@@ -123,6 +133,7 @@ pub struct Runner {
     loader: PackageLoader,
     registry: Arc<Registry>,
     reconciler: Arc<Reconciler>,
+    executor: Arc<Executor>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -181,12 +192,20 @@ impl Runner {
             registry.clone(),
             config.reconciler.clone(),
         ));
+        let executor = Arc::new(Executor::new(
+            Uuid::now_v7(),
+            store.clone(),
+            loader.clone(),
+            registry.clone(),
+            config.executor.clone(),
+        ));
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             store,
             loader,
             registry,
             reconciler,
+            executor,
             shutdown,
             tasks: Mutex::new(Vec::new()),
         })
@@ -217,8 +236,19 @@ impl Runner {
         self.shutdown.subscribe()
     }
 
-    /// Start the background loops: the reconciler.
+    /// The executor.
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
+    /// Start the background loops: the reconciler and the executor.
     pub fn start(&self) {
+        self.start_reconciler();
+        self.start_executor();
+    }
+
+    /// Start the reconcile loop alone.
+    pub fn start_reconciler(&self) {
         let reconciler = self.reconciler.clone();
         let rx = self.shutdown.subscribe();
         let handle = tokio::spawn(async move {
@@ -226,6 +256,15 @@ impl Runner {
                 tracing::error!(error = %e, "the reconciler stopped");
             }
         });
+        self.tasks.lock().expect("runner lock").push(handle);
+    }
+
+    /// Start the executor alone (it needs no registry: executions carry
+    /// their DAG and content hash).
+    pub fn start_executor(&self) {
+        let executor = self.executor.clone();
+        let rx = self.shutdown.subscribe();
+        let handle = tokio::spawn(executor.run(rx));
         self.tasks.lock().expect("runner lock").push(handle);
     }
 
@@ -307,5 +346,171 @@ impl Runner {
     /// The reconciler's status.
     pub async fn status(&self) -> ReconcilerStatus {
         self.reconciler.status().await
+    }
+
+    /// Start an execution of `workflow` (`name` or `package::name`) of
+    /// `tenant`, on the active version of its package or on `version`,
+    /// with `context` (a JSON object) as the initial context. The lookup
+    /// reads the database, so it works whether or not this process has
+    /// loaded the package.
+    ///
+    /// # Errors
+    /// [`LookupError`] for an unknown or ambiguous workflow,
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn start_execution(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        version: Option<&str>,
+        context: Map<String, Value>,
+    ) -> Result<ExecutionRow, Error> {
+        validate_tenant(tenant)?;
+        if !self.store.tenant_exists(tenant).await? {
+            return Err(StoreError::NotFound(format!("tenant '{tenant}' does not exist")).into());
+        }
+        let packages = self.store.list_packages(Some(tenant)).await?;
+        let (package, index) = find_workflow(&packages, tenant, workflow, version)?;
+        let plan = ExecutionPlan::new(package.metadata.workflows[index].clone());
+        let row = self
+            .store
+            .create_execution(NewExecution {
+                tenant,
+                package_id: package.id,
+                package_name: &package.name,
+                package_version: &package.version,
+                content_hash: &package.content_hash,
+                plan: &plan,
+                context: &context,
+            })
+            .await?;
+        self.executor.wake();
+        Ok(row)
+    }
+
+    /// Wait until execution `id` finishes (or `timeout` passes) and return
+    /// it.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or [`Error::Invalid`] on timeout.
+    pub async fn wait(&self, id: Uuid, timeout: Option<Duration>) -> Result<ExecutionRow, Error> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut finished = self.executor.finished_signal();
+        loop {
+            let row = self.store.get_execution(None, id).await?;
+            if row.status.is_finished() {
+                return Ok(row);
+            }
+            let nap = tokio::time::sleep(Duration::from_millis(100));
+            match deadline {
+                Some(d) if tokio::time::Instant::now() >= d => {
+                    return Err(Error::Invalid(format!(
+                        "execution {id} did not finish in time (it is {})",
+                        row.status
+                    )));
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = finished.changed() => {}
+                _ = nap => {}
+            }
+        }
+    }
+
+    /// One execution of `tenant`, with its tasks and events.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it does not exist or is another
+    /// tenant's.
+    pub async fn execution(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<(ExecutionRow, Vec<TaskRow>, Vec<EventRow>), Error> {
+        let row = self.store.get_execution(Some(tenant), id).await?;
+        let mut tasks = self.store.execution_tasks(id).await?;
+        if let Ok(plan) = self.store.execution_plan(id).await {
+            let order: Vec<&str> = plan.workflow.topological_order();
+            tasks.sort_by_key(|t| {
+                order
+                    .iter()
+                    .position(|o| *o == t.task_id)
+                    .unwrap_or(usize::MAX)
+            });
+        }
+        let events = self.store.execution_events(id).await?;
+        Ok((row, tasks, events))
+    }
+
+    /// Executions, newest first.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn executions(
+        &self,
+        filter: ExecutionFilter<'_>,
+    ) -> Result<Vec<ExecutionRow>, Error> {
+        Ok(self.store.list_executions(filter).await?)
+    }
+
+    /// Cancel an execution of `tenant`: pending tasks are skipped and
+    /// running ones interrupted.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or [`StoreError::Conflict`] when it
+    /// already finished.
+    pub async fn cancel(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow, Error> {
+        let row = self.store.cancel_execution(tenant, id).await?;
+        self.executor.cancel_local(id);
+        Ok(row)
+    }
+}
+
+/// Find `workflow` among `tenant`'s package rows: the newest registered
+/// version of each package (or `version`), by `name` or `package::name`.
+fn find_workflow<'a>(
+    packages: &'a [PackageRow],
+    tenant: &str,
+    workflow: &str,
+    version: Option<&str>,
+) -> Result<(&'a PackageRow, usize), LookupError> {
+    let (package, name) = match workflow.split_once("::") {
+        Some((p, w)) => (Some(p), w),
+        None => (None, workflow),
+    };
+    let mut newest: std::collections::BTreeMap<&str, &PackageRow> = Default::default();
+    for p in packages {
+        if package.is_some_and(|want| want != p.name) {
+            continue;
+        }
+        if version.is_some_and(|v| v != p.version) {
+            continue;
+        }
+        // Rows come oldest first: later ones win.
+        newest.insert(&p.name, p);
+    }
+    let candidates: Vec<(&PackageRow, usize)> = newest
+        .values()
+        .filter_map(|p| {
+            p.metadata
+                .workflows
+                .iter()
+                .position(|w| w.name == name)
+                .map(|i| (*p, i))
+        })
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(LookupError::NotFound(match version {
+            Some(v) => format!("workflow '{workflow}' version {v} not found in tenant {tenant}"),
+            None => format!("workflow '{workflow}' not found in tenant {tenant}"),
+        })),
+        many => Err(LookupError::Ambiguous(format!(
+            "workflow '{workflow}' is defined by several packages of tenant {tenant}: {}; name one as PACKAGE::WORKFLOW",
+            many.iter()
+                .map(|(p, _)| format!("{}::{name}", p.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }

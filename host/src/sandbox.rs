@@ -86,22 +86,40 @@ pub struct CallLabels {
     pub execution: String,
 }
 
-/// A flag that cancels the calls that hold it, at the next epoch tick.
+/// A flag that cancels the calls that hold it: at the next epoch tick for
+/// a guest running wasm, at once for one waiting in a host call.
 #[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
+pub struct CancelFlag(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    set: AtomicBool,
+    notify: tokio::sync::Notify,
+}
 
 impl CancelFlag {
     /// A flag that is not set.
     pub fn new() -> Self {
         Self::default()
     }
-    /// Set it: running calls stop at the next tick.
+    /// Set it: running calls stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.set.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
     }
     /// Whether it is set.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.set.load(Ordering::SeqCst)
+    }
+    /// Resolves once the flag is set.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

@@ -14,18 +14,32 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 type Entry = (i64, &'static str, &'static str);
 
 /// SQLite migrations.
-pub(crate) const SQLITE: &[Entry] = &[(
-    1,
-    "packages",
-    include_str!("../../migrations/sqlite/0001_packages.sql"),
-)];
+pub(crate) const SQLITE: &[Entry] = &[
+    (
+        1,
+        "packages",
+        include_str!("../../migrations/sqlite/0001_packages.sql"),
+    ),
+    (
+        2,
+        "executions",
+        include_str!("../../migrations/sqlite/0002_executions.sql"),
+    ),
+];
 
 /// PostgreSQL migrations.
-pub(crate) const POSTGRES: &[Entry] = &[(
-    1,
-    "packages",
-    include_str!("../../migrations/postgres/0001_packages.sql"),
-)];
+pub(crate) const POSTGRES: &[Entry] = &[
+    (
+        1,
+        "packages",
+        include_str!("../../migrations/postgres/0001_packages.sql"),
+    ),
+    (
+        2,
+        "executions",
+        include_str!("../../migrations/postgres/0002_executions.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded(&'static [Entry]);

@@ -18,8 +18,16 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub use executions::{
+    ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore, NewExecution,
+    Recovered, TaskOutcome, TaskRow,
+};
+
 #[macro_use]
 mod shared;
+#[macro_use]
+mod shared_exec;
+pub mod executions;
 mod migrations;
 pub mod postgres;
 pub mod sqlite;
@@ -65,7 +73,10 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_string())
             }
-            sqlx::Error::Database(db) if db.message().contains("database is locked") => {
+            sqlx::Error::Database(db)
+                if db.message().contains("database is locked")
+                    || matches!(db.code().as_deref(), Some("40P01") | Some("40001")) =>
+            {
                 StoreError::Unavailable(db.message().to_string())
             }
             sqlx::Error::Io(_)
@@ -159,7 +170,7 @@ pub struct HostRecord {
 /// Durable state. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; use it as `Arc<dyn Store>`.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
     /// The backend.
     fn backend(&self) -> Backend;
 
@@ -230,6 +241,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
     }
 }
+
+/// Blobs no package and no unfinished execution uses.
+pub(crate) const GC_BLOBS: &str = "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages) AND content_hash NOT IN (SELECT content_hash FROM executions WHERE status IN ('pending', 'running'))";
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

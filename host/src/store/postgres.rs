@@ -32,8 +32,12 @@ impl Drop for PgStore {
 
 impl PgStore {
     pub(crate) const BACKEND: Backend = Backend::Postgres;
-    pub(crate) const GC_BLOBS: &'static str =
-        "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages)";
+    /// Claim ready tasks, skipping rows other hosts are claiming. `$1`
+    /// host, `$2` lease end, `$3` now, `$4` limit.
+    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions t SET status = 'running', claimed_by = $1, lease_expires_at = $2, attempt = t.attempt + 1, started_at = $3 FROM (SELECT execution_id, task_id FROM task_executions WHERE status = 'ready' AND next_run_at <= $3 ORDER BY next_run_at LIMIT $4 FOR UPDATE SKIP LOCKED) c WHERE t.execution_id = c.execution_id AND t.task_id = c.task_id RETURNING t.execution_id, t.task_id, t.tenant, t.attempt, t.max_attempts, t.input, t.ready_at";
+    /// Tasks whose lease expired, skipping rows another host is
+    /// recovering. `$1` now.
+    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 LIMIT 100 FOR UPDATE SKIP LOCKED";
 
     /// Connect to and migrate the database at `url`, and start listening
     /// for package changes.
@@ -111,3 +115,4 @@ impl PgStore {
 }
 
 shared_store!(PgStore);
+shared_execution_store!(PgStore, Postgres);

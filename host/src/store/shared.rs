@@ -244,7 +244,7 @@ macro_rules! shared_store {
 
             async fn collect_garbage(&self) -> $crate::store::Result<u64> {
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query(Self::GC_BLOBS).execute(&mut *tx).await?;
+                let done = sqlx::query($crate::store::GC_BLOBS).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(done.rows_affected())
             }

@@ -26,8 +26,11 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub(crate) const BACKEND: Backend = Backend::Sqlite;
-    pub(crate) const GC_BLOBS: &'static str =
-        "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages)";
+    /// Claim ready tasks: the write transaction already excludes every
+    /// other writer. `$1` host, `$2` lease end, `$3` now, `$4` limit.
+    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions SET status = 'running', claimed_by = $1, lease_expires_at = $2, attempt = attempt + 1, started_at = $3 WHERE rowid IN (SELECT rowid FROM task_executions WHERE status = 'ready' AND next_run_at <= $3 ORDER BY next_run_at LIMIT $4) RETURNING execution_id, task_id, tenant, attempt, max_attempts, input, ready_at";
+    /// Tasks whose lease expired. `$1` now.
+    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 LIMIT 100";
 
     /// Open (creating if missing) and migrate the database at `url`:
     /// `sqlite://PATH`, `sqlite:PATH`, a plain path, or `sqlite::memory:`.
@@ -107,11 +110,6 @@ impl SqliteStore {
         &self.read
     }
 
-    /// The write pool (one connection).
-    pub(crate) fn write_pool(&self) -> &SqlitePool {
-        &self.write
-    }
-
     /// A write transaction, holding SQLite's write lock from the start so
     /// that it never fails half-way with "database is locked".
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -129,3 +127,4 @@ impl SqliteStore {
 }
 
 shared_store!(SqliteStore);
+shared_execution_store!(SqliteStore, Sqlite);

@@ -214,4 +214,182 @@ mod probe {
     }
 }
 
-culvert_sdk::export_package!(probe, name = "sandbox-probe");
+/// Appends `id` to the context's `trail` array.
+fn mark(ctx: &mut culvert_sdk::Context, id: &str) -> Result<(), culvert_sdk::TaskError> {
+    let mut trail: Vec<String> = ctx.get_or("trail", Vec::new())?;
+    trail.push(id.to_string());
+    ctx.set("trail", trail)?;
+    Ok(())
+}
+
+#[culvert_sdk::workflow(name = "chain", description = "a -> b -> c")]
+mod chain {
+    #[task(id = "a")]
+    fn a(ctx: &mut Context) -> Result<(), TaskError> {
+        super::mark(ctx, "a")
+    }
+    #[task(id = "b", dependencies = ["a"])]
+    fn b(ctx: &mut Context) -> Result<(), TaskError> {
+        super::mark(ctx, "b")
+    }
+    #[task(id = "c", dependencies = ["b"])]
+    fn c(ctx: &mut Context) -> Result<(), TaskError> {
+        super::mark(ctx, "c")
+    }
+}
+
+#[culvert_sdk::workflow(name = "diamond", description = "a -> (b, c) -> d, merging b and c")]
+mod diamond {
+    #[task(id = "a")]
+    fn a(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("nested", serde_json::json!({"from_a": true}))?;
+        super::mark(ctx, "a")
+    }
+    #[task(id = "b", dependencies = ["a"])]
+    fn b(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("shared", "b")?;
+        ctx.set("nested", serde_json::json!({"from_a": true, "from_b": 1}))?;
+        super::mark(ctx, "b")
+    }
+    #[task(id = "c", dependencies = ["a"])]
+    fn c(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("shared", "c")?;
+        ctx.set("nested", serde_json::json!({"from_a": true, "from_c": 2}))?;
+        super::mark(ctx, "c")
+    }
+    #[task(id = "d", dependencies = ["b", "c"])]
+    fn d(ctx: &mut Context) -> Result<(), TaskError> {
+        let shared: String = ctx.get("shared")?;
+        ctx.set("d_saw_shared", shared)?;
+        super::mark(ctx, "d")
+    }
+}
+
+#[culvert_sdk::workflow(
+    name = "gates",
+    description = "A failure, a cleanup that runs on it, and skips."
+)]
+mod gates {
+    #[task(id = "work")]
+    fn work(ctx: &mut Context) -> Result<(), TaskError> {
+        if ctx.get_or("fail", true)? {
+            return Err(TaskError::permanent("work failed on purpose"));
+        }
+        Ok(())
+    }
+    /// Runs only when `work` failed.
+    #[task(id = "cleanup", dependencies = ["work"], trigger = any(failed("work")))]
+    fn cleanup(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("cleaned", true)?;
+        Ok(())
+    }
+    /// Default rule: skipped when `work` failed.
+    #[task(id = "after", dependencies = ["work"])]
+    fn after(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("after_ran", true)?;
+        Ok(())
+    }
+    /// Skipped because `after` was skipped (skips propagate).
+    #[task(id = "after_after", dependencies = ["after"])]
+    fn after_after(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("after_after_ran", true)?;
+        Ok(())
+    }
+    /// Runs whatever happened.
+    #[task(id = "finally", dependencies = ["cleanup", "after_after"], trigger = always)]
+    fn finally(ctx: &mut Context) -> Result<(), TaskError> {
+        ctx.set("finally_ran", true)?;
+        Ok(())
+    }
+}
+
+#[culvert_sdk::workflow(
+    name = "spin",
+    description = "A CPU loop under a 300 ms timeout, retried once."
+)]
+mod spin {
+    #[task(
+        id = "spin",
+        timeout_ms = 300,
+        retry(
+            max_attempts = 2,
+            backoff = "fixed",
+            initial_delay_ms = 10,
+            max_delay_ms = 10,
+            jitter = false
+        )
+    )]
+    fn spin(_ctx: &mut Context) -> Result<(), TaskError> {
+        let mut x: u64 = 0;
+        loop {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+}
+
+#[culvert_sdk::workflow(
+    name = "permanent",
+    description = "A permanent error under a retry policy: not retried."
+)]
+mod permanent {
+    #[task(
+        id = "fails",
+        retry(max_attempts = 3, initial_delay_ms = 10, max_delay_ms = 10)
+    )]
+    fn fails(_ctx: &mut Context) -> Result<(), TaskError> {
+        Err(TaskError::permanent("bad input, no retry can fix it"))
+    }
+}
+
+#[culvert_sdk::workflow(
+    name = "slow",
+    description = "A chain of four slow tasks (ms from the context, default 300)."
+)]
+mod slow {
+    fn nap(ctx: &mut Context, id: &str) -> Result<(), TaskError> {
+        let ms: u64 = ctx.get_or("ms", 300)?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        super::mark(ctx, id)
+    }
+    #[task(id = "s1")]
+    fn s1(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "s1")
+    }
+    #[task(id = "s2", dependencies = ["s1"])]
+    fn s2(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "s2")
+    }
+    #[task(id = "s3", dependencies = ["s2"])]
+    fn s3(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "s3")
+    }
+    #[task(id = "s4", dependencies = ["s3"])]
+    fn s4(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "s4")
+    }
+}
+
+#[cfg(not(feature = "v2"))]
+culvert_sdk::export_package!(
+    probe,
+    chain,
+    diamond,
+    gates,
+    spin,
+    permanent,
+    slow,
+    name = "sandbox-probe"
+);
+// The same package, registered as a newer version.
+#[cfg(feature = "v2")]
+culvert_sdk::export_package!(
+    probe,
+    chain,
+    diamond,
+    gates,
+    spin,
+    permanent,
+    slow,
+    name = "sandbox-probe",
+    version = "0.2.0"
+);

@@ -1,0 +1,627 @@
+//! The executor: claims ready tasks from the store, runs each in a fresh
+//! sandbox, and records the outcome.
+//!
+//! - **Claiming**: batches of ready tasks, each leased to this host until
+//!   [`ExecutorConfig::lease`] from now. On PostgreSQL other hosts skip
+//!   rows being claimed (`FOR UPDATE SKIP LOCKED`); on SQLite the claim is
+//!   one write transaction. A task is never run by two hosts at once while
+//!   its lease is valid.
+//! - **Heartbeats** extend the leases of every running task of this host.
+//! - **Recovery**: any host takes back tasks whose lease expired (their host
+//!   died), counting a recovery; after [`ExecutorConfig::max_recoveries`]
+//!   the task fails. Nothing is reset at startup.
+//! - **Running**: from the cached `InstancePre`, in a fresh store, under the
+//!   task's timeout (epoch interruption: a CPU loop is stopped), memory cap
+//!   and output budget. Concurrent tasks of one package run in parallel
+//!   instances; there is no per-package lock. A per-host semaphore bounds
+//!   concurrency.
+//! - **Retries** follow the task's policy (see [`retry_decision`]).
+//! - **Completion** is one transaction in the store; a completion from a
+//!   host that lost its lease is discarded, so each task's completion is
+//!   recorded exactly once even if a crash made it run twice.
+//! - **Cancellation**: running tasks of a cancelled execution are
+//!   interrupted at the next epoch tick.
+
+use crate::cache::{Compiled, ContentHash};
+use crate::invoke::{self, FailureKind, TaskCall};
+use crate::loader::PackageLoader;
+use crate::metadata::{RetryOn, RetryPolicy};
+use crate::registry::Registry;
+use crate::sandbox::{CallLabels, CancelFlag, SandboxLimits};
+use crate::scheduler::ExecutionPlan;
+use crate::store::{ClaimedTask, Store, StoreError, TaskOutcome, now_ms};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
+use uuid::Uuid;
+
+/// How the executor behaves.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Tasks this host runs at once. Default 32.
+    pub concurrency: usize,
+    /// How long a claim lasts without a heartbeat. Default 30 s.
+    pub lease: Duration,
+    /// How often running tasks' leases are extended. Default 10 s.
+    pub heartbeat_interval: Duration,
+    /// How often to look for ready tasks when nothing wakes the loop.
+    /// Default 50 ms.
+    pub poll_interval: Duration,
+    /// How often to look for expired leases. Default 5 s.
+    pub recovery_interval: Duration,
+    /// How many times a task may be recovered from dead hosts before it
+    /// fails. Default 3.
+    pub max_recoveries: u32,
+    /// How often to look for cancelled executions among running tasks.
+    /// Default 250 ms.
+    pub cancel_poll_interval: Duration,
+    /// The most tasks claimed in one transaction. Default 64.
+    pub claim_batch: u32,
+    /// The timeout of tasks that declare none. Default 30 s.
+    pub default_task_timeout: Duration,
+    /// Every other per-call limit (memory, output, fuel, context size).
+    pub task_limits: SandboxLimits,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            lease: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(50),
+            recovery_interval: Duration::from_secs(5),
+            max_recoveries: 3,
+            cancel_poll_interval: Duration::from_millis(250),
+            claim_batch: 64,
+            default_task_timeout: Duration::from_secs(30),
+            task_limits: SandboxLimits::default(),
+        }
+    }
+}
+
+/// Counters since the executor started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExecutorStats {
+    /// Tasks claimed.
+    pub claimed: u64,
+    /// Attempts that succeeded.
+    pub succeeded: u64,
+    /// Attempts that failed (retried or not).
+    pub failed: u64,
+    /// Completions discarded because the lease was lost.
+    pub discarded: u64,
+    /// Tasks recovered from dead hosts by this host.
+    pub recovered: u64,
+    /// Tasks running now.
+    pub running: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    claimed: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    discarded: AtomicU64,
+    recovered: AtomicU64,
+}
+
+/// What the executor keeps per execution it has tasks of.
+struct ExecInfo {
+    plan: Arc<ExecutionPlan>,
+    compiled: Arc<Compiled>,
+    label: String,
+}
+
+/// Decide whether a failed attempt is retried, and when: `None` for a
+/// final failure.
+///
+/// A cancellation is never retried. Otherwise, with `retry_on`:
+/// `never` never retries; `transient_only` retries
+/// [transient kinds](FailureKind::is_transient); `all_errors` retries every
+/// kind. In each case only while attempts remain.
+pub fn retry_decision(
+    policy: &RetryPolicy,
+    attempt: u32,
+    kind: FailureKind,
+    now: i64,
+) -> Option<i64> {
+    if kind == FailureKind::Cancelled || attempt >= policy.max_attempts {
+        return None;
+    }
+    let retry = match policy.retry_on {
+        RetryOn::Never => false,
+        RetryOn::TransientOnly => kind.is_transient(),
+        RetryOn::AllErrors => true,
+    };
+    retry.then(|| now + policy.delay_after(attempt).as_millis() as i64)
+}
+
+/// Runs tasks for one host.
+pub struct Executor {
+    host_id: Uuid,
+    store: Arc<dyn Store>,
+    loader: PackageLoader,
+    registry: Arc<Registry>,
+    config: ExecutorConfig,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+    running: Mutex<HashMap<(Uuid, String), CancelFlag>>,
+    executions: Mutex<HashMap<Uuid, Arc<ExecInfo>>>,
+    finished: watch::Sender<u64>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("host_id", &self.host_id)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Executor {
+    /// An executor for host `host_id`.
+    pub fn new(
+        host_id: Uuid,
+        store: Arc<dyn Store>,
+        loader: PackageLoader,
+        registry: Arc<Registry>,
+        config: ExecutorConfig,
+    ) -> Self {
+        let (finished, _) = watch::channel(0);
+        Self {
+            host_id,
+            store,
+            loader,
+            registry,
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config,
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            executions: Mutex::new(HashMap::new()),
+            finished,
+            counters: Counters::default(),
+        }
+    }
+
+    /// This host's id: the owner of its claims.
+    pub fn host_id(&self) -> Uuid {
+        self.host_id
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    /// Look for ready tasks now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A receiver that changes whenever an execution this host worked on
+    /// finishes.
+    pub fn finished_signal(&self) -> watch::Receiver<u64> {
+        self.finished.subscribe()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ExecutorStats {
+        let c = &self.counters;
+        ExecutorStats {
+            claimed: c.claimed.load(Ordering::Relaxed),
+            succeeded: c.succeeded.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            discarded: c.discarded.load(Ordering::Relaxed),
+            recovered: c.recovered.load(Ordering::Relaxed),
+            running: self.running.lock().expect("executor lock").len() as u64,
+        }
+    }
+
+    /// Interrupt this host's running tasks of `execution`.
+    pub fn cancel_local(&self, execution: Uuid) {
+        for ((exec, _), flag) in self.running.lock().expect("executor lock").iter() {
+            if *exec == execution {
+                flag.cancel();
+            }
+        }
+    }
+
+    /// Run until `shutdown` turns true: the claim loop plus the heartbeat,
+    /// recovery and cancellation loops. Running tasks finish before it
+    /// returns.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(host = %self.host_id, concurrency = self.config.concurrency, "executor starting");
+        let background = [
+            tokio::spawn(self.clone().heartbeat_loop(shutdown.clone())),
+            tokio::spawn(self.clone().recovery_loop(shutdown.clone())),
+            tokio::spawn(self.clone().cancel_loop(shutdown.clone())),
+        ];
+        let mut error_backoff = Duration::from_millis(50);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = self.permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let limit = (free as u32).min(self.config.claim_batch);
+            let lease_until = now_ms() + self.config.lease.as_millis() as i64;
+            let claimed = match self
+                .store
+                .claim_tasks(self.host_id, limit, lease_until)
+                .await
+            {
+                Ok(c) => {
+                    error_backoff = Duration::from_millis(50);
+                    c
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming tasks failed; retrying");
+                    tokio::time::sleep(error_backoff).await;
+                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            self.counters
+                .claimed
+                .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+            for task in claimed {
+                let permit = match self.permits.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.run_one(task).await;
+                    drop(permit);
+                    me.wake.notify_one();
+                });
+            }
+        }
+        // Wait for running tasks to finish.
+        let _ = self
+            .permits
+            .acquire_many(self.config.concurrency.max(1) as u32)
+            .await;
+        for h in background {
+            h.abort();
+        }
+        tracing::info!(host = %self.host_id, "executor stopped");
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.heartbeat_interval) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+            }
+            if self.running.lock().expect("executor lock").is_empty() {
+                continue;
+            }
+            let until = now_ms() + self.config.lease.as_millis() as i64;
+            if let Err(e) = self.store.heartbeat(self.host_id, until).await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+        }
+    }
+
+    async fn recovery_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self
+                .store
+                .recover_expired(self.host_id, self.config.max_recoveries)
+                .await
+            {
+                Ok(recovered) if !recovered.is_empty() => {
+                    for r in &recovered {
+                        tracing::warn!(
+                            execution = %r.execution_id,
+                            task = %r.task_id,
+                            from_host = ?r.from_host,
+                            gave_up = r.gave_up,
+                            "recovered a task from a host whose lease expired"
+                        );
+                    }
+                    self.counters
+                        .recovered
+                        .fetch_add(recovered.len() as u64, Ordering::Relaxed);
+                    self.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "recovery sweep failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.recovery_interval) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+            }
+        }
+    }
+
+    async fn cancel_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.cancel_poll_interval) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+            }
+            if self.running.lock().expect("executor lock").is_empty() {
+                continue;
+            }
+            match self.store.cancelled_running(self.host_id).await {
+                Ok(pairs) => {
+                    let running = self.running.lock().expect("executor lock");
+                    for key in pairs {
+                        if let Some(flag) = running.get(&key) {
+                            flag.cancel();
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cancellation poll failed"),
+            }
+        }
+    }
+
+    /// The plan and compiled code of an execution, cached.
+    async fn exec_info(&self, execution: Uuid) -> Result<Arc<ExecInfo>, String> {
+        if let Some(info) = self
+            .executions
+            .lock()
+            .expect("executor lock")
+            .get(&execution)
+        {
+            return Ok(info.clone());
+        }
+        let row = self
+            .store
+            .get_execution(None, execution)
+            .await
+            .map_err(|e| e.to_string())?;
+        let plan = self
+            .store
+            .execution_plan(execution)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hash = ContentHash::from_hex(&row.content_hash)?;
+        let compiled = self.compiled(&hash).await?;
+        let info = Arc::new(ExecInfo {
+            plan: Arc::new(plan),
+            compiled,
+            label: format!(
+                "{}::{}@{}",
+                row.tenant, row.package_name, row.package_version
+            ),
+        });
+        self.executions
+            .lock()
+            .expect("executor lock")
+            .insert(execution, info.clone());
+        Ok(info)
+    }
+
+    /// Compiled code by content hash: from memory, else from the stored
+    /// bytes (the package may have been removed since the execution began;
+    /// its bytes stay while executions use them).
+    async fn compiled(&self, hash: &ContentHash) -> Result<Arc<Compiled>, String> {
+        if let Some(c) = self.loader.cache().get_in_memory(hash) {
+            return Ok(c);
+        }
+        if let Some(p) = self
+            .registry
+            .all()
+            .into_iter()
+            .find(|p| p.content_hash() == *hash)
+        {
+            return Ok(p.package.compiled.clone());
+        }
+        let bytes = self
+            .store
+            .blob(&hash.to_hex())
+            .await
+            .map_err(|e| e.to_string())?;
+        let package = self.loader.load(&bytes).await.map_err(|e| e.to_string())?;
+        Ok(package.compiled)
+    }
+
+    async fn run_one(&self, task: ClaimedTask) {
+        let key = (task.execution_id, task.task_id.clone());
+        let (outcome, plan) = match self.exec_info(task.execution_id).await {
+            Err(e) => {
+                let outcome = TaskOutcome::Failed {
+                    kind: FailureKind::Host,
+                    message: format!("cannot load the execution's package: {e}"),
+                    retry_at: None,
+                };
+                match self.store.execution_plan(task.execution_id).await {
+                    Ok(plan) => (outcome, Arc::new(plan)),
+                    Err(e) => {
+                        tracing::error!(execution = %task.execution_id, error = %e, "execution vanished");
+                        return;
+                    }
+                }
+            }
+            Ok(info) => {
+                let outcome = self.attempt(&task, &info).await;
+                (outcome, info.plan.clone())
+            }
+        };
+        match &outcome {
+            TaskOutcome::Succeeded { .. } => {
+                self.counters.succeeded.fetch_add(1, Ordering::Relaxed)
+            }
+            TaskOutcome::Failed { .. } => self.counters.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut delay = Duration::from_millis(20);
+        for attempt in 0.. {
+            match self
+                .store
+                .complete_task(self.host_id, &task, outcome.clone(), &plan)
+                .await
+            {
+                Ok(done) => {
+                    if !done.accepted {
+                        self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            execution = %task.execution_id,
+                            task = %task.task_id,
+                            "this host lost its lease on the task; its result was discarded"
+                        );
+                    }
+                    if done.became_ready > 0 {
+                        self.wake.notify_one();
+                    }
+                    if done.finished.is_some() {
+                        self.executions
+                            .lock()
+                            .expect("executor lock")
+                            .remove(&task.execution_id);
+                        self.finished.send_modify(|n| *n += 1);
+                    }
+                    break;
+                }
+                Err(e)
+                    if attempt < 20 && (e.is_retriable() || matches!(e, StoreError::Other(_))) =>
+                {
+                    tracing::warn!(error = %e, task = %task.task_id, "recording a completion failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    // The lease will expire and another attempt will run.
+                    tracing::error!(error = %e, task = %task.task_id, "could not record a completion");
+                    break;
+                }
+            }
+        }
+        self.running.lock().expect("executor lock").remove(&key);
+    }
+
+    async fn attempt(&self, task: &ClaimedTask, info: &ExecInfo) -> TaskOutcome {
+        let Some(meta) = info.plan.task(&task.task_id) else {
+            return TaskOutcome::Failed {
+                kind: FailureKind::Host,
+                message: format!("the workflow has no task '{}'", task.task_id),
+                retry_at: None,
+            };
+        };
+        let timeout = meta
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.config.default_task_timeout);
+        let limits = SandboxLimits {
+            timeout,
+            ..self.config.task_limits.clone()
+        };
+        let flag = CancelFlag::new();
+        self.running
+            .lock()
+            .expect("executor lock")
+            .insert((task.execution_id, task.task_id.clone()), flag.clone());
+        let execution_id = task.execution_id.to_string();
+        let labels = Arc::new(CallLabels {
+            package: info.label.clone(),
+            workflow: info.plan.workflow.name.clone(),
+            task: task.task_id.clone(),
+            execution: execution_id.clone(),
+        });
+        let call = TaskCall {
+            workflow: &info.plan.workflow.name,
+            task: &task.task_id,
+            context_json: &task.input,
+            execution_id: &execution_id,
+            attempt: task.attempt,
+            max_attempts: task.max_attempts,
+        };
+        let result = invoke::run_task(
+            self.loader.engine(),
+            &info.compiled,
+            &call,
+            &limits,
+            labels,
+            Some(flag),
+        )
+        .await;
+        match result {
+            Ok(out) => TaskOutcome::Succeeded {
+                output: out.context,
+            },
+            Err(f) => {
+                let retry_at = retry_decision(&meta.retry, task.attempt, f.kind, now_ms());
+                tracing::info!(
+                    package = %info.label,
+                    task = %task.task_id,
+                    execution = %task.execution_id,
+                    attempt = task.attempt,
+                    kind = %f.kind,
+                    retry = retry_at.is_some(),
+                    "task attempt failed: {}", f.message
+                );
+                TaskOutcome::Failed {
+                    kind: f.kind,
+                    message: f.message,
+                    retry_at,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::Backoff;
+
+    fn policy(retry_on: RetryOn) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::Fixed,
+            initial_delay_ms: 100,
+            max_delay_ms: 100,
+            jitter: false,
+            retry_on,
+        }
+    }
+
+    #[test]
+    fn retries_follow_the_policy_and_the_kind() {
+        let t = policy(RetryOn::TransientOnly);
+        assert_eq!(
+            retry_decision(&t, 1, FailureKind::Transient, 1000),
+            Some(1100)
+        );
+        assert_eq!(retry_decision(&t, 1, FailureKind::Timeout, 0), Some(100));
+        assert_eq!(retry_decision(&t, 1, FailureKind::Permanent, 0), None);
+        assert_eq!(retry_decision(&t, 1, FailureKind::OutOfFuel, 0), None);
+        assert_eq!(
+            retry_decision(&t, 3, FailureKind::Transient, 0),
+            None,
+            "no attempts left"
+        );
+        let all = policy(RetryOn::AllErrors);
+        assert_eq!(
+            retry_decision(&all, 1, FailureKind::Permanent, 0),
+            Some(100)
+        );
+        assert_eq!(retry_decision(&all, 1, FailureKind::Cancelled, 0), None);
+        let never = policy(RetryOn::Never);
+        assert_eq!(retry_decision(&never, 1, FailureKind::Transient, 0), None);
+    }
+}

@@ -1,0 +1,270 @@
+//! Workflow executions in the store: rows, task rows, events, and the
+//! [`ExecutionStore`] trait whose calls are each one transaction.
+
+use crate::invoke::FailureKind;
+use crate::scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::Result;
+
+/// An execution to create.
+#[derive(Debug, Clone)]
+pub struct NewExecution<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The package it runs.
+    pub package_id: Uuid,
+    /// The package's name.
+    pub package_name: &'a str,
+    /// The package's version.
+    pub package_version: &'a str,
+    /// The bytes it is pinned to.
+    pub content_hash: &'a str,
+    /// The workflow's DAG.
+    pub plan: &'a ExecutionPlan,
+    /// The initial context.
+    pub context: &'a Map<String, Value>,
+}
+
+/// A workflow execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRow {
+    /// Its id.
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// The package it runs.
+    pub package_id: Uuid,
+    /// The package's name.
+    pub package_name: String,
+    /// The package's version.
+    pub package_version: String,
+    /// The bytes it is pinned to.
+    pub content_hash: String,
+    /// The workflow.
+    pub workflow: String,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// The initial context.
+    pub context: Value,
+    /// The final context, once finished.
+    pub output: Option<Value>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Tasks not finished yet.
+    pub tasks_remaining: i64,
+    /// Created, in ms.
+    pub created_at: i64,
+    /// First task claimed, in ms.
+    pub started_at: Option<i64>,
+    /// Finished, in ms.
+    pub finished_at: Option<i64>,
+}
+
+/// One task of an execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// The task id.
+    pub task_id: String,
+    /// Its status.
+    pub status: TaskStatus,
+    /// Attempts started.
+    pub attempt: i64,
+    /// The retry policy's limit.
+    pub max_attempts: i64,
+    /// When a ready task may run.
+    pub next_run_at: Option<i64>,
+    /// Its output context.
+    pub output: Option<Value>,
+    /// Its last error.
+    pub last_error: Option<String>,
+    /// The kind of its last error.
+    pub last_error_kind: Option<String>,
+    /// Why it was skipped.
+    pub skip_reason: Option<String>,
+    /// The host running it.
+    pub claimed_by: Option<Uuid>,
+    /// When the running host's lease ends.
+    pub lease_expires_at: Option<i64>,
+    /// How many times it was recovered from a dead host.
+    pub recoveries: i64,
+    /// Last attempt's start, in ms.
+    pub started_at: Option<i64>,
+    /// Finish, in ms.
+    pub finished_at: Option<i64>,
+    /// Last attempt's duration.
+    pub duration_ms: Option<i64>,
+    /// When it last became ready, in ms.
+    pub ready_at: Option<i64>,
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    /// Order within the log.
+    pub id: i64,
+    /// The execution.
+    pub execution_id: Uuid,
+    /// The task, for task events.
+    pub task_id: Option<String>,
+    /// What happened: `created`, `task_ready`, `claimed`, `completed`,
+    /// `failed`, `retry_scheduled`, `skipped`, `lease_expired`,
+    /// `recovered`, `cancelled`, `execution_completed`,
+    /// `execution_failed`.
+    pub kind: String,
+    /// Details.
+    pub detail: Option<String>,
+    /// The host that recorded it.
+    pub host: Option<Uuid>,
+    /// When, in ms.
+    pub at: i64,
+}
+
+/// A task a host claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// The task id.
+    pub task_id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// This attempt's number (1-based).
+    pub attempt: u32,
+    /// The retry policy's limit.
+    pub max_attempts: u32,
+    /// The input context (JSON).
+    pub input: String,
+    /// When it became ready, in ms.
+    pub ready_at: Option<i64>,
+    /// When it was claimed, in ms.
+    pub claimed_at: i64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum TaskOutcome {
+    /// It succeeded with this output.
+    Succeeded {
+        /// The output context.
+        output: Map<String, Value>,
+    },
+    /// It failed.
+    Failed {
+        /// What kind of failure.
+        kind: FailureKind,
+        /// Details.
+        message: String,
+        /// When to try again; `None` means the failure is final.
+        retry_at: Option<i64>,
+    },
+}
+
+/// What recording a completion did.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    /// False when this host no longer held the task (its lease expired and
+    /// the task was recovered): the result was discarded.
+    pub accepted: bool,
+    /// Tasks that became ready.
+    pub became_ready: u32,
+    /// The execution's final status, if it just finished.
+    pub finished: Option<ExecutionStatus>,
+}
+
+/// A task taken back from a host whose lease expired.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// The task.
+    pub task_id: String,
+    /// The host that lost it.
+    pub from_host: Option<Uuid>,
+    /// True when it exceeded the recovery limit and was failed instead.
+    pub gave_up: bool,
+}
+
+/// Filters for [`ExecutionStore::list_executions`].
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter<'a> {
+    /// Only this tenant's.
+    pub tenant: Option<&'a str>,
+    /// Only with this status.
+    pub status: Option<ExecutionStatus>,
+    /// At most this many, newest first. Default 100.
+    pub limit: Option<i64>,
+}
+
+/// Executions, tasks and events. Every call is one transaction.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Create an execution and its task rows; roots whose trigger rule
+    /// holds on the initial context are ready at once.
+    async fn create_execution(&self, new: NewExecution<'_>) -> Result<ExecutionRow>;
+
+    /// One execution; with `tenant`, only if it belongs to that tenant
+    /// (otherwise "not found").
+    async fn get_execution(&self, tenant: Option<&str>, id: Uuid) -> Result<ExecutionRow>;
+
+    /// Executions, newest first.
+    async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>>;
+
+    /// The tasks of an execution, in no particular order.
+    async fn execution_tasks(&self, id: Uuid) -> Result<Vec<TaskRow>>;
+
+    /// The event log of an execution, in order.
+    async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>>;
+
+    /// The DAG an execution runs.
+    async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan>;
+
+    /// Claim up to `limit` ready tasks for `host`, leasing them until
+    /// `lease_until` (ms).
+    async fn claim_tasks(
+        &self,
+        host: Uuid,
+        limit: u32,
+        lease_until: i64,
+    ) -> Result<Vec<ClaimedTask>>;
+
+    /// Record how an attempt ended, unlock or skip dependents, and finish
+    /// the execution if this was its last task: one transaction. Refused
+    /// (not an error: `accepted` is false) when `host` no longer holds the
+    /// attempt.
+    async fn complete_task(
+        &self,
+        host: Uuid,
+        task: &ClaimedTask,
+        outcome: TaskOutcome,
+        plan: &ExecutionPlan,
+    ) -> Result<Completion>;
+
+    /// Extend the leases of every task `host` runs to `lease_until`.
+    async fn heartbeat(&self, host: Uuid, lease_until: i64) -> Result<u64>;
+
+    /// Take back tasks whose lease expired: ready again with one more
+    /// recovery counted, or failed once `max_recoveries` is exceeded.
+    async fn recover_expired(&self, host: Uuid, max_recoveries: u32) -> Result<Vec<Recovered>>;
+
+    /// Cancel an execution of `tenant`: pending tasks are skipped, and
+    /// hosts interrupt the running ones.
+    async fn cancel_execution(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow>;
+
+    /// `(execution, task)` pairs that `host` runs for executions that were
+    /// cancelled.
+    async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>>;
+
+    /// Executions of `tenant` not finished yet.
+    async fn count_unfinished(&self, tenant: &str) -> Result<i64>;
+}
+
+/// Parse a stored JSON text column.
+pub(crate) fn json_column(text: Option<String>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}

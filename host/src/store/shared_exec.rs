@@ -1,0 +1,761 @@
+//! The [`ExecutionStore`](super::ExecutionStore) implementation both
+//! backends share, as a macro (see `shared.rs` for the approach).
+//!
+//! Backend-specific pieces it uses: `Self::CLAIM_SQL` (PostgreSQL claims
+//! with `FOR UPDATE SKIP LOCKED`; SQLite's write transaction already
+//! excludes every other writer), `Self::RECOVER_SQL` (the same for expired
+//! leases), `begin_write` and `pool`.
+
+/// Map an executions row.
+macro_rules! execution_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let status: String = row.try_get("status")?;
+        $crate::store::ExecutionRow {
+            id: row.try_get("id")?,
+            tenant: row.try_get("tenant")?,
+            package_id: row.try_get("package_id")?,
+            package_name: row.try_get("package_name")?,
+            package_version: row.try_get("package_version")?,
+            content_hash: row.try_get("content_hash")?,
+            workflow: row.try_get("workflow")?,
+            status: $crate::scheduler::ExecutionStatus::parse(&status).ok_or_else(|| {
+                $crate::store::StoreError::Other(format!("unknown execution status '{status}'"))
+            })?,
+            context: $crate::store::executions::json_column(row.try_get("context")?)
+                .unwrap_or(serde_json::Value::Null),
+            output: $crate::store::executions::json_column(row.try_get("output")?),
+            error: row.try_get("error")?,
+            tasks_remaining: row.try_get("tasks_remaining")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        }
+    }};
+}
+
+macro_rules! shared_execution_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Append events in one statement per 400.
+            async fn insert_events(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                execution_id: uuid::Uuid,
+                host: Option<uuid::Uuid>,
+                at: i64,
+                events: &[(Option<String>, &'static str, Option<String>)],
+            ) -> $crate::store::Result<()> {
+                for chunk in events.chunks(400) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO execution_events (execution_id, task_id, kind, detail, host, at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (task, kind, detail)| {
+                        b.push_bind(execution_id)
+                            .push_bind(task.clone())
+                            .push_bind(*kind)
+                            .push_bind(detail.clone())
+                            .push_bind(host)
+                            .push_bind(at);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Fetch one task's status and output inside a transaction.
+            async fn dep_state(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                execution_id: uuid::Uuid,
+                task_id: &str,
+            ) -> $crate::store::Result<$crate::scheduler::DepState> {
+                let (status, output): (String, Option<String>) = sqlx::query_as(
+                    "SELECT status, output FROM task_executions WHERE execution_id = $1 AND task_id = $2",
+                )
+                .bind(execution_id)
+                .bind(task_id)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok($crate::scheduler::DepState {
+                    task_id: task_id.to_string(),
+                    status: $crate::scheduler::TaskStatus::parse(&status)
+                        .unwrap_or($crate::scheduler::TaskStatus::Failed),
+                    output: output
+                        .and_then(|o| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&o).ok()),
+                })
+            }
+
+            /// After `finished` tasks reached a final status: unlock or
+            /// skip their dependents (transitively), and finish the
+            /// execution if nothing is left. Returns (tasks that became
+            /// ready, the execution's final status if it finished).
+            async fn propagate(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                plan: &$crate::scheduler::ExecutionPlan,
+                execution_id: uuid::Uuid,
+                mut finished: Vec<(String, $crate::scheduler::TaskStatus, Option<serde_json::Map<String, serde_json::Value>>)>,
+                now: i64,
+                events: &mut Vec<(Option<String>, &'static str, Option<String>)>,
+            ) -> $crate::store::Result<(u32, Option<$crate::scheduler::ExecutionStatus>)> {
+                use $crate::scheduler::{Decision, DepState, ExecutionStatus, TaskStatus, decide};
+                use std::collections::HashMap;
+                let mut known: HashMap<String, DepState> = HashMap::new();
+                let mut finished_count: i64 = 0;
+                let mut became_ready = 0u32;
+                let mut any_failed = false;
+                while let Some((done, status, output)) = finished.pop() {
+                    finished_count += 1;
+                    any_failed |= status == TaskStatus::Failed;
+                    known.insert(
+                        done.clone(),
+                        DepState {
+                            task_id: done.clone(),
+                            status,
+                            output,
+                        },
+                    );
+                    for dependent in plan.dependents(&done) {
+                        let remaining: Option<(i64,)> = sqlx::query_as(
+                            "UPDATE task_executions SET deps_remaining = deps_remaining - 1 WHERE execution_id = $1 AND task_id = $2 AND status = 'not_started' RETURNING deps_remaining",
+                        )
+                        .bind(execution_id)
+                        .bind(&dependent.id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        if remaining.map(|r| r.0) != Some(0) {
+                            continue;
+                        }
+                        let mut deps = Vec::with_capacity(dependent.dependencies.len());
+                        for d in &dependent.dependencies {
+                            let state = match known.get(d) {
+                                Some(s) => s.clone(),
+                                None => {
+                                    let s = Self::dep_state(tx, execution_id, d).await?;
+                                    known.insert(d.clone(), s.clone());
+                                    s
+                                }
+                            };
+                            deps.push(state);
+                        }
+                        match decide(dependent, &deps) {
+                            Decision::Run { input } => {
+                                sqlx::query(
+                                    "UPDATE task_executions SET status = 'ready', input = $3, next_run_at = $4, ready_at = $4 WHERE execution_id = $1 AND task_id = $2",
+                                )
+                                .bind(execution_id)
+                                .bind(&dependent.id)
+                                .bind(serde_json::Value::Object(input).to_string())
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?;
+                                became_ready += 1;
+                                events.push((Some(dependent.id.clone()), "task_ready", None));
+                            }
+                            Decision::Skip { reason, input } => {
+                                sqlx::query(
+                                    "UPDATE task_executions SET status = 'skipped', skip_reason = $3, output = $4, finished_at = $5 WHERE execution_id = $1 AND task_id = $2",
+                                )
+                                .bind(execution_id)
+                                .bind(&dependent.id)
+                                .bind(&reason)
+                                .bind(serde_json::Value::Object(input.clone()).to_string())
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?;
+                                events.push((Some(dependent.id.clone()), "skipped", Some(reason)));
+                                finished.push((dependent.id.clone(), TaskStatus::Skipped, Some(input)));
+                            }
+                        }
+                    }
+                }
+                if finished_count == 0 {
+                    return Ok((became_ready, None));
+                }
+                let remaining: Option<(i64, String)> = sqlx::query_as(
+                    "UPDATE executions SET tasks_remaining = tasks_remaining - $2 WHERE id = $1 RETURNING tasks_remaining, status",
+                )
+                .bind(execution_id)
+                .bind(finished_count)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some((0, exec_status)) = remaining else {
+                    return Ok((became_ready, None));
+                };
+                if exec_status == "cancelled" {
+                    return Ok((became_ready, None));
+                }
+                // The last task finished: the final status and context.
+                let rows: Vec<(String, String, Option<String>, Option<String>, Option<String>)> =
+                    sqlx::query_as(
+                        "SELECT task_id, status, output, last_error_kind, last_error FROM task_executions WHERE execution_id = $1",
+                    )
+                    .bind(execution_id)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let mut outputs: HashMap<String, serde_json::Map<String, serde_json::Value>> = HashMap::new();
+                let mut first_failure: Option<String> = None;
+                for (task, status, output, kind, error) in &rows {
+                    if status == "failed" {
+                        any_failed = true;
+                        if first_failure.is_none() {
+                            first_failure = Some(format!(
+                                "task '{task}' failed: {}: {}",
+                                kind.as_deref().unwrap_or("error"),
+                                error.as_deref().unwrap_or("")
+                            ));
+                        }
+                    }
+                    if let Some(o) = output.as_deref().and_then(|o| serde_json::from_str(o).ok()) {
+                        outputs.insert(task.clone(), o);
+                    }
+                }
+                let final_context = $crate::scheduler::final_context(plan, |id| outputs.get(id));
+                let status = if any_failed {
+                    ExecutionStatus::Failed
+                } else {
+                    ExecutionStatus::Completed
+                };
+                sqlx::query(
+                    "UPDATE executions SET status = $2, output = $3, error = $4, finished_at = $5 WHERE id = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(execution_id)
+                .bind(status.as_str())
+                .bind(serde_json::Value::Object(final_context).to_string())
+                .bind(first_failure.clone())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                events.push((
+                    None,
+                    if any_failed { "execution_failed" } else { "execution_completed" },
+                    first_failure,
+                ));
+                Ok((became_ready, Some(status)))
+            }
+
+            async fn plan_in_tx(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<$crate::scheduler::ExecutionPlan> {
+                let (dag,): (String,) = sqlx::query_as("SELECT dag FROM executions WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let wf: $crate::metadata::WorkflowMeta = serde_json::from_str(&dag)
+                    .map_err(|e| $crate::store::StoreError::Other(format!("stored DAG: {e}")))?;
+                Ok($crate::scheduler::ExecutionPlan::new(wf))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::ExecutionStore for $store {
+            async fn create_execution(
+                &self,
+                new: $crate::store::NewExecution<'_>,
+            ) -> $crate::store::Result<$crate::store::ExecutionRow> {
+                use $crate::scheduler::{Decision, TaskStatus, decide_root};
+                let id = uuid::Uuid::now_v7();
+                let now = $crate::store::now_ms();
+                let wf = &new.plan.workflow;
+                let dag = serde_json::to_string(wf)
+                    .map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
+                let context = serde_json::Value::Object(new.context.clone()).to_string();
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11)",
+                )
+                .bind(id)
+                .bind(new.tenant)
+                .bind(new.package_id)
+                .bind(new.package_name)
+                .bind(new.package_version)
+                .bind(new.content_hash)
+                .bind(&wf.name)
+                .bind(&dag)
+                .bind(&context)
+                .bind(wf.tasks.len() as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let mut events: Vec<(Option<String>, &'static str, Option<String>)> =
+                    vec![(None, "created", None)];
+                let mut skipped_roots = Vec::new();
+                for chunk in wf.tasks.chunks(200) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO task_executions (execution_id, task_id, tenant, status, max_attempts, deps_remaining, next_run_at, input, output, skip_reason, finished_at, ready_at) ",
+                    );
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for t in chunk {
+                        if t.dependencies.is_empty() {
+                            match decide_root(t, new.context) {
+                                Decision::Run { .. } => {
+                                    events.push((Some(t.id.clone()), "task_ready", None));
+                                    rows.push((t, "ready", Some(now), Some(context.clone()), None, None, None, Some(now)));
+                                }
+                                Decision::Skip { reason, input } => {
+                                    events.push((Some(t.id.clone()), "skipped", Some(reason.clone())));
+                                    let out = serde_json::Value::Object(input.clone()).to_string();
+                                    skipped_roots.push((t.id.clone(), TaskStatus::Skipped, Some(input)));
+                                    rows.push((t, "skipped", None, None, Some(out), Some(reason), Some(now), None));
+                                }
+                            }
+                        } else {
+                            rows.push((t, "not_started", None, None, None, None, None, None));
+                        }
+                    }
+                    qb.push_values(rows, |mut b, (t, status, next, input, output, reason, finished, ready)| {
+                        b.push_bind(id)
+                            .push_bind(t.id.clone())
+                            .push_bind(new.tenant.to_string())
+                            .push_bind(status)
+                            .push_bind(t.retry.max_attempts as i64)
+                            .push_bind(t.dependencies.len() as i64)
+                            .push_bind(next)
+                            .push_bind(input)
+                            .push_bind(output)
+                            .push_bind(reason)
+                            .push_bind(finished)
+                            .push_bind(ready);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                if !skipped_roots.is_empty() {
+                    Self::propagate(&mut tx, new.plan, id, skipped_roots, now, &mut events).await?;
+                }
+                Self::insert_events(&mut tx, id, None, now, &events).await?;
+                tx.commit().await?;
+                self.get_execution(None, id).await
+            }
+
+            async fn get_execution(
+                &self,
+                tenant: Option<&str>,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<$crate::store::ExecutionRow> {
+                let row = sqlx::query(
+                    "SELECT * FROM executions WHERE id = $1 AND ($2 IS NULL OR tenant = $2)",
+                )
+                .bind(id)
+                .bind(tenant)
+                .fetch_optional(self.pool())
+                .await?
+                .ok_or_else(|| {
+                    $crate::store::StoreError::NotFound(format!("execution {id} not found"))
+                })?;
+                Ok(execution_row!(&row))
+            }
+
+            async fn list_executions(
+                &self,
+                filter: $crate::store::ExecutionFilter<'_>,
+            ) -> $crate::store::Result<Vec<$crate::store::ExecutionRow>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM executions WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(filter.tenant)
+                .bind(filter.status.map(|s| s.as_str()))
+                .bind(filter.limit.unwrap_or(100))
+                .fetch_all(self.pool())
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push(execution_row!(row));
+                }
+                Ok(out)
+            }
+
+            async fn execution_tasks(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<Vec<$crate::store::TaskRow>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT execution_id, task_id, status, attempt, max_attempts, next_run_at, output, last_error, last_error_kind, skip_reason, claimed_by, lease_expires_at, recoveries, started_at, finished_at, duration_ms, ready_at FROM task_executions WHERE execution_id = $1",
+                )
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let status: String = row.try_get("status")?;
+                    out.push($crate::store::TaskRow {
+                        execution_id: row.try_get("execution_id")?,
+                        task_id: row.try_get("task_id")?,
+                        status: $crate::scheduler::TaskStatus::parse(&status).ok_or_else(|| {
+                            $crate::store::StoreError::Other(format!("unknown task status '{status}'"))
+                        })?,
+                        attempt: row.try_get("attempt")?,
+                        max_attempts: row.try_get("max_attempts")?,
+                        next_run_at: row.try_get("next_run_at")?,
+                        output: $crate::store::executions::json_column(row.try_get("output")?),
+                        last_error: row.try_get("last_error")?,
+                        last_error_kind: row.try_get("last_error_kind")?,
+                        skip_reason: row.try_get("skip_reason")?,
+                        claimed_by: row.try_get("claimed_by")?,
+                        lease_expires_at: row.try_get("lease_expires_at")?,
+                        recoveries: row.try_get("recoveries")?,
+                        started_at: row.try_get("started_at")?,
+                        finished_at: row.try_get("finished_at")?,
+                        duration_ms: row.try_get("duration_ms")?,
+                        ready_at: row.try_get("ready_at")?,
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn execution_events(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<Vec<$crate::store::EventRow>> {
+                let rows: Vec<(i64, uuid::Uuid, Option<String>, String, Option<String>, Option<uuid::Uuid>, i64)> =
+                    sqlx::query_as(
+                        "SELECT id, execution_id, task_id, kind, detail, host, at FROM execution_events WHERE execution_id = $1 ORDER BY id",
+                    )
+                    .bind(id)
+                    .fetch_all(self.pool())
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, execution_id, task_id, kind, detail, host, at)| {
+                        $crate::store::EventRow {
+                            id,
+                            execution_id,
+                            task_id,
+                            kind,
+                            detail,
+                            host,
+                            at,
+                        }
+                    })
+                    .collect())
+            }
+
+            async fn execution_plan(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<$crate::scheduler::ExecutionPlan> {
+                let (dag,): (String,) = sqlx::query_as("SELECT dag FROM executions WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .ok_or_else(|| {
+                        $crate::store::StoreError::NotFound(format!("execution {id} not found"))
+                    })?;
+                let wf: $crate::metadata::WorkflowMeta = serde_json::from_str(&dag)
+                    .map_err(|e| $crate::store::StoreError::Other(format!("stored DAG: {e}")))?;
+                Ok($crate::scheduler::ExecutionPlan::new(wf))
+            }
+
+            async fn claim_tasks(
+                &self,
+                host: uuid::Uuid,
+                limit: u32,
+                lease_until: i64,
+            ) -> $crate::store::Result<Vec<$crate::store::ClaimedTask>> {
+                let now = $crate::store::now_ms();
+                let mut tx = self.begin_write().await?;
+                let rows: Vec<(uuid::Uuid, String, String, i64, i64, Option<String>, Option<i64>)> =
+                    sqlx::query_as(Self::CLAIM_SQL)
+                        .bind(host)
+                        .bind(lease_until)
+                        .bind(now)
+                        .bind(limit as i64)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                if rows.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Vec::new());
+                }
+                let mut executions: Vec<uuid::Uuid> = rows.iter().map(|r| r.0).collect();
+                executions.sort();
+                executions.dedup();
+                for exec in &executions {
+                    sqlx::query(
+                        "UPDATE executions SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'pending'",
+                    )
+                    .bind(exec)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let events: Vec<(Option<String>, &'static str, Option<String>)> = rows
+                        .iter()
+                        .filter(|r| r.0 == *exec)
+                        .map(|r| (Some(r.1.clone()), "claimed", Some(format!("attempt {}", r.3))))
+                        .collect();
+                    Self::insert_events(&mut tx, *exec, Some(host), now, &events).await?;
+                }
+                tx.commit().await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(execution_id, task_id, tenant, attempt, max_attempts, input, ready_at)| {
+                        $crate::store::ClaimedTask {
+                            execution_id,
+                            task_id,
+                            tenant,
+                            attempt: attempt as u32,
+                            max_attempts: max_attempts as u32,
+                            input: input.unwrap_or_else(|| "{}".to_string()),
+                            ready_at,
+                            claimed_at: now,
+                        }
+                    })
+                    .collect())
+            }
+
+            async fn complete_task(
+                &self,
+                host: uuid::Uuid,
+                task: &$crate::store::ClaimedTask,
+                outcome: $crate::store::TaskOutcome,
+                plan: &$crate::scheduler::ExecutionPlan,
+            ) -> $crate::store::Result<$crate::store::Completion> {
+                use $crate::scheduler::TaskStatus;
+                use $crate::store::{Completion, TaskOutcome};
+                let now = $crate::store::now_ms();
+                let mut tx = self.begin_write().await?;
+                let current: Option<(String, i64, Option<uuid::Uuid>)> = sqlx::query_as(
+                    "SELECT status, attempt, claimed_by FROM task_executions WHERE execution_id = $1 AND task_id = $2",
+                )
+                .bind(task.execution_id)
+                .bind(&task.task_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let holds = matches!(
+                    &current,
+                    Some((status, attempt, Some(owner)))
+                        if status == "running" && *attempt == task.attempt as i64 && *owner == host
+                );
+                if !holds {
+                    tx.rollback().await?;
+                    return Ok(Completion::default());
+                }
+                let mut events = Vec::new();
+                let mut finished = Vec::new();
+                match outcome {
+                    TaskOutcome::Succeeded { output } => {
+                        let text = serde_json::Value::Object(output.clone()).to_string();
+                        sqlx::query(
+                            "UPDATE task_executions SET status = 'completed', output = $3, finished_at = $4, duration_ms = $4 - started_at, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
+                        )
+                        .bind(task.execution_id)
+                        .bind(&task.task_id)
+                        .bind(text)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        events.push((Some(task.task_id.clone()), "completed", Some(format!("attempt {}", task.attempt))));
+                        finished.push((task.task_id.clone(), TaskStatus::Completed, Some(output)));
+                    }
+                    TaskOutcome::Failed { kind, message, retry_at: Some(at) } => {
+                        sqlx::query(
+                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, last_error = $4, last_error_kind = $5, duration_ms = $6 - started_at, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
+                        )
+                        .bind(task.execution_id)
+                        .bind(&task.task_id)
+                        .bind(at)
+                        .bind(&message)
+                        .bind(kind.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        events.push((
+                            Some(task.task_id.clone()),
+                            "retry_scheduled",
+                            Some(format!("attempt {} failed ({kind}: {message}); retry in {} ms", task.attempt, (at - now).max(0))),
+                        ));
+                    }
+                    TaskOutcome::Failed { kind, message, retry_at: None } => {
+                        sqlx::query(
+                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = $4, finished_at = $5, duration_ms = $5 - started_at, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
+                        )
+                        .bind(task.execution_id)
+                        .bind(&task.task_id)
+                        .bind(&message)
+                        .bind(kind.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        events.push((
+                            Some(task.task_id.clone()),
+                            "failed",
+                            Some(format!("attempt {}: {kind}: {message}", task.attempt)),
+                        ));
+                        finished.push((task.task_id.clone(), TaskStatus::Failed, None));
+                    }
+                }
+                let (became_ready, finished_status) = if finished.is_empty() {
+                    (0, None)
+                } else {
+                    Self::propagate(&mut tx, plan, task.execution_id, finished, now, &mut events).await?
+                };
+                Self::insert_events(&mut tx, task.execution_id, Some(host), now, &events).await?;
+                tx.commit().await?;
+                Ok(Completion {
+                    accepted: true,
+                    became_ready,
+                    finished: finished_status,
+                })
+            }
+
+            async fn heartbeat(&self, host: uuid::Uuid, lease_until: i64) -> $crate::store::Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE task_executions SET lease_expires_at = $2 WHERE claimed_by = $1 AND status = 'running'",
+                )
+                .bind(host)
+                .bind(lease_until)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn recover_expired(
+                &self,
+                host: uuid::Uuid,
+                max_recoveries: u32,
+            ) -> $crate::store::Result<Vec<$crate::store::Recovered>> {
+                use $crate::scheduler::TaskStatus;
+                let now = $crate::store::now_ms();
+                let mut tx = self.begin_write().await?;
+                let expired: Vec<(uuid::Uuid, String, i64, Option<uuid::Uuid>)> =
+                    sqlx::query_as(Self::RECOVER_SQL)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let mut out = Vec::with_capacity(expired.len());
+                for (execution_id, task_id, recoveries, from_host) in expired {
+                    let from = from_host.map(|h| h.to_string()).unwrap_or_default();
+                    let mut events = vec![(
+                        Some(task_id.clone()),
+                        "lease_expired",
+                        Some(format!("host {from} stopped heartbeating")),
+                    )];
+                    let gave_up = recoveries + 1 > max_recoveries as i64;
+                    if gave_up {
+                        let message = format!(
+                            "its host died {} times (the recovery limit is {max_recoveries})",
+                            recoveries + 1
+                        );
+                        sqlx::query(
+                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = 'host', finished_at = $4, recoveries = recoveries + 1, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running'",
+                        )
+                        .bind(execution_id)
+                        .bind(&task_id)
+                        .bind(&message)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        events.push((Some(task_id.clone()), "failed", Some(message)));
+                        let plan = Self::plan_in_tx(&mut tx, execution_id).await?;
+                        Self::propagate(
+                            &mut tx,
+                            &plan,
+                            execution_id,
+                            vec![(task_id.clone(), TaskStatus::Failed, None)],
+                            now,
+                            &mut events,
+                        )
+                        .await?;
+                    } else {
+                        // A recovery does not use up an attempt of the retry
+                        // policy: the attempt never reported.
+                        sqlx::query(
+                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, recoveries = recoveries + 1, attempt = attempt - 1, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running'",
+                        )
+                        .bind(execution_id)
+                        .bind(&task_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        events.push((
+                            Some(task_id.clone()),
+                            "recovered",
+                            Some(format!("recovery {} of {max_recoveries}", recoveries + 1)),
+                        ));
+                    }
+                    Self::insert_events(&mut tx, execution_id, Some(host), now, &events).await?;
+                    out.push($crate::store::Recovered {
+                        execution_id,
+                        task_id,
+                        from_host,
+                        gave_up,
+                    });
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn cancel_execution(
+                &self,
+                tenant: &str,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<$crate::store::ExecutionRow> {
+                let now = $crate::store::now_ms();
+                let mut tx = self.begin_write().await?;
+                let current: Option<(String,)> = sqlx::query_as(
+                    "SELECT status FROM executions WHERE id = $1 AND tenant = $2",
+                )
+                .bind(id)
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((status,)) = current else {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotFound(format!(
+                        "execution {id} not found"
+                    )));
+                };
+                if !matches!(status.as_str(), "pending" | "running") {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::Conflict(format!(
+                        "execution {id} is already {status}"
+                    )));
+                }
+                sqlx::query(
+                    "UPDATE executions SET status = 'cancelled', error = 'cancelled', finished_at = $2 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let skipped: Vec<(String,)> = sqlx::query_as(
+                    "UPDATE task_executions SET status = 'skipped', skip_reason = 'execution cancelled', finished_at = $2 WHERE execution_id = $1 AND status IN ('not_started', 'ready') RETURNING task_id",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut events = vec![(None, "cancelled", Some(format!("{} pending tasks skipped", skipped.len())))];
+                for (task,) in skipped {
+                    events.push((Some(task), "skipped", Some("execution cancelled".to_string())));
+                }
+                Self::insert_events(&mut tx, id, None, now, &events).await?;
+                tx.commit().await?;
+                self.get_execution(Some(tenant), id).await
+            }
+
+            async fn cancelled_running(
+                &self,
+                host: uuid::Uuid,
+            ) -> $crate::store::Result<Vec<(uuid::Uuid, String)>> {
+                Ok(sqlx::query_as(
+                    "SELECT t.execution_id, t.task_id FROM task_executions t JOIN executions e ON e.id = t.execution_id WHERE t.claimed_by = $1 AND t.status = 'running' AND e.status = 'cancelled'",
+                )
+                .bind(host)
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            async fn count_unfinished(&self, tenant: &str) -> $crate::store::Result<i64> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(tenant)
+                .fetch_one(self.pool())
+                .await?;
+                Ok(n)
+            }
+        }
+    };
+}

@@ -1,0 +1,483 @@
+//! Durable execution through the embedding API: DAG shapes, context
+//! merging, trigger rules, retries, preemptive timeouts, cancellation,
+//! leases and recovery, version pinning and bad input. Every scenario runs
+//! on SQLite and on PostgreSQL.
+
+use culvert::store::{ExecutionFilter, TaskOutcome};
+use culvert::{ExecutionStatus, Runner, RunnerConfig, TaskStatus};
+use culvert_tests::{Db, TestDb, artifacts, init_tracing, read};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn config(db: &TestDb) -> RunnerConfig {
+    let mut c = RunnerConfig::new(&db.url).cache_dir(db.dir().join("cache"));
+    c.engine.pool_instances = 64;
+    c.executor.poll_interval = Duration::from_millis(20);
+    c.executor.recovery_interval = Duration::from_millis(200);
+    c.executor.cancel_poll_interval = Duration::from_millis(50);
+    c
+}
+
+/// A started runner with the given packages registered.
+async fn runner_with(db: &TestDb, packages: &[&str]) -> Runner {
+    let r = Runner::open(config(db)).await.expect("open runner");
+    for p in packages {
+        r.register_package("public", &read(p))
+            .await
+            .expect("register");
+    }
+    r.start();
+    r
+}
+
+fn ctx(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().expect("an object").clone()
+}
+
+async fn run_to_end(r: &Runner, workflow: &str, context: Value) -> culvert::store::ExecutionRow {
+    let started = r
+        .start_execution("public", workflow, None, ctx(context))
+        .await
+        .unwrap_or_else(|e| panic!("start {workflow}: {e}"));
+    r.wait(started.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap_or_else(|e| panic!("wait {workflow}: {e}"))
+}
+
+async fn tasks(r: &Runner, id: uuid::Uuid) -> Vec<culvert::store::TaskRow> {
+    r.execution("public", id).await.unwrap().1
+}
+
+fn task<'a>(tasks: &'a [culvert::store::TaskRow], id: &str) -> &'a culvert::store::TaskRow {
+    tasks
+        .iter()
+        .find(|t| t.task_id == id)
+        .unwrap_or_else(|| panic!("task {id}"))
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(culvert_tests::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(culvert_tests::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    etl_runs_end_to_end,
+    chain_diamond_and_fan_in_merge_contexts,
+    trigger_rules_skip_and_skips_propagate,
+    flaky_retries_and_succeeds,
+    permanent_errors_fail_without_retry,
+    a_cpu_loop_is_preempted_and_retried,
+    cancelling_stops_pending_and_running_tasks,
+    an_expired_lease_is_recovered_and_the_late_result_discarded,
+    executions_stay_pinned_to_their_version,
+    bad_input_creates_nothing,
+    the_event_log_tells_the_story,
+);
+
+async fn etl_runs_end_to_end(db: Db) {
+    init_tracing();
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::ETL]).await;
+    let done = run_to_end(&r, "etl", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let out = done.output.unwrap();
+    assert_eq!(out["total"], 150, "{out}");
+    assert_eq!(out["loaded"], json!([10, 20, 30, 40, 50]));
+    let ts = tasks(&r, done.id).await;
+    assert_eq!(task(&ts, "notify").status, TaskStatus::Skipped);
+    assert!(out.get("notified").is_none());
+
+    let notified = run_to_end(
+        &r,
+        "etl",
+        json!({"notify": true, "source_rows": [1, -2, 3]}),
+    )
+    .await;
+    assert_eq!(notified.status, ExecutionStatus::Completed);
+    let out = notified.output.unwrap();
+    assert_eq!(out["total"], 40);
+    assert_eq!(out["notified"], "loaded a total of 40");
+    r.shutdown().await;
+}
+
+async fn chain_diamond_and_fan_in_merge_contexts(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE, artifacts::SHAPES]).await;
+    let chain = run_to_end(&r, "chain", json!({"seed": 1})).await;
+    assert_eq!(chain.status, ExecutionStatus::Completed);
+    let out = chain.output.unwrap();
+    assert_eq!(out["trail"], json!(["a", "b", "c"]));
+    assert_eq!(out["seed"], 1, "the initial context flows through");
+
+    let diamond = run_to_end(&r, "diamond", json!({})).await;
+    assert_eq!(diamond.status, ExecutionStatus::Completed);
+    let out = diamond.output.unwrap();
+    // b then c, in declared order: c's scalar wins, objects merge, arrays
+    // union.
+    assert_eq!(out["d_saw_shared"], "c");
+    assert_eq!(
+        out["nested"],
+        json!({"from_a": true, "from_b": 1, "from_c": 2})
+    );
+    assert_eq!(out["trail"], json!(["a", "b", "c", "d"]));
+
+    let fan = run_to_end(&r, "ten", json!({"x": 1})).await;
+    assert_eq!(fan.status, ExecutionStatus::Completed);
+    assert_eq!(fan.output.unwrap(), json!({"x": 1}));
+    let ts = tasks(&r, fan.id).await;
+    assert_eq!(ts.len(), 10);
+    assert!(
+        ts.iter()
+            .all(|t| t.status == TaskStatus::Completed && t.attempt == 1)
+    );
+    r.shutdown().await;
+}
+
+async fn trigger_rules_skip_and_skips_propagate(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    let done = run_to_end(&r, "gates", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    assert!(
+        done.error
+            .as_deref()
+            .unwrap()
+            .contains("task 'work' failed"),
+        "{:?}",
+        done.error
+    );
+    let ts = tasks(&r, done.id).await;
+    assert_eq!(task(&ts, "work").status, TaskStatus::Failed);
+    assert_eq!(task(&ts, "cleanup").status, TaskStatus::Completed);
+    assert_eq!(task(&ts, "after").status, TaskStatus::Skipped);
+    assert_eq!(
+        task(&ts, "after").skip_reason.as_deref(),
+        Some("dependency 'work' failed")
+    );
+    assert_eq!(task(&ts, "after_after").status, TaskStatus::Skipped);
+    assert_eq!(task(&ts, "finally").status, TaskStatus::Completed);
+    let out = done.output.unwrap();
+    assert_eq!(out["finally_ran"], true);
+    assert_eq!(out["cleaned"], true);
+    assert!(out.get("after_ran").is_none());
+
+    // Without the failure, cleanup is skipped by its rule.
+    let ok = run_to_end(&r, "gates", json!({"fail": false})).await;
+    assert_eq!(ok.status, ExecutionStatus::Completed);
+    let ts = tasks(&r, ok.id).await;
+    assert_eq!(task(&ts, "cleanup").status, TaskStatus::Skipped);
+    assert!(
+        task(&ts, "cleanup")
+            .skip_reason
+            .as_deref()
+            .unwrap()
+            .contains("trigger rule not met")
+    );
+    assert_eq!(task(&ts, "after_after").status, TaskStatus::Completed);
+    r.shutdown().await;
+}
+
+async fn flaky_retries_and_succeeds(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::FLAKY]).await;
+    let done = run_to_end(&r, "flaky", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.output.unwrap()["succeeded_on_attempt"], 3);
+    let ts = tasks(&r, done.id).await;
+    let t = task(&ts, "unreliable");
+    assert_eq!(t.attempt, 3);
+    assert_eq!(t.last_error_kind.as_deref(), Some("transient"));
+    // Too many failures for its 5 attempts: it fails.
+    let hopeless = run_to_end(&r, "flaky", json!({"fail_times": 9})).await;
+    assert_eq!(hopeless.status, ExecutionStatus::Failed);
+    let ts = tasks(&r, hopeless.id).await;
+    assert_eq!(task(&ts, "unreliable").attempt, 5);
+    assert_eq!(task(&ts, "after").status, TaskStatus::Skipped);
+    r.shutdown().await;
+}
+
+async fn permanent_errors_fail_without_retry(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    let done = run_to_end(&r, "permanent", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let ts = tasks(&r, done.id).await;
+    let t = task(&ts, "fails");
+    assert_eq!(t.attempt, 1, "a permanent error is not retried");
+    assert_eq!(t.last_error_kind.as_deref(), Some("permanent"));
+    assert_eq!(
+        t.last_error.as_deref(),
+        Some("bad input, no retry can fix it")
+    );
+    r.shutdown().await;
+}
+
+async fn a_cpu_loop_is_preempted_and_retried(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    let started = Instant::now();
+    let done = run_to_end(&r, "spin", json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let ts = tasks(&r, done.id).await;
+    let t = task(&ts, "spin");
+    assert_eq!(t.last_error_kind.as_deref(), Some("timeout"));
+    assert_eq!(
+        t.attempt, 2,
+        "a timeout is transient: retried per the policy"
+    );
+    let each = t.duration_ms.unwrap();
+    assert!(
+        (300..1500).contains(&each),
+        "an attempt took {each} ms for a 300 ms timeout"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    r.shutdown().await;
+}
+
+async fn cancelling_stops_pending_and_running_tasks(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    let started = r
+        .start_execution("public", "slow", None, ctx(json!({"ms": 10_000})))
+        .await
+        .unwrap();
+    // Wait until s1 runs.
+    let t0 = Instant::now();
+    loop {
+        let ts = tasks(&r, started.id).await;
+        if task(&ts, "s1").status == TaskStatus::Running {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "s1 never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = r.cancel("public", started.id).await.unwrap();
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+    // The running task is interrupted well before its 10 s sleep ends.
+    let t1 = Instant::now();
+    loop {
+        let ts = tasks(&r, started.id).await;
+        if task(&ts, "s1").status != TaskStatus::Running {
+            assert_eq!(
+                task(&ts, "s1").last_error_kind.as_deref(),
+                Some("cancelled")
+            );
+            assert!(
+                ts.iter()
+                    .filter(|t| t.task_id != "s1")
+                    .all(|t| t.status == TaskStatus::Skipped)
+            );
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(3),
+            "the running task was not interrupted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = r.cancel("public", started.id).await.unwrap_err();
+    assert!(again.to_string().contains("already cancelled"), "{again}");
+    // Another tenant cannot cancel it, nor see it.
+    assert!(
+        r.cancel("other", started.id)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        r.execution("other", started.id)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    r.shutdown().await;
+}
+
+async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
+    let db = TestDb::new(db).await;
+    // The runner registers but does not run anything yet.
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    // A "host" that claims the first task with a short lease, then dies.
+    let ghost = uuid::Uuid::now_v7();
+    let claimed = r
+        .store()
+        .claim_tasks(ghost, 10, culvert::store::now_ms() + 300)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].task_id, "a");
+    // The real executor takes it back once the lease expires.
+    r.start();
+    let done = r
+        .wait(started.id, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    let ts = tasks(&r, done.id).await;
+    let a = task(&ts, "a");
+    assert_eq!(a.recoveries, 1);
+    assert_eq!(a.attempt, 1, "a recovery does not use up a retry attempt");
+    // The dead host's late result is refused.
+    let plan = r.store().execution_plan(started.id).await.unwrap();
+    let late = r
+        .store()
+        .complete_task(
+            ghost,
+            &claimed[0],
+            TaskOutcome::Succeeded {
+                output: ctx(json!({"late": true})),
+            },
+            &plan,
+        )
+        .await
+        .unwrap();
+    assert!(!late.accepted);
+    let (_, _, events) = r.execution("public", started.id).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"lease_expired") && kinds.contains(&"recovered"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "completed" && e.task_id.as_deref() == Some("a"))
+            .count(),
+        1
+    );
+    r.shutdown().await;
+}
+
+async fn executions_stay_pinned_to_their_version(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    let v1_hash = culvert::ContentHash::of(&read(artifacts::SANDBOX_PROBE)).to_hex();
+    let running = r
+        .start_execution("public", "slow", None, ctx(json!({"ms": 200})))
+        .await
+        .unwrap();
+    assert_eq!(running.content_hash, v1_hash);
+    assert_eq!(running.package_version, "0.1.0");
+    // A new version arrives, and the old one is removed, mid-run.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let v2 = r
+        .register_package("public", &read(artifacts::SANDBOX_PROBE_V2))
+        .await
+        .unwrap();
+    assert_eq!(v2.version, "0.2.0");
+    r.remove_package("public", "sandbox-probe", Some("0.1.0"))
+        .await
+        .unwrap();
+    let done = r
+        .wait(running.id, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.content_hash, v1_hash);
+    assert_eq!(
+        done.output.unwrap()["trail"],
+        json!(["s1", "s2", "s3", "s4"])
+    );
+    // New executions use the newest version.
+    let next = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(next.package_version, "0.2.0");
+    assert_eq!(next.content_hash, v2.content_hash);
+    // An older version stays addressable while registered.
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let old = r
+        .start_execution("public", "chain", Some("0.1.0"), ctx(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(old.content_hash, v1_hash);
+    r.shutdown().await;
+}
+
+async fn bad_input_creates_nothing(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::HELLO]).await;
+    let unknown = r
+        .start_execution("public", "nope", None, ctx(json!({})))
+        .await
+        .unwrap_err();
+    assert!(unknown.is_not_found(), "{unknown:?}");
+    assert_eq!(
+        unknown.to_string(),
+        "workflow 'nope' not found in tenant public"
+    );
+    let tenant = r
+        .start_execution("ghosts", "hello", None, ctx(json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        tenant
+            .to_string()
+            .contains("tenant 'ghosts' does not exist"),
+        "{tenant}"
+    );
+    let version = r
+        .start_execution("public", "hello", Some("9.9.9"), ctx(json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        version.to_string().contains("version 9.9.9 not found"),
+        "{version}"
+    );
+    let all = r.executions(ExecutionFilter::default()).await.unwrap();
+    assert!(all.is_empty(), "{all:?}");
+    r.shutdown().await;
+}
+
+async fn the_event_log_tells_the_story(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::FLAKY]).await;
+    let done = run_to_end(&r, "flaky", json!({"fail_times": 1})).await;
+    let (_, _, events) = r.execution("public", done.id).await.unwrap();
+    let story: Vec<(Option<&str>, &str)> = events
+        .iter()
+        .map(|e| (e.task_id.as_deref(), e.kind.as_str()))
+        .collect();
+    assert_eq!(
+        story,
+        vec![
+            (None, "created"),
+            (Some("unreliable"), "task_ready"),
+            (Some("unreliable"), "claimed"),
+            (Some("unreliable"), "retry_scheduled"),
+            (Some("unreliable"), "claimed"),
+            (Some("unreliable"), "completed"),
+            (Some("after"), "task_ready"),
+            (Some("after"), "claimed"),
+            (Some("after"), "completed"),
+            (None, "execution_completed"),
+        ]
+    );
+    r.shutdown().await;
+}
