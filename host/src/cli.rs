@@ -5,15 +5,22 @@
 
 use crate::loader::LoadedPackage;
 use crate::metadata::{Condition, PackageMetadata, RetryPolicy, TriggerRule};
+use crate::scheduler::{ExecutionStatus, TaskStatus};
+use crate::store::{
+    self, EventRow, ExecutionFilter, ExecutionRow, HostRecord, PackageRow, Store, TaskRow,
+    redact_url,
+};
 use crate::{
-    CacheConfig, CacheSource, CompiledCache, EngineConfig, LoaderConfig, PackageLoader,
-    SandboxEngine,
+    CacheConfig, CacheSource, CompiledCache, EngineConfig, LoaderConfig, PackageLoader, Runner,
+    RunnerConfig, SandboxEngine,
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
 
 /// Culvert: durable workflows whose tasks run as sandboxed WebAssembly
 /// components.
@@ -89,6 +96,39 @@ pub enum Command {
     /// Inspect, register, list and remove packages.
     #[command(subcommand)]
     Package(PackageCommand),
+    /// Run the reconciler, the scheduler and the executor until SIGINT or
+    /// SIGTERM.
+    Serve(ServeArgs),
+    /// Show what running hosts report (or, with none, what the database
+    /// holds), with cache counters.
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an execution of a registered workflow.
+    Run(RunArgs),
+    /// Run a package file end to end in a throwaway in-memory store,
+    /// without registering it anywhere (the sandboxed-CI mode).
+    Exec(ExecArgs),
+    /// List and show executions.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Cancel an execution: pending tasks are skipped, running ones
+    /// interrupted.
+    Cancel {
+        /// The execution id.
+        id: Uuid,
+        /// The tenant that owns it.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register the example packages in a database, run `etl` and `flaky`
+    /// to completion, and print what happened.
+    Demo(DemoArgs),
 }
 
 /// `culvert package ...`
@@ -106,6 +146,139 @@ pub enum PackageCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Validate, pre-compile and register a package file.
+    Add {
+        /// The package: a `.wasm` component.
+        file: PathBuf,
+        /// The owning tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List registered packages.
+    List {
+        /// Only this tenant's (default: every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a package: every version, or `NAME@VERSION`.
+    Remove {
+        /// `NAME` or `NAME@VERSION`.
+        package: String,
+        /// The owning tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON array of what was removed.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `culvert serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Tasks this host runs at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds between reconcile passes when nothing announces a change.
+    #[arg(long, default_value_t = 5)]
+    pub reconcile_interval: u64,
+    /// Seconds a claimed task's lease lasts without a heartbeat.
+    #[arg(long, default_value_t = 30)]
+    pub lease: u64,
+}
+
+/// `culvert run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow: `NAME`, or `PACKAGE::NAME` when several packages
+    /// define `NAME`.
+    pub workflow: String,
+    /// The tenant that owns the package.
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    /// The initial context: a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub context: String,
+    /// Run this version of the package instead of the newest.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Wait for the end (running it in this process when no `serve` is
+    /// running) and print the final status and context.
+    #[arg(long)]
+    pub wait: bool,
+    /// With `--wait`: give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The package: a `.wasm` component.
+    pub file: PathBuf,
+    /// The workflow to run.
+    #[arg(long)]
+    pub workflow: String,
+    /// The initial context: a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub context: String,
+    /// Give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert executions ...`
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        /// Only this tenant's (default: every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only with this status: pending, running, completed, failed or
+        /// cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one execution: each task's status, attempts, duration and
+    /// error, and the event log.
+    Show {
+        /// The execution id.
+        id: Uuid,
+        /// The tenant that owns it.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `culvert demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// A directory holding `hello.wasm`, `etl.wasm` and `flaky.wasm`.
+    /// Default: build the repository's examples with cargo.
+    #[arg(long)]
+    pub packages: Option<PathBuf>,
 }
 
 /// Output formats of `package inspect`.
@@ -119,7 +292,12 @@ pub enum Format {
     Dot,
 }
 
-/// Parse the arguments and run the command. Returns the process exit code.
+/// The exit code of a command whose workflow failed or was cancelled.
+pub const EXIT_WORKFLOW_FAILED: i32 = 3;
+
+/// Parse the arguments and run the command. Returns the process exit code:
+/// 0 on success, 1 on an error (printed as one line on stderr), 2 on a
+/// usage error, and 3 when a workflow run by the command failed.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing(&cli.global.log);
@@ -157,11 +335,38 @@ fn init_tracing(filter: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
     match cli.command {
         Command::Package(PackageCommand::Inspect { file, json, format }) => {
             let format = if json { Format::Json } else { format };
-            inspect(&cli.global, &file, format).await
+            inspect(g, &file, format).await
         }
+        Command::Package(PackageCommand::Add { file, tenant, json }) => {
+            package_add(g, &file, &tenant, json).await
+        }
+        Command::Package(PackageCommand::List { tenant, json }) => {
+            package_list(g, tenant.as_deref(), json).await
+        }
+        Command::Package(PackageCommand::Remove {
+            package,
+            tenant,
+            json,
+        }) => package_remove(g, &package, &tenant, json).await,
+        Command::Serve(args) => serve(g, args).await,
+        Command::Status { json } => status(g, json).await,
+        Command::Run(args) => run_workflow(g, args).await,
+        Command::Exec(args) => exec(g, args).await,
+        Command::Executions(ExecutionsCommand::List {
+            tenant,
+            status,
+            limit,
+            json,
+        }) => executions_list(g, tenant.as_deref(), status.as_deref(), limit, json).await,
+        Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
+            executions_show(g, id, &tenant, json).await
+        }
+        Command::Cancel { id, tenant, json } => cancel(g, id, &tenant, json).await,
+        Command::Demo(args) => demo(g, args).await,
     }
 }
 
@@ -381,4 +586,730 @@ pub fn to_dot(m: &PackageMetadata) -> String {
     }
     let _ = writeln!(out, "}}");
     out
+}
+
+impl GlobalArgs {
+    /// The database URL: `--database`, or an SQLite file in the data
+    /// directory.
+    ///
+    /// # Errors
+    /// When the data directory cannot be created.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        match &self.database {
+            Some(url) => Ok(url.clone()),
+            None => Ok(format!(
+                "sqlite://{}",
+                self.data_dir()?.join("culvert.db").display()
+            )),
+        }
+    }
+}
+
+fn runner_config(g: &GlobalArgs) -> anyhow::Result<RunnerConfig> {
+    Ok(RunnerConfig::new(g.database_url()?).cache_dir(g.cache_dir()?))
+}
+
+async fn open_runner(config: RunnerConfig) -> anyhow::Result<Runner> {
+    let url = redact_url(&config.database_url);
+    Runner::open(config)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))
+}
+
+async fn open_store(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let url = g.database_url()?;
+    store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))
+}
+
+/// `ms` since the epoch as RFC 3339 UTC, to the millisecond.
+pub fn fmt_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn parse_context(text: &str) -> anyhow::Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => anyhow::bail!("--context must be a JSON object, like '{{\"key\": 1}}'"),
+        Err(e) => anyhow::bail!("--context is not valid JSON: {e}"),
+    }
+}
+
+fn split_name_version(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once('@') {
+        Some((n, v)) if !v.is_empty() => (n, Some(v)),
+        _ => (spec.trim_end_matches('@'), None),
+    }
+}
+
+async fn package_add(g: &GlobalArgs, file: &Path, tenant: &str, json: bool) -> anyhow::Result<i32> {
+    let bytes = read_package(file)?;
+    let runner = open_runner(runner_config(g)?).await?;
+    let r = runner
+        .register_package(tenant, &bytes)
+        .await
+        .with_context(|| format!("cannot register {}", file.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} {} (tenant {})",
+            if r.created {
+                "registered"
+            } else {
+                "already registered:"
+            },
+            r.label(),
+            r.tenant
+        );
+        println!("  id            {}", r.id);
+        println!("  content hash  {}", r.content_hash);
+    }
+    Ok(0)
+}
+
+fn package_json(p: &PackageRow) -> Value {
+    json!({
+        "id": p.id,
+        "tenant": p.tenant,
+        "name": p.name,
+        "version": p.version,
+        "content_hash": p.content_hash,
+        "size": p.size,
+        "registered_at": fmt_ms(p.registered_at),
+        "workflows": p.metadata.workflows.iter().map(|w| &w.name).collect::<Vec<_>>(),
+        "capabilities": p.metadata.capabilities,
+    })
+}
+
+async fn package_list(g: &GlobalArgs, tenant: Option<&str>, json: bool) -> anyhow::Result<i32> {
+    let store = open_store(g).await?;
+    let rows = store.list_packages(tenant).await?;
+    if json {
+        let items: Vec<Value> = rows.iter().map(package_json).collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no packages registered");
+        return Ok(0);
+    }
+    println!(
+        "{:<10} {:<24} {:<10} {:<14} {:<36} WORKFLOWS",
+        "TENANT", "NAME", "VERSION", "HASH", "ID"
+    );
+    for p in &rows {
+        let workflows: Vec<&str> = p
+            .metadata
+            .workflows
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect();
+        println!(
+            "{:<10} {:<24} {:<10} {:<14} {:<36} {}",
+            p.tenant,
+            p.name,
+            p.version,
+            &p.content_hash[..12],
+            p.id,
+            workflows.join(",")
+        );
+    }
+    Ok(0)
+}
+
+async fn package_remove(
+    g: &GlobalArgs,
+    spec: &str,
+    tenant: &str,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let (name, version) = split_name_version(spec);
+    let runner = open_runner(runner_config(g)?).await?;
+    let removed = runner.remove_package(tenant, name, version).await?;
+    if json {
+        let items: Vec<Value> = removed.iter().map(package_json).collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+    } else {
+        for p in &removed {
+            println!(
+                "removed {}@{} (tenant {}, id {})",
+                p.name, p.version, p.tenant, p.id
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// What a host reports about itself.
+async fn host_status(runner: &Runner) -> Value {
+    json!({
+        "host_id": runner.executor().host_id(),
+        "reconciler": runner.status().await,
+        "cache": runner.loader().cache().stats(),
+        "executor": runner.executor().stats(),
+        "pooling_allocator": runner.loader().engine().pooling(),
+    })
+}
+
+async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32> {
+    let mut config = runner_config(g)?;
+    config.executor.concurrency = args.concurrency.max(1);
+    config.reconciler.reconcile_interval = Duration::from_secs(args.reconcile_interval.max(1));
+    config.executor.lease = Duration::from_secs(args.lease.max(1));
+    config.executor.heartbeat_interval = config.executor.lease / 3;
+    config.executor.recovery_interval = (config.executor.lease / 2).min(Duration::from_secs(5));
+    let url = redact_url(&config.database_url);
+    let runner = open_runner(config).await?;
+    let host_id = runner.executor().host_id();
+    runner.start();
+    let started_at = store::now_ms();
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    eprintln!("culvert serving: host {host_id}, database {url}. Stop with Ctrl-C or SIGTERM.");
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut beat = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                let record = HostRecord {
+                    id: host_id,
+                    hostname: hostname.clone(),
+                    pid: std::process::id() as i64,
+                    started_at,
+                    heartbeat_at: store::now_ms(),
+                    status: host_status(&runner).await,
+                };
+                if let Err(e) = runner.store().upsert_host(&record).await {
+                    tracing::warn!(error = %e, "cannot record this host's heartbeat");
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    eprintln!("culvert: shutting down; waiting for running tasks to finish");
+    runner.shutdown().await;
+    let _ = runner.store().remove_host(host_id).await;
+    eprintln!("culvert: stopped");
+    Ok(0)
+}
+
+fn cache_dir_summary(dir: &Path) -> Value {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    if let Ok(keys) = std::fs::read_dir(dir) {
+        for key in keys.flatten() {
+            if let Ok(entries) = std::fs::read_dir(key.path()) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".cwasm") {
+                        files += 1;
+                        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    }
+                }
+            }
+        }
+    }
+    json!({ "dir": dir, "artifacts": files, "bytes": bytes })
+}
+
+async fn status(g: &GlobalArgs, json_out: bool) -> anyhow::Result<i32> {
+    let store = open_store(g).await?;
+    let hosts = store.live_hosts(store::now_ms() - 10_000).await?;
+    let packages = store.list_packages(None).await?;
+    let mut by_status = serde_json::Map::new();
+    for s in ["pending", "running", "completed", "failed", "cancelled"] {
+        let n = store
+            .list_executions(ExecutionFilter {
+                status: ExecutionStatus::parse(s),
+                limit: Some(100_000),
+                ..ExecutionFilter::default()
+            })
+            .await?
+            .len();
+        by_status.insert(s.into(), json!(n));
+    }
+    let cache = cache_dir_summary(&g.cache_dir()?);
+    let report = json!({
+        "database": store.display_url(),
+        "serving": !hosts.is_empty(),
+        "hosts": hosts,
+        "packages": packages.iter().map(package_json).collect::<Vec<_>>(),
+        "executions": by_status,
+        "cache": cache,
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!("database   {}", store.display_url());
+    if hosts.is_empty() {
+        println!("serving    no `culvert serve` is running (status below is the database's)");
+    }
+    for h in &hosts {
+        println!(
+            "host       {} (pid {} on {}, up since {}, last heartbeat {})",
+            h.id,
+            h.pid,
+            h.hostname,
+            fmt_ms(h.started_at),
+            fmt_ms(h.heartbeat_at)
+        );
+        let r = &h.status["reconciler"];
+        println!(
+            "  packages loaded {}, failed {}",
+            r["packages_loaded"],
+            r["failed"].as_array().map(|a| a.len()).unwrap_or(0)
+        );
+        for f in r["failed"].as_array().into_iter().flatten() {
+            println!(
+                "    failed {}: {}",
+                f["id"],
+                f["error"].as_str().unwrap_or("")
+            );
+        }
+        let c = &h.status["cache"];
+        println!(
+            "  cache: {} memory hits, {} disk hits, {} compiles ({} µs compiling), {} discarded",
+            c["memory_hits"], c["disk_hits"], c["misses"], c["compile_micros"], c["discarded"]
+        );
+        let e = &h.status["executor"];
+        println!(
+            "  executor: {} running, {} claimed, {} succeeded, {} failed attempts",
+            e["running"], e["claimed"], e["succeeded"], e["failed"]
+        );
+    }
+    println!("packages   {} registered", packages.len());
+    for p in &packages {
+        println!(
+            "  {}::{}@{}  {}",
+            p.tenant,
+            p.name,
+            p.version,
+            &p.content_hash[..12]
+        );
+    }
+    println!(
+        "executions {}",
+        by_status
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "cache dir  {} ({} artifacts, {} bytes)",
+        cache["dir"].as_str().unwrap_or(""),
+        cache["artifacts"],
+        cache["bytes"]
+    );
+    Ok(0)
+}
+
+/// An execution with its tasks (and events) as JSON.
+fn execution_json(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventRow]>) -> Value {
+    let mut v = json!({
+        "id": row.id,
+        "tenant": row.tenant,
+        "workflow": row.workflow,
+        "package": format!("{}@{}", row.package_name, row.package_version),
+        "content_hash": row.content_hash,
+        "status": row.status,
+        "context": row.output,
+        "initial_context": row.context,
+        "error": row.error,
+        "created_at": fmt_ms(row.created_at),
+        "started_at": row.started_at.map(fmt_ms),
+        "finished_at": row.finished_at.map(fmt_ms),
+        "duration_ms": row.finished_at.map(|f| f - row.created_at),
+        "tasks": tasks.iter().map(|t| json!({
+            "id": t.task_id,
+            "status": t.status,
+            "attempts": t.attempt,
+            "max_attempts": t.max_attempts,
+            "duration_ms": t.duration_ms,
+            "error": t.last_error,
+            "error_kind": t.last_error_kind,
+            "skip_reason": t.skip_reason,
+            "recoveries": t.recoveries,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(events) = events {
+        v["events"] = json!(
+            events
+                .iter()
+                .map(|e| json!({
+                    "at": fmt_ms(e.at),
+                    "task": e.task_id,
+                    "kind": e.kind,
+                    "detail": e.detail,
+                    "host": e.host,
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    v
+}
+
+/// An execution as text: a header, a task table, the final context.
+fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventRow]>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let took = row
+        .finished_at
+        .map(|f| format!(" in {} ms", f - row.created_at))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "execution {}  {} ({}@{}, tenant {})  {}{took}",
+        row.id, row.workflow, row.package_name, row.package_version, row.tenant, row.status
+    );
+    if let Some(e) = &row.error {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "  {:<20} {:<10} {:>8} {:>10}  ERROR / NOTE",
+        "TASK", "STATUS", "ATTEMPTS", "DURATION"
+    );
+    for t in tasks {
+        let note = match (&t.last_error, &t.skip_reason) {
+            (_, Some(skip)) if t.status == TaskStatus::Skipped => format!("skipped: {skip}"),
+            (Some(err), _) => format!(
+                "{}: {}{}",
+                t.last_error_kind.as_deref().unwrap_or("error"),
+                err,
+                if t.status == TaskStatus::Completed {
+                    " (then retried)"
+                } else {
+                    ""
+                }
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<10} {:>8} {:>10}  {}",
+            t.task_id,
+            t.status.as_str(),
+            format!("{}/{}", t.attempt, t.max_attempts),
+            t.duration_ms
+                .map(|d| format!("{d} ms"))
+                .unwrap_or_else(|| "-".into()),
+            note
+        );
+    }
+    if let Some(events) = events {
+        let _ = writeln!(out, "  events:");
+        for e in events {
+            let _ = writeln!(
+                out,
+                "    {}  {:<18} {:<20} {}",
+                fmt_ms(e.at),
+                e.kind,
+                e.task_id.as_deref().unwrap_or("-"),
+                e.detail.as_deref().unwrap_or("")
+            );
+        }
+    }
+    match &row.output {
+        Some(ctx) => {
+            let _ = writeln!(
+                out,
+                "  final context: {}",
+                serde_json::to_string_pretty(ctx)
+                    .unwrap_or_default()
+                    .replace('\n', "\n  ")
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  final context: (none yet)");
+        }
+    }
+    out
+}
+
+fn exit_code(status: ExecutionStatus) -> i32 {
+    if status == ExecutionStatus::Completed {
+        0
+    } else {
+        EXIT_WORKFLOW_FAILED
+    }
+}
+
+async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<i32> {
+    let context = parse_context(&args.context)?;
+    let runner = open_runner(runner_config(g)?).await?;
+    let row = runner
+        .start_execution(
+            &args.tenant,
+            &args.workflow,
+            args.version.as_deref(),
+            context,
+        )
+        .await?;
+    if !args.wait {
+        if args.json {
+            println!("{}", json!({"id": row.id, "status": row.status}));
+        } else {
+            println!("{}", row.id);
+        }
+        return Ok(0);
+    }
+    let serving = !runner
+        .store()
+        .live_hosts(store::now_ms() - 10_000)
+        .await?
+        .is_empty();
+    if !serving {
+        runner.start_executor();
+    }
+    let done = runner
+        .wait(row.id, args.timeout.map(Duration::from_secs))
+        .await;
+    runner.shutdown().await;
+    let done = done?;
+    let (_, tasks, _) = runner.execution(&args.tenant, done.id).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&execution_json(&done, &tasks, None))?
+        );
+    } else {
+        print!("{}", execution_text(&done, &tasks, None));
+    }
+    Ok(exit_code(done.status))
+}
+
+async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> {
+    let context = parse_context(&args.context)?;
+    let bytes = read_package(&args.file)?;
+    let config = RunnerConfig::new("sqlite::memory:").cache_dir(g.cache_dir()?);
+    let runner = open_runner(config).await?;
+    runner
+        .register_package("public", &bytes)
+        .await
+        .with_context(|| format!("{} is not a valid package", args.file.display()))?;
+    let row = runner
+        .start_execution("public", &args.workflow, None, context)
+        .await?;
+    runner.start_executor();
+    let done = runner
+        .wait(row.id, args.timeout.map(Duration::from_secs))
+        .await;
+    runner.shutdown().await;
+    let done = done?;
+    let (_, tasks, _) = runner.execution("public", done.id).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&execution_json(&done, &tasks, None))?
+        );
+    } else {
+        print!("{}", execution_text(&done, &tasks, None));
+    }
+    Ok(exit_code(done.status))
+}
+
+async fn executions_list(
+    g: &GlobalArgs,
+    tenant: Option<&str>,
+    status: Option<&str>,
+    limit: i64,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let status = match status {
+        None => None,
+        Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown status '{s}': use pending, running, completed, failed or cancelled"
+            )
+        })?),
+    };
+    let store = open_store(g).await?;
+    let rows = store
+        .list_executions(ExecutionFilter {
+            tenant,
+            status,
+            limit: Some(limit),
+        })
+        .await?;
+    if json_out {
+        let items: Vec<Value> = rows
+            .iter()
+            .map(|r| execution_json(r, &[], None))
+            .map(|mut v| {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("tasks");
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no executions");
+        return Ok(0);
+    }
+    println!(
+        "{:<36} {:<10} {:<20} {:<10} {:<24} DURATION",
+        "ID", "TENANT", "WORKFLOW", "STATUS", "CREATED"
+    );
+    for r in &rows {
+        println!(
+            "{:<36} {:<10} {:<20} {:<10} {:<24} {}",
+            r.id,
+            r.tenant,
+            r.workflow,
+            r.status.as_str(),
+            fmt_ms(r.created_at),
+            r.finished_at
+                .map(|f| format!("{} ms", f - r.created_at))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(0)
+}
+
+async fn executions_show(
+    g: &GlobalArgs,
+    id: Uuid,
+    tenant: &str,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let runner = open_runner(runner_config(g)?).await?;
+    let (row, tasks, events) = runner.execution(tenant, id).await?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&execution_json(&row, &tasks, Some(&events)))?
+        );
+    } else {
+        print!("{}", execution_text(&row, &tasks, Some(&events)));
+    }
+    Ok(0)
+}
+
+async fn cancel(g: &GlobalArgs, id: Uuid, tenant: &str, json_out: bool) -> anyhow::Result<i32> {
+    let runner = open_runner(runner_config(g)?).await?;
+    let row = runner.cancel(tenant, id).await?;
+    if json_out {
+        println!("{}", json!({"id": row.id, "status": row.status}));
+    } else {
+        println!("cancelled {}", row.id);
+    }
+    Ok(0)
+}
+
+/// Find or build the example packages for the demo.
+fn demo_packages(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| p.join("examples").is_dir())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot find the repository's examples/ to build; pass --packages DIR with hello.wasm, etl.wasm and flaky.wasm"
+            )
+        })?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    eprintln!("building the example packages (cargo build --target wasm32-wasip2) ...");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "guest",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "hello",
+            "-p",
+            "etl",
+            "-p",
+            "flaky",
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .context("cannot run cargo to build the examples")?;
+    if !status.success() {
+        anyhow::bail!(
+            "building the examples failed; is the wasm target installed? Run: rustup target add wasm32-wasip2"
+        );
+    }
+    Ok(target.join("wasm32-wasip2").join("guest"))
+}
+
+async fn demo(g: &GlobalArgs, args: DemoArgs) -> anyhow::Result<i32> {
+    let dir = demo_packages(args.packages)?;
+    let runner = open_runner(runner_config(g)?).await?;
+    println!("database: {}", redact_url(&g.database_url()?));
+    for name in ["hello", "etl", "flaky"] {
+        let file = dir.join(format!("{name}.wasm"));
+        let bytes = read_package(&file)?;
+        let r = runner
+            .register_package("public", &bytes)
+            .await
+            .with_context(|| format!("cannot register {}", file.display()))?;
+        println!(
+            "{} {} ({}, compile {})",
+            if r.created {
+                "registered"
+            } else {
+                "already registered"
+            },
+            r.label(),
+            &r.content_hash[..12],
+            if r.cache_hit { "from cache" } else { "fresh" }
+        );
+    }
+    runner.start_executor();
+    let mut code = 0;
+    for (workflow, context) in [
+        ("etl", json!({"notify": true})),
+        ("flaky", json!({"fail_times": 2})),
+    ] {
+        let ctx = context.as_object().cloned().unwrap_or_default();
+        println!("\nrunning {workflow} with context {context}");
+        let row = runner
+            .start_execution("public", workflow, None, ctx)
+            .await?;
+        let done = runner.wait(row.id, Some(Duration::from_secs(120))).await?;
+        let (_, tasks, _) = runner.execution("public", done.id).await?;
+        print!("{}", execution_text(&done, &tasks, None));
+        code = code.max(exit_code(done.status));
+    }
+    runner.shutdown().await;
+    println!("\nsee them again with: culvert executions list");
+    Ok(code)
 }

@@ -1,0 +1,433 @@
+//! Real `culvert` processes: crash recovery with `kill -9` at several points
+//! of a workflow, several hosts sharing one PostgreSQL, and the CLI's
+//! behaviour on bad input.
+
+use culvert::store::Store;
+use culvert::{ExecutionStatus, Runner, RunnerConfig, TaskStatus};
+use culvert_tests::{Db, TestDb, artifacts, read};
+use serde_json::json;
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_culvert");
+
+fn culvert(db: &TestDb) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("CULVERT_DATABASE_URL", &db.url)
+        .env("CULVERT_CACHE_DIR", db.dir().join("cache"))
+        .env("CULVERT_DATA_DIR", db.dir().join("data"))
+        .env("CULVERT_LOG", "warn");
+    c
+}
+
+/// A `culvert serve` with a 2 s lease, killed when dropped.
+struct Serve(Child);
+
+impl Serve {
+    fn start(db: &TestDb) -> Self {
+        let child = culvert(db)
+            .args(["serve", "--lease", "2", "--concurrency", "16"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn culvert serve");
+        Serve(child)
+    }
+
+    fn kill9(&mut self) {
+        // SIGKILL: no chance to clean up, as in a crash.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn setup(db: &TestDb) -> Runner {
+    let mut c = RunnerConfig::new(&db.url).cache_dir(db.dir().join("cache"));
+    c.engine.pool_instances = 16;
+    let r = Runner::open(c).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r
+}
+
+async fn completed_tasks(store: &dyn Store, id: uuid::Uuid) -> usize {
+    store
+        .execution_tasks(id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.status == TaskStatus::Completed)
+        .count()
+}
+
+async fn wait_finished(store: &dyn Store, ids: &[uuid::Uuid], limit: Duration) {
+    let started = Instant::now();
+    for id in ids {
+        loop {
+            let row = store.get_execution(None, *id).await.unwrap();
+            if row.status.is_finished() {
+                break;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "execution {id} did not finish within {limit:?} (it is {})",
+                row.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Every task of `id` completed, and its completion was recorded once.
+async fn assert_completed_exactly_once(store: &dyn Store, id: uuid::Uuid) {
+    let row = store.get_execution(None, id).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Completed, "{:?}", row.error);
+    let events = store.execution_events(id).await.unwrap();
+    let mut completions: HashMap<String, usize> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind == "completed") {
+        *completions.entry(e.task_id.clone().unwrap()).or_default() += 1;
+    }
+    let tasks = store.execution_tasks(id).await.unwrap();
+    for t in &tasks {
+        assert_eq!(t.status, TaskStatus::Completed, "task {}", t.task_id);
+        assert_eq!(
+            completions.get(&t.task_id),
+            Some(&1),
+            "task {} completions",
+            t.task_id
+        );
+    }
+}
+
+/// Kill -9 `serve` after `kill_after` of the four slow tasks completed,
+/// start another, and check the workflow completes with every completion
+/// recorded once.
+async fn crash_at(kill_after: usize) {
+    let db = TestDb::new(Db::Sqlite).await;
+    let r = setup(&db).await;
+    let mut serve = Serve::start(&db);
+    let row = r
+        .start_execution(
+            "public",
+            "slow",
+            None,
+            json!({"ms": 400}).as_object().unwrap().clone(),
+        )
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let t0 = Instant::now();
+    loop {
+        let done = completed_tasks(store.as_ref(), row.id).await;
+        let running = store
+            .execution_tasks(row.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.status == TaskStatus::Running);
+        if done >= kill_after && running {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the serve never got there"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    serve.kill9();
+    let after_kill = completed_tasks(store.as_ref(), row.id).await;
+    assert!(after_kill < 4, "killed too late");
+    let _second = Serve::start(&db);
+    wait_finished(store.as_ref(), &[row.id], Duration::from_secs(40)).await;
+    assert_completed_exactly_once(store.as_ref(), row.id).await;
+    let done = store.get_execution(None, row.id).await.unwrap();
+    assert_eq!(
+        done.output.unwrap()["trail"],
+        json!(["s1", "s2", "s3", "s4"])
+    );
+    let tasks = store.execution_tasks(row.id).await.unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| t.recoveries).sum::<i64>(),
+        1,
+        "exactly the task running at the kill was recovered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_the_first_task() {
+    crash_at(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_the_second_task() {
+    crash_at(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_the_last_task() {
+    crash_at(3).await;
+}
+
+/// Three hosts on one PostgreSQL run 200 workflows; one is killed mid-run
+/// and the others finish its work once its leases expire. No task is
+/// completed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_share_200_workflows_and_survive_a_kill() {
+    let db = TestDb::new(Db::Postgres).await;
+    let r = setup(&db).await;
+    let mut hosts = vec![Serve::start(&db), Serve::start(&db), Serve::start(&db)];
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let row = r
+            .start_execution(
+                "public",
+                "slow",
+                None,
+                json!({"ms": 30, "n": i}).as_object().unwrap().clone(),
+            )
+            .await
+            .unwrap();
+        ids.push(row.id);
+    }
+    // Kill one host while work is under way.
+    let store = r.store().clone();
+    let t0 = Instant::now();
+    loop {
+        let finished = store
+            .list_executions(culvert::store::ExecutionFilter {
+                status: Some(ExecutionStatus::Completed),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len();
+        if finished >= 20 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hosts[0].kill9();
+    wait_finished(store.as_ref(), &ids, Duration::from_secs(120)).await;
+    for id in &ids {
+        assert_completed_exactly_once(store.as_ref(), *id).await;
+    }
+    // Work was spread over the hosts.
+    let mut hosts_seen = std::collections::HashSet::new();
+    for id in ids.iter().take(50) {
+        for e in store.execution_events(*id).await.unwrap() {
+            if e.kind == "claimed" {
+                hosts_seen.insert(e.host);
+            }
+        }
+    }
+    assert!(
+        hosts_seen.len() >= 2,
+        "only {} host(s) claimed work",
+        hosts_seen.len()
+    );
+}
+
+fn run_cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    let out = culvert(db).args(args).output().expect("run culvert");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_registers_runs_and_reports() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (code, out, err) = run_cli(&db, &["package", "add", artifacts::ETL, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let added: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(added["name"], "etl");
+    for key in ["id", "version", "content_hash"] {
+        assert!(added.get(key).is_some(), "{key} missing from {out}");
+    }
+    let (code, out, _) = run_cli(&db, &["package", "list", "--json"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["tenant"], "public");
+
+    let (code, out, err) = run_cli(
+        &db,
+        &[
+            "run",
+            "etl",
+            "--context",
+            r#"{"notify":true}"#,
+            "--wait",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["context"]["total"], 150);
+    let id = run["id"].as_str().unwrap().to_string();
+
+    let (code, out, _) = run_cli(&db, &["executions", "show", &id, "--json"]);
+    assert_eq!(code, 0);
+    let show: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(show["status"], "completed");
+    let tasks = show["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 5);
+    for t in tasks {
+        for key in ["id", "status", "attempts", "error"] {
+            assert!(t.get(key).is_some(), "{key} missing");
+        }
+    }
+    assert!(!show["events"].as_array().unwrap().is_empty());
+
+    let (code, out, _) = run_cli(&db, &["package", "inspect", artifacts::ETL, "--json"]);
+    assert_eq!(code, 0);
+    let inspect: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        inspect["workflows"][0]["tasks"][3]["dependencies"],
+        json!(["clean", "enrich"])
+    );
+    assert_eq!(
+        inspect["cache"]["hit"], true,
+        "inspect after add compiles nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_fails_cleanly_on_bad_input() {
+    let db = TestDb::new(Db::Sqlite).await;
+    run_cli(&db, &["package", "add", artifacts::HELLO]);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "nope"],
+            "workflow 'nope' not found in tenant public",
+        ),
+        (
+            vec!["run", "hello", "--tenant", "ghosts"],
+            "tenant 'ghosts' does not exist",
+        ),
+        (
+            vec!["run", "hello", "--context", "{oops"],
+            "--context is not valid JSON",
+        ),
+        (
+            vec!["run", "hello", "--context", "[1,2]"],
+            "--context must be a JSON object",
+        ),
+        (
+            vec!["package", "add", "/etc/hostname"],
+            "not a WebAssembly component",
+        ),
+        (
+            vec!["package", "add", "/no/such/file.wasm"],
+            "cannot read /no/such/file.wasm",
+        ),
+        (
+            vec!["package", "remove", "nothing"],
+            "package 'nothing' not found",
+        ),
+        (
+            vec!["executions", "show", "00000000-0000-0000-0000-000000000000"],
+            "not found",
+        ),
+    ];
+    for (args, needle) in cases {
+        let (code, out, err) = run_cli(&db, &args);
+        assert_ne!(code, 0, "{args:?} succeeded");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {err}"
+        );
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+    }
+    // Nothing was created by any of them.
+    let (_, out, _) = run_cli(&db, &["executions", "list", "--json"]);
+    assert_eq!(out.trim(), "[]");
+    let (_, out, _) = run_cli(&db, &["package", "list", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // An unreachable database.
+    let out = Command::new(BIN)
+        .args([
+            "package",
+            "list",
+            "--database",
+            "postgres://nobody@127.0.0.1:1/x",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: cannot open the database"), "{err}");
+}
+
+#[tokio::test]
+async fn exec_runs_a_file_without_registering_it() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (code, out, err) = run_cli(
+        &db,
+        &["exec", artifacts::FLAKY, "--workflow", "flaky", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["context"]["succeeded_on_attempt"], 3);
+    let (code, _, _) = run_cli(
+        &db,
+        &["exec", artifacts::SANDBOX_PROBE, "--workflow", "permanent"],
+    );
+    assert_eq!(code, culvert::cli::EXIT_WORKFLOW_FAILED);
+    // Nothing was registered in the configured database.
+    let (_, out, _) = run_cli(&db, &["package", "list", "--json"]);
+    assert_eq!(out.trim(), "[]");
+}
+
+#[tokio::test]
+async fn serve_shuts_down_gracefully_on_sigterm() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let mut child = culvert(&db)
+        .args(["serve"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, status_out, _) = run_cli(&db, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status_out).unwrap();
+    assert_eq!(status["serving"], true, "{status_out}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "{s:?}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, status_out, _) = run_cli(&db, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status_out).unwrap();
+    assert_eq!(status["serving"], false, "the host removed itself");
+}
