@@ -106,6 +106,12 @@ fn cargo_build(root: &Path, target_dir: &Path, args: &[&str]) {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
+        // Under `cargo clippy`, the outer cargo wraps rustc with clippy; the
+        // guests are linted separately (see .ci/run).
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR")
         .status()
         .expect("run cargo for the guest components");
     if !status.success() {

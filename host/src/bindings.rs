@@ -20,4 +20,4 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The WIT package name, without version.
 pub const CONTRACT_PACKAGE: &str = "culvert:plugin";
 
-pub use culvert::plugin::types;
+pub use self::culvert::plugin::types;

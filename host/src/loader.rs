@@ -205,13 +205,13 @@ pub(crate) fn prepare(
         }
     }
     for (name, _) in ty.imports(wasmtime_engine) {
-        if let Some(version) = contract_version_of(name) {
-            if !contract_compatible(version) {
-                return Err(IncompatibleComponent::ContractMismatch {
-                    found: version.to_string(),
-                    expected: CONTRACT_VERSION.to_string(),
-                });
-            }
+        if let Some(version) = contract_version_of(name)
+            && !contract_compatible(version)
+        {
+            return Err(IncompatibleComponent::ContractMismatch {
+                found: version.to_string(),
+                expected: CONTRACT_VERSION.to_string(),
+            });
         }
     }
     if !exports_contract {

@@ -537,13 +537,13 @@ fn validate_task(t: wit::TaskSpec, limits: &MetadataLimits) -> Result<TaskMeta, 
             r.max_delay_ms, limits.max_duration_ms
         ));
     }
-    if let Some(ms) = t.timeout_ms {
-        if ms == 0 || ms > limits.max_duration_ms {
-            return Err(format!(
-                "timeout {ms} ms is not between 1 and {} ms",
-                limits.max_duration_ms
-            ));
-        }
+    if let Some(ms) = t.timeout_ms
+        && (ms == 0 || ms > limits.max_duration_ms)
+    {
+        return Err(format!(
+            "timeout {ms} ms is not between 1 and {} ms",
+            limits.max_duration_ms
+        ));
     }
     let retry = RetryPolicy {
         max_attempts: r.max_attempts,

@@ -345,18 +345,17 @@ impl Registry {
                 Some(v) => versions.iter().rev().find(|p| p.version() == v),
                 None => versions.last(),
             };
-            if let Some(p) = chosen {
-                if let Some(index) = p
+            if let Some(p) = chosen
+                && let Some(index) = p
                     .metadata()
                     .workflows
                     .iter()
                     .position(|w| w.name == workflow)
-                {
-                    candidates.push(WorkflowRef {
-                        package: p.clone(),
-                        index,
-                    });
-                }
+            {
+                candidates.push(WorkflowRef {
+                    package: p.clone(),
+                    index,
+                });
             }
         }
         match candidates.len() {

@@ -2,16 +2,21 @@
 //! store, registries and reconciler together, and is what the CLI uses.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), culvert::Error> {
 //! use culvert::{Runner, RunnerConfig};
-//! let runner = Runner::open(RunnerConfig::new("sqlite:///tmp/culvert.db")).await?;
-//! let bytes = std::fs::read("etl.wasm").expect("package file");
-//! let registered = runner.register_package("public", &bytes).await?;
-//! println!("registered {} as {}", registered.label(), registered.id);
-//! runner.start();
-//! // ...
-//! runner.shutdown().await;
-//! # Ok(()) }
+//!
+//! async fn embed() -> Result<(), culvert::Error> {
+//!     let runner = Runner::open(RunnerConfig::new("sqlite:///tmp/culvert.db")).await?;
+//!     let bytes = std::fs::read("etl.wasm").expect("the package file");
+//!     runner.register_package("public", &bytes).await?;
+//!     runner.start(); // the reconcile loop and the executor, in this process
+//!     let started = runner
+//!         .start_execution("public", "etl", None, serde_json::Map::new())
+//!         .await?;
+//!     let done = runner.wait(started.id, None).await?;
+//!     println!("{}: {:?}", done.status, done.output);
+//!     runner.shutdown().await;
+//!     Ok(())
+//! }
 //! ```
 
 use crate::cache::{CacheConfig, CompiledCache};

@@ -495,10 +495,10 @@ impl host::Host for HostState {
             // The SDK's panic hook: remember the message for the trap that
             // follows. Bounded, since the guest chooses it.
             let mut msg: String = message.chars().take(4096).collect();
-            if let Some((_, loc)) = fields.iter().find(|(k, _)| k == "location") {
-                if !loc.is_empty() {
-                    msg = format!("{msg} (at {})", loc.chars().take(256).collect::<String>());
-                }
+            if let Some((_, loc)) = fields.iter().find(|(k, _)| k == "location")
+                && !loc.is_empty()
+            {
+                msg = format!("{msg} (at {})", loc.chars().take(256).collect::<String>());
             }
             self.panic_message = Some(msg);
         }

@@ -183,7 +183,7 @@ async fn kill_9_during_the_last_task() {
 async fn three_hosts_share_200_workflows_and_survive_a_kill() {
     let db = TestDb::new(Db::Postgres).await;
     let r = setup(&db).await;
-    let mut hosts = vec![Serve::start(&db), Serve::start(&db), Serve::start(&db)];
+    let mut hosts = [Serve::start(&db), Serve::start(&db), Serve::start(&db)];
     let mut ids = Vec::new();
     for i in 0..200 {
         let row = r

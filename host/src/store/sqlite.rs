@@ -51,13 +51,14 @@ impl SqliteStore {
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
                 .unwrap_or(url);
-            if let Some(parent) = std::path::Path::new(path).parent() {
-                if !parent.as_os_str().is_empty() && !parent.exists() {
-                    return Err(StoreError::Unavailable(format!(
-                        "cannot open SQLite database {path}: directory {} does not exist",
-                        parent.display()
-                    )));
-                }
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+                && !parent.exists()
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot open SQLite database {path}: directory {} does not exist",
+                    parent.display()
+                )));
             }
             SqliteConnectOptions::new()
                 .filename(path)

@@ -67,6 +67,7 @@ mod probe {
     }
 
     #[inline(never)]
+    #[allow(unconditional_recursion)] // the point of the attack
     fn recurse(n: u64) -> u64 {
         let pad = black_box([n; 16]);
         black_box(recurse(n + 1)) + pad[3]
