@@ -324,7 +324,7 @@ async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
     let ghost = uuid::Uuid::now_v7();
     let claimed = r
         .store()
-        .claim_tasks(ghost, 10, culvert::store::now_ms() + 300)
+        .claim_tasks(ghost, 10, culvert::store::now_ms() + 300, None)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

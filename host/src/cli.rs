@@ -10,6 +10,7 @@ use crate::store::{
     self, EventRow, ExecutionFilter, ExecutionRow, HostRecord, PackageRow, Store, TaskRow,
     redact_url,
 };
+use crate::tenants::{Grant, GrantKind, TenantLimits};
 use crate::{
     CacheConfig, CacheSource, CompiledCache, EngineConfig, LoaderConfig, PackageLoader, Runner,
     RunnerConfig, SandboxEngine,
@@ -129,6 +130,139 @@ pub enum Command {
     /// Register the example packages in a database, run `etl` and `flaky`
     /// to completion, and print what happened.
     Demo(DemoArgs),
+    /// Create, list, show, update and delete tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Grant a tenant a capability its packages declare (the operator's key
+    /// of the two-key rule).
+    Grant(GrantArgs),
+    /// Take a grant back.
+    Revoke(GrantArgs),
+    /// Run the benchmarks behind docs/PERFORMANCE.md (build with
+    /// --release first).
+    Bench(BenchArgs),
+}
+
+/// `culvert tenant ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant, optionally with limits (`--set key=value`).
+    Create {
+        /// The tenant: 1 to 63 of [a-z0-9_-].
+        name: String,
+        /// A limit, as `key=value` (repeatable); see `tenant show`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tenant's limits (defaults included), grants and usage.
+    Show {
+        /// The tenant.
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant's limits.
+    Update {
+        /// The tenant.
+        name: String,
+        /// A limit, as `key=value` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        set: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant with its packages, executions and grants. Refused
+    /// while executions are unfinished, unless --force.
+    Delete {
+        /// The tenant.
+        name: String,
+        /// Cancel unfinished executions first.
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `culvert grant` / `culvert revoke`
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The tenant.
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    /// Limit the grant to this package (default: every package of the
+    /// tenant).
+    #[arg(long, default_value = "")]
+    pub package: String,
+    /// An environment variable: `NAME=VALUE` (revoke takes `NAME`).
+    #[arg(long, conflicts_with_all = ["dir", "http", "wall_clock", "random"])]
+    pub env: Option<String>,
+    /// A directory: `GUEST_PATH=HOST_DIR` (revoke takes `GUEST_PATH`).
+    #[arg(long, conflicts_with_all = ["http", "wall_clock", "random"])]
+    pub dir: Option<String>,
+    /// With --dir: allow writes.
+    #[arg(long)]
+    pub writable: bool,
+    /// Outbound HTTP to this host (recorded; this host version offers no
+    /// HTTP, so packages importing it do not load).
+    #[arg(long, conflicts_with_all = ["wall_clock", "random"])]
+    pub http: Option<String>,
+    /// The real wall clock.
+    #[arg(long, conflicts_with = "random")]
+    pub wall_clock: bool,
+    /// The secure random generator.
+    #[arg(long)]
+    pub random: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[arg(value_enum)]
+    pub which: BenchKind,
+    /// A directory holding hello.wasm, etl.wasm and shapes.wasm (and
+    /// sandbox_probe.wasm for `tenants`). Default: build them with cargo.
+    #[arg(long)]
+    pub packages: Option<PathBuf>,
+    /// A PostgreSQL server URL (without database) for the PostgreSQL runs,
+    /// e.g. postgres://postgres@127.0.0.1:5432.
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Tasks each host runs at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchKind {
+    /// Compile vs disk load vs memory hit; instantiate + call.
+    Cache,
+    /// No-op reconcile passes, registration, warm vs cold startup.
+    Reconcile,
+    /// End-to-end no-op task throughput and dispatch latency.
+    Throughput,
+    /// A well-behaved tenant alone, then next to a hostile one.
+    Tenants,
 }
 
 /// `culvert package ...`
@@ -157,11 +291,14 @@ pub enum PackageCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List registered packages.
+    /// List a tenant's registered packages.
     List {
-        /// Only this tenant's (default: every tenant's).
-        #[arg(long)]
-        tenant: Option<String>,
+        /// The tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Every tenant's packages (an operator's view).
+        #[arg(long, conflicts_with = "tenant")]
+        all_tenants: bool,
         /// Print one JSON array.
         #[arg(long)]
         json: bool,
@@ -242,11 +379,14 @@ pub struct ExecArgs {
 /// `culvert executions ...`
 #[derive(Debug, Subcommand)]
 pub enum ExecutionsCommand {
-    /// List executions, newest first.
+    /// List a tenant's executions, newest first.
     List {
-        /// Only this tenant's (default: every tenant's).
-        #[arg(long)]
-        tenant: Option<String>,
+        /// The tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Every tenant's executions (an operator's view).
+        #[arg(long, conflicts_with = "tenant")]
+        all_tenants: bool,
         /// Only with this status: pending, running, completed, failed or
         /// cancelled.
         #[arg(long)]
@@ -344,9 +484,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Package(PackageCommand::Add { file, tenant, json }) => {
             package_add(g, &file, &tenant, json).await
         }
-        Command::Package(PackageCommand::List { tenant, json }) => {
-            package_list(g, tenant.as_deref(), json).await
-        }
+        Command::Package(PackageCommand::List {
+            tenant,
+            all_tenants,
+            json,
+        }) => package_list(g, (!all_tenants).then_some(tenant.as_str()), json).await,
         Command::Package(PackageCommand::Remove {
             package,
             tenant,
@@ -358,15 +500,23 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(args) => exec(g, args).await,
         Command::Executions(ExecutionsCommand::List {
             tenant,
+            all_tenants,
             status,
             limit,
             json,
-        }) => executions_list(g, tenant.as_deref(), status.as_deref(), limit, json).await,
+        }) => {
+            let tenant = (!all_tenants).then_some(tenant.as_str());
+            executions_list(g, tenant, status.as_deref(), limit, json).await
+        }
         Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
             executions_show(g, id, &tenant, json).await
         }
         Command::Cancel { id, tenant, json } => cancel(g, id, &tenant, json).await,
         Command::Demo(args) => demo(g, args).await,
+        Command::Tenant(cmd) => tenant(g, cmd).await,
+        Command::Grant(args) => grant(g, args, true).await,
+        Command::Revoke(args) => grant(g, args, false).await,
+        Command::Bench(args) => bench(g, args).await,
     }
 }
 
@@ -1084,6 +1234,8 @@ async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<i32> {
         .await?
         .is_empty();
     if !serving {
+        // Run this execution here, and nothing else.
+        runner.executor().only_execution(row.id);
         runner.start_executor();
     }
     let done = runner
@@ -1312,4 +1464,260 @@ async fn demo(g: &GlobalArgs, args: DemoArgs) -> anyhow::Result<i32> {
     runner.shutdown().await;
     println!("\nsee them again with: culvert executions list");
     Ok(code)
+}
+
+fn apply_limits(limits: &mut TenantLimits, set: &[String]) -> anyhow::Result<()> {
+    for kv in set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--set takes KEY=VALUE, got '{kv}'"))?;
+        limits
+            .set(k.trim(), v.trim())
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(())
+}
+
+fn limits_text(l: &TenantLimits) -> String {
+    let defaults = TenantLimits::default();
+    let v = serde_json::to_value(l).unwrap_or_default();
+    let d = serde_json::to_value(&defaults).unwrap_or_default();
+    TenantLimits::KEYS
+        .iter()
+        .map(|k| {
+            let mark = if v[k] == d[k] { " (default)" } else { "" };
+            format!("  {k:<24} {}{mark}", v[k])
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> anyhow::Result<i32> {
+    let runner = open_runner(runner_config(g)?).await?;
+    match cmd {
+        TenantCommand::Create { name, set, json } => {
+            let mut limits = TenantLimits::default();
+            apply_limits(&mut limits, &set)?;
+            let t = runner.create_tenant(&name, &limits).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!("created tenant {}\n{}", t.name, limits_text(&t.limits));
+            }
+        }
+        TenantCommand::List { json } => {
+            let tenants = runner.tenants().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else {
+                for t in &tenants {
+                    println!("{}", t.name);
+                }
+            }
+        }
+        TenantCommand::Show { name, json } => {
+            let t = runner.tenant(&name).await?;
+            let grants = runner.grants(&name).await?;
+            let packages = runner.list_packages(Some(&name)).await?.len();
+            let unfinished = runner.store().count_unfinished(&name).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "name": t.name,
+                        "created_at": fmt_ms(t.created_at),
+                        "limits": t.limits,
+                        "defaults": TenantLimits::default(),
+                        "grants": grants,
+                        "packages": packages,
+                        "unfinished_executions": unfinished,
+                    }))?
+                );
+            } else {
+                println!("tenant {} (created {})", t.name, fmt_ms(t.created_at));
+                println!("limits:\n{}", limits_text(&t.limits));
+                println!(
+                    "usage:\n  packages                 {packages}\n  unfinished executions    {unfinished}"
+                );
+                println!("grants:");
+                if grants.is_empty() {
+                    println!("  none");
+                }
+                for gr in &grants {
+                    println!(
+                        "  {:<10} {:<24} {}{}{}",
+                        gr.kind.as_str(),
+                        gr.name,
+                        gr.value,
+                        if gr.writable { " (writable)" } else { "" },
+                        if gr.package.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [package {}]", gr.package)
+                        }
+                    );
+                }
+            }
+        }
+        TenantCommand::Update { name, set, json } => {
+            let mut limits = runner.tenant(&name).await?.limits;
+            apply_limits(&mut limits, &set)?;
+            let t = runner.update_tenant(&name, &limits).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!("updated tenant {}\n{}", t.name, limits_text(&t.limits));
+            }
+        }
+        TenantCommand::Delete { name, force, json } => {
+            runner.delete_tenant(&name, force).await?;
+            if json {
+                println!("{}", json!({"deleted": name}));
+            } else {
+                println!("deleted tenant {name}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn grant(g: &GlobalArgs, args: GrantArgs, give: bool) -> anyhow::Result<i32> {
+    let (kind, name, value) = if let Some(env) = &args.env {
+        let (n, v) = env.split_once('=').unwrap_or((env.as_str(), ""));
+        (GrantKind::Env, n.to_string(), v.to_string())
+    } else if let Some(dir) = &args.dir {
+        let (n, v) = dir.split_once('=').unwrap_or((dir.as_str(), ""));
+        let host = if give && !v.is_empty() {
+            std::fs::canonicalize(v)
+                .with_context(|| format!("cannot use {v} as a granted directory"))?
+                .display()
+                .to_string()
+        } else {
+            v.to_string()
+        };
+        (GrantKind::Dir, n.to_string(), host)
+    } else if let Some(host) = &args.http {
+        (GrantKind::Http, host.clone(), String::new())
+    } else if args.wall_clock {
+        (GrantKind::WallClock, String::new(), String::new())
+    } else if args.random {
+        (GrantKind::Random, String::new(), String::new())
+    } else {
+        anyhow::bail!("say what to grant: --env, --dir, --http, --wall-clock or --random");
+    };
+    let runner = open_runner(runner_config(g)?).await?;
+    let record = Grant {
+        tenant: args.tenant.clone(),
+        package: args.package.clone(),
+        kind,
+        name,
+        value,
+        writable: args.writable,
+    };
+    if give {
+        if kind == GrantKind::Env && !args.env.as_deref().unwrap_or("").contains('=') {
+            anyhow::bail!("--env takes NAME=VALUE");
+        }
+        runner.grant(&record).await?;
+    } else {
+        runner
+            .revoke(&record.tenant, &record.package, kind, &record.name)
+            .await?;
+    }
+    if args.json {
+        println!("{}", json!({"granted": give, "grant": record}));
+    } else {
+        println!(
+            "{} {} {} for tenant {}{}",
+            if give { "granted" } else { "revoked" },
+            kind.as_str(),
+            record.name,
+            record.tenant,
+            if record.package.is_empty() {
+                String::new()
+            } else {
+                format!(" (package {})", record.package)
+            }
+        );
+    }
+    Ok(0)
+}
+
+/// Find or build the packages a benchmark needs.
+fn bench_packages(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| p.join("tests/guests").is_dir())
+        .ok_or_else(|| anyhow::anyhow!("pass --packages DIR"))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    eprintln!("building the benchmark packages ...");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "guest",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "hello",
+            "-p",
+            "etl",
+            "-p",
+            "shapes",
+            "-p",
+            "sandbox-probe",
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .context("cannot run cargo to build the benchmark packages")?;
+    anyhow::ensure!(status.success(), "building the benchmark packages failed");
+    Ok(target.join("wasm32-wasip2").join("guest"))
+}
+
+async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i32> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; numbers will be far from a release build's");
+    }
+    let packages = crate::bench::BenchPackages::new(bench_packages(args.packages)?);
+    let scratch = tempfile_dir()?;
+    let started = std::time::Instant::now();
+    let result = match args.which {
+        BenchKind::Cache => crate::bench::cache(&packages, &scratch).await,
+        BenchKind::Reconcile => crate::bench::reconcile(&packages, &scratch, None).await,
+        BenchKind::Throughput => {
+            crate::bench::throughput(
+                &packages,
+                &scratch,
+                args.postgres.as_deref(),
+                args.concurrency,
+            )
+            .await
+        }
+        BenchKind::Tenants => crate::bench::tenants(&packages, &scratch, args.concurrency).await,
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut result = result?;
+    result["machine"] = crate::bench::machine();
+    result["elapsed_seconds"] = json!(started.elapsed().as_secs_f64());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("{}", crate::bench::render(&result));
+    }
+    Ok(0)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("culvert-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("cannot create a scratch directory")?;
+    Ok(dir)
 }

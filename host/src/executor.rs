@@ -25,7 +25,7 @@
 use crate::cache::{Compiled, ContentHash};
 use crate::invoke::{self, FailureKind, TaskCall};
 use crate::loader::PackageLoader;
-use crate::metadata::{RetryOn, RetryPolicy};
+use crate::metadata::{PackageMetadata, RetryOn, RetryPolicy};
 use crate::registry::Registry;
 use crate::sandbox::{CallLabels, CancelFlag, SandboxLimits};
 use crate::scheduler::ExecutionPlan;
@@ -114,6 +114,17 @@ struct ExecInfo {
     plan: Arc<ExecutionPlan>,
     compiled: Arc<Compiled>,
     label: String,
+    /// The tenant's limits and the package's granted capabilities; the
+    /// timeout is set per task.
+    limits: SandboxLimits,
+    /// The tenant's ceiling on task timeouts.
+    max_timeout: Duration,
+}
+
+/// A task this host is running.
+struct Running {
+    flag: CancelFlag,
+    token: Uuid,
 }
 
 /// Decide whether a failed attempt is retried, and when: `None` for a
@@ -149,8 +160,10 @@ pub struct Executor {
     config: ExecutorConfig,
     wake: Notify,
     permits: Arc<Semaphore>,
-    running: Mutex<HashMap<(Uuid, String), CancelFlag>>,
+    running: Mutex<HashMap<(Uuid, String), Running>>,
     executions: Mutex<HashMap<Uuid, Arc<ExecInfo>>>,
+    packages: Mutex<HashMap<ContentHash, (Arc<Compiled>, Arc<PackageMetadata>)>>,
+    only_execution: Mutex<Option<Uuid>>,
     finished: watch::Sender<u64>,
     counters: Counters,
 }
@@ -184,6 +197,8 @@ impl Executor {
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
             executions: Mutex::new(HashMap::new()),
+            packages: Mutex::new(HashMap::new()),
+            only_execution: Mutex::new(None),
             finished,
             counters: Counters::default(),
         }
@@ -225,11 +240,18 @@ impl Executor {
 
     /// Interrupt this host's running tasks of `execution`.
     pub fn cancel_local(&self, execution: Uuid) {
-        for ((exec, _), flag) in self.running.lock().expect("executor lock").iter() {
+        for ((exec, _), running) in self.running.lock().expect("executor lock").iter() {
             if *exec == execution {
-                flag.cancel();
+                running.flag.cancel();
             }
         }
+    }
+
+    /// Claim only `execution`'s tasks from now on (what `culvert run
+    /// --wait` does when no `serve` is running, so a CLI process never
+    /// runs other work).
+    pub fn only_execution(&self, execution: Uuid) {
+        *self.only_execution.lock().expect("executor lock") = Some(execution);
     }
 
     /// Run until `shutdown` turns true: the claim loop plus the heartbeat,
@@ -237,10 +259,12 @@ impl Executor {
     /// returns.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(host = %self.host_id, concurrency = self.config.concurrency, "executor starting");
+        // Heartbeats and cancellations go on while running tasks drain at
+        // shutdown; the loops are aborted once they have.
         let background = [
-            tokio::spawn(self.clone().heartbeat_loop(shutdown.clone())),
+            tokio::spawn(self.clone().heartbeat_loop()),
             tokio::spawn(self.clone().recovery_loop(shutdown.clone())),
-            tokio::spawn(self.clone().cancel_loop(shutdown.clone())),
+            tokio::spawn(self.clone().cancel_loop()),
         ];
         let mut error_backoff = Duration::from_millis(50);
         loop {
@@ -258,9 +282,10 @@ impl Executor {
             }
             let limit = (free as u32).min(self.config.claim_batch);
             let lease_until = now_ms() + self.config.lease.as_millis() as i64;
+            let only = *self.only_execution.lock().expect("executor lock");
             let claimed = match self
                 .store
-                .claim_tasks(self.host_id, limit, lease_until)
+                .claim_tasks(self.host_id, limit, lease_until, only)
                 .await
             {
                 Ok(c) => {
@@ -309,17 +334,26 @@ impl Executor {
         tracing::info!(host = %self.host_id, "executor stopped");
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    async fn heartbeat_loop(self: Arc<Self>) {
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.heartbeat_interval) => {}
-                _ = shutdown.changed() => if *shutdown.borrow() { return },
-            }
-            if self.running.lock().expect("executor lock").is_empty() {
+            tokio::time::sleep(self.config.heartbeat_interval).await;
+            // Only the claims of tasks still running here: a task whose
+            // completion could not be recorded is dropped from the map, its
+            // lease lapses, and another host runs it.
+            let mut tokens: Vec<Uuid> = self
+                .running
+                .lock()
+                .expect("executor lock")
+                .values()
+                .map(|r| r.token)
+                .collect();
+            if tokens.is_empty() {
                 continue;
             }
+            tokens.sort();
+            tokens.dedup();
             let until = now_ms() + self.config.lease.as_millis() as i64;
-            if let Err(e) = self.store.heartbeat(self.host_id, until).await {
+            if let Err(e) = self.store.heartbeat(self.host_id, until, &tokens).await {
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }
@@ -357,12 +391,9 @@ impl Executor {
         }
     }
 
-    async fn cancel_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    async fn cancel_loop(self: Arc<Self>) {
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.cancel_poll_interval) => {}
-                _ = shutdown.changed() => if *shutdown.borrow() { return },
-            }
+            tokio::time::sleep(self.config.cancel_poll_interval).await;
             if self.running.lock().expect("executor lock").is_empty() {
                 continue;
             }
@@ -370,8 +401,8 @@ impl Executor {
                 Ok(pairs) => {
                     let running = self.running.lock().expect("executor lock");
                     for key in pairs {
-                        if let Some(flag) = running.get(&key) {
-                            flag.cancel();
+                        if let Some(r) = running.get(&key) {
+                            r.flag.cancel();
                         }
                     }
                 }
@@ -380,7 +411,7 @@ impl Executor {
         }
     }
 
-    /// The plan and compiled code of an execution, cached.
+    /// The plan, compiled code, limits and grants of an execution, cached.
     async fn exec_info(&self, execution: Uuid) -> Result<Arc<ExecInfo>, String> {
         if let Some(info) = self
             .executions
@@ -401,7 +432,30 @@ impl Executor {
             .await
             .map_err(|e| e.to_string())?;
         let hash = ContentHash::from_hex(&row.content_hash)?;
-        let compiled = self.compiled(&hash).await?;
+        let (compiled, metadata) = self.package(&hash).await?;
+        let tenant = self
+            .store
+            .get_tenant(&row.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let grants = self
+            .store
+            .list_grants(&row.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let l = &tenant.limits;
+        let base = &self.config.task_limits;
+        let limits = SandboxLimits {
+            memory_bytes: base.memory_bytes.min(l.max_memory_bytes).max(1),
+            fuel: l.fuel_per_call.or(base.fuel),
+            output_bytes: base.output_bytes.min(l.max_output_bytes as usize),
+            grants: Arc::new(crate::tenants::resolve_grants(
+                &metadata.capabilities,
+                &grants,
+                &row.package_name,
+            )),
+            ..base.clone()
+        };
         let info = Arc::new(ExecInfo {
             plan: Arc::new(plan),
             compiled,
@@ -409,6 +463,8 @@ impl Executor {
                 "{}::{}@{}",
                 row.tenant, row.package_name, row.package_version
             ),
+            limits,
+            max_timeout: Duration::from_millis(l.max_task_timeout_ms),
         });
         self.executions
             .lock()
@@ -417,46 +473,64 @@ impl Executor {
         Ok(info)
     }
 
-    /// Compiled code by content hash: from memory, else from the stored
-    /// bytes (the package may have been removed since the execution began;
-    /// its bytes stay while executions use them).
-    async fn compiled(&self, hash: &ContentHash) -> Result<Arc<Compiled>, String> {
-        if let Some(c) = self.loader.cache().get_in_memory(hash) {
-            return Ok(c);
+    /// Compiled code and metadata by content hash: from this executor's
+    /// map, the registry, or the stored bytes (the package may have been
+    /// removed since the execution began; its bytes stay while executions
+    /// use them).
+    async fn package(
+        &self,
+        hash: &ContentHash,
+    ) -> Result<(Arc<Compiled>, Arc<PackageMetadata>), String> {
+        if let Some(p) = self.packages.lock().expect("executor lock").get(hash) {
+            return Ok(p.clone());
         }
-        if let Some(p) = self
+        let found = match self
             .registry
             .all()
             .into_iter()
             .find(|p| p.content_hash() == *hash)
         {
-            return Ok(p.package.compiled.clone());
-        }
-        let bytes = self
-            .store
-            .blob(&hash.to_hex())
-            .await
-            .map_err(|e| e.to_string())?;
-        let package = self.loader.load(&bytes).await.map_err(|e| e.to_string())?;
-        Ok(package.compiled)
+            Some(p) => (
+                p.package.compiled.clone(),
+                Arc::new(p.package.metadata.clone()),
+            ),
+            None => {
+                let bytes = self
+                    .store
+                    .blob(&hash.to_hex())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let package = self.loader.load(&bytes).await.map_err(|e| e.to_string())?;
+                (package.compiled, Arc::new(package.metadata))
+            }
+        };
+        self.packages
+            .lock()
+            .expect("executor lock")
+            .insert(*hash, found.clone());
+        Ok(found)
     }
 
     async fn run_one(&self, task: ClaimedTask) {
         let key = (task.execution_id, task.task_id.clone());
         let (outcome, plan) = match self.exec_info(task.execution_id).await {
             Err(e) => {
+                let Ok(plan) = self.store.execution_plan(task.execution_id).await else {
+                    tracing::error!(execution = %task.execution_id, "execution vanished");
+                    return;
+                };
+                // The package could not be loaded here (its bytes gone, the
+                // database unreachable): a host problem, retried as the
+                // task's policy allows.
+                let retry_at = plan.task(&task.task_id).and_then(|t| {
+                    retry_decision(&t.retry, task.attempt, FailureKind::Host, now_ms())
+                });
                 let outcome = TaskOutcome::Failed {
                     kind: FailureKind::Host,
                     message: format!("cannot load the execution's package: {e}"),
-                    retry_at: None,
+                    retry_at,
                 };
-                match self.store.execution_plan(task.execution_id).await {
-                    Ok(plan) => (outcome, Arc::new(plan)),
-                    Err(e) => {
-                        tracing::error!(execution = %task.execution_id, error = %e, "execution vanished");
-                        return;
-                    }
-                }
+                (outcome, Arc::new(plan))
             }
             Ok(info) => {
                 let outcome = self.attempt(&task, &info).await;
@@ -517,24 +591,39 @@ impl Executor {
     async fn attempt(&self, task: &ClaimedTask, info: &ExecInfo) -> TaskOutcome {
         let Some(meta) = info.plan.task(&task.task_id) else {
             return TaskOutcome::Failed {
-                kind: FailureKind::Host,
+                kind: FailureKind::Permanent,
                 message: format!("the workflow has no task '{}'", task.task_id),
                 retry_at: None,
             };
         };
+        if task.input.len() > info.limits.max_context_bytes {
+            return TaskOutcome::Failed {
+                kind: FailureKind::InvalidOutput,
+                message: format!(
+                    "the merged input context is {} bytes, over the limit of {}",
+                    task.input.len(),
+                    info.limits.max_context_bytes
+                ),
+                retry_at: None,
+            };
+        }
         let timeout = meta
             .timeout_ms
             .map(Duration::from_millis)
-            .unwrap_or(self.config.default_task_timeout);
+            .unwrap_or(self.config.default_task_timeout)
+            .min(info.max_timeout);
         let limits = SandboxLimits {
             timeout,
-            ..self.config.task_limits.clone()
+            ..info.limits.clone()
         };
         let flag = CancelFlag::new();
-        self.running
-            .lock()
-            .expect("executor lock")
-            .insert((task.execution_id, task.task_id.clone()), flag.clone());
+        self.running.lock().expect("executor lock").insert(
+            (task.execution_id, task.task_id.clone()),
+            Running {
+                flag: flag.clone(),
+                token: task.claim_token,
+            },
+        );
         let execution_id = task.execution_id.to_string();
         let labels = Arc::new(CallLabels {
             package: info.label.clone(),

@@ -23,6 +23,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod bindings;
 pub mod cache;
 pub mod cli;
@@ -37,6 +38,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod scheduler;
 pub mod store;
+pub mod tenants;
 
 pub use cache::{CacheConfig, CacheSource, CacheStats, Compiled, CompiledCache, ContentHash};
 pub use engine::{EngineConfig, SandboxEngine};
@@ -50,3 +52,4 @@ pub use runner::{Error, Registered, Runner, RunnerConfig};
 pub use sandbox::{CallLabels, CancelFlag, SandboxLimits};
 pub use scheduler::{ExecutionStatus, TaskStatus};
 pub use store::{Store, StoreError};
+pub use tenants::{Grant, GrantKind, TenantLimits};

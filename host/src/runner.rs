@@ -25,11 +25,12 @@ use crate::executor::{Executor, ExecutorConfig};
 use crate::loader::{LoadError, LoaderConfig, PackageLoader};
 use crate::reconciler::{Reconciler, ReconcilerConfig, ReconcilerStatus};
 use crate::registry::{LookupError, Registry};
-use crate::scheduler::ExecutionPlan;
+use crate::scheduler::{ExecutionPlan, ExecutionStatus};
 use crate::store::{
     self, EventRow, ExecutionFilter, ExecutionRow, NewExecution, NewPackage, PackageRow, Store,
     StoreError, TaskRow,
 };
+use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ pub enum Error {
     /// The engine could not start.
     #[error("engine: {0}")]
     Engine(String),
+    /// A tenant quota would be exceeded; the message names the quota.
+    #[error("{0}")]
+    Quota(String),
 }
 
 impl Error {
@@ -151,22 +155,12 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-/// Tenant names: a short slug.
+/// Tenant names: a short slug (see [`crate::tenants::validate_name`]).
+///
+/// # Errors
+/// [`Error::Invalid`] naming the rule.
 pub fn validate_tenant(tenant: &str) -> Result<(), Error> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= 63
-        && tenant
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && tenant.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid tenant name '{}': use 1 to 63 of [a-z0-9_-], starting with a letter or digit",
-            crate::metadata::printable(tenant)
-        )))
-    }
+    crate::tenants::validate_name(tenant).map_err(Error::Invalid)
 }
 
 impl Runner {
@@ -293,14 +287,28 @@ impl Runner {
     /// [`StoreError::NotFound`] for an unknown tenant.
     pub async fn register_package(&self, tenant: &str, bytes: &[u8]) -> Result<Registered, Error> {
         validate_tenant(tenant)?;
-        if !self.store.tenant_exists(tenant).await? {
-            return Err(StoreError::NotFound(format!(
-                "tenant '{tenant}' does not exist (create it with `culvert tenant create {tenant}`)"
-            ))
-            .into());
+        let limits = self.tenant(tenant).await?.limits;
+        if bytes.len() as u64 > limits.max_package_bytes {
+            return Err(Error::Quota(format!(
+                "the package is {} bytes, over tenant '{tenant}''s max_package_bytes quota of {}",
+                bytes.len(),
+                limits.max_package_bytes
+            )));
         }
         let package = self.loader.load(bytes).await?;
         let hash = package.content_hash.to_hex();
+        let existing = self.store.list_packages(Some(tenant)).await?;
+        let already = existing.iter().any(|p| {
+            p.name == package.metadata.name
+                && p.version == package.metadata.version
+                && p.content_hash == hash
+        });
+        if !already && existing.len() as u64 >= limits.max_packages as u64 {
+            return Err(Error::Quota(format!(
+                "tenant '{tenant}' has {} packages, its max_packages quota",
+                existing.len()
+            )));
+        }
         let registration = self
             .store
             .register_package(NewPackage {
@@ -370,11 +378,15 @@ impl Runner {
         context: Map<String, Value>,
     ) -> Result<ExecutionRow, Error> {
         validate_tenant(tenant)?;
-        if !self.store.tenant_exists(tenant).await? {
-            return Err(StoreError::NotFound(format!("tenant '{tenant}' does not exist")).into());
-        }
+        let limits = self.tenant(tenant).await?.limits;
         let packages = self.store.list_packages(Some(tenant)).await?;
         let (package, index) = find_workflow(&packages, tenant, workflow, version)?;
+        let queued = self.store.count_unfinished(tenant).await?;
+        if queued >= limits.max_queued_executions as i64 {
+            return Err(Error::Quota(format!(
+                "tenant '{tenant}' has {queued} unfinished executions, its max_queued_executions quota"
+            )));
+        }
         let plan = ExecutionPlan::new(package.metadata.workflows[index].clone());
         let row = self
             .store
@@ -456,6 +468,148 @@ impl Runner {
         filter: ExecutionFilter<'_>,
     ) -> Result<Vec<ExecutionRow>, Error> {
         Ok(self.store.list_executions(filter).await?)
+    }
+
+    /// A tenant.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it does not exist.
+    pub async fn tenant(&self, name: &str) -> Result<TenantRow, Error> {
+        match self.store.get_tenant(name).await {
+            Err(StoreError::NotFound(_)) => Err(StoreError::NotFound(format!(
+                "tenant '{name}' does not exist (create it with `culvert tenant create {name}`)"
+            ))
+            .into()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Every tenant.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn tenants(&self) -> Result<Vec<TenantRow>, Error> {
+        Ok(self.store.list_tenants().await?)
+    }
+
+    /// Create a tenant.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name, [`StoreError::Conflict`] when it
+    /// exists.
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        limits: &TenantLimits,
+    ) -> Result<TenantRow, Error> {
+        validate_tenant(name)?;
+        Ok(self.store.create_tenant(name, limits).await?)
+    }
+
+    /// Replace a tenant's limits.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it does not exist.
+    pub async fn update_tenant(
+        &self,
+        name: &str,
+        limits: &TenantLimits,
+    ) -> Result<TenantRow, Error> {
+        self.tenant(name).await?;
+        Ok(self.store.update_tenant(name, limits).await?)
+    }
+
+    /// Delete a tenant with its packages, executions and grants. Refused
+    /// while executions are unfinished, unless `force`, which cancels them
+    /// first.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for `public`, [`StoreError::Conflict`] while
+    /// executions run (without `force`).
+    pub async fn delete_tenant(&self, name: &str, force: bool) -> Result<(), Error> {
+        if name == crate::tenants::PUBLIC {
+            return Err(Error::Invalid("the public tenant cannot be deleted".into()));
+        }
+        self.tenant(name).await?;
+        let unfinished = self.store.count_unfinished(name).await?;
+        if unfinished > 0 && !force {
+            return Err(StoreError::Conflict(format!(
+                "tenant '{name}' has {unfinished} unfinished executions; cancel them first or use --force"
+            ))
+            .into());
+        }
+        if unfinished > 0 {
+            for status in [ExecutionStatus::Pending, ExecutionStatus::Running] {
+                let rows = self
+                    .store
+                    .list_executions(ExecutionFilter {
+                        tenant: Some(name),
+                        status: Some(status),
+                        limit: Some(i64::MAX),
+                    })
+                    .await?;
+                for row in rows {
+                    match self.cancel(name, row.id).await {
+                        Ok(_) | Err(Error::Store(StoreError::Conflict(_))) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        self.store.delete_tenant(name).await?;
+        if let Err(e) = self.store.collect_garbage().await {
+            tracing::warn!(error = %e, "could not collect unused component bytes");
+        }
+        self.reconciler.trigger();
+        Ok(())
+    }
+
+    /// Grant a capability (the operator's key of the two-key rule).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown tenant, [`Error::Invalid`]
+    /// for a malformed grant.
+    pub async fn grant(&self, grant: &Grant) -> Result<(), Error> {
+        self.tenant(&grant.tenant).await?;
+        match grant.kind {
+            GrantKind::Dir => {
+                let host = std::path::Path::new(&grant.value);
+                if !grant.name.starts_with('/') || !host.is_absolute() || !host.is_dir() {
+                    return Err(Error::Invalid(format!(
+                        "a directory grant maps an absolute guest path to an existing absolute host directory; got '{}' -> '{}'",
+                        grant.name, grant.value
+                    )));
+                }
+            }
+            GrantKind::Env | GrantKind::Http if grant.name.is_empty() => {
+                return Err(Error::Invalid("this grant needs a name".into()));
+            }
+            _ => {}
+        }
+        Ok(self.store.add_grant(grant).await?)
+    }
+
+    /// Take a grant back.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is no such grant.
+    pub async fn revoke(
+        &self,
+        tenant: &str,
+        package: &str,
+        kind: GrantKind,
+        name: &str,
+    ) -> Result<(), Error> {
+        Ok(self.store.remove_grant(tenant, package, kind, name).await?)
+    }
+
+    /// A tenant's grants.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn grants(&self, tenant: &str) -> Result<Vec<Grant>, Error> {
+        self.tenant(tenant).await?;
+        Ok(self.store.list_grants(tenant).await?)
     }
 
     /// Cancel an execution of `tenant`: pending tasks are skipped and

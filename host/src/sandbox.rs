@@ -44,8 +44,40 @@ pub struct SandboxLimits {
     pub fuel: Option<u64>,
     /// Bytes of stdout, stderr and log records together. Default 1 MiB.
     pub output_bytes: usize,
-    /// The largest context a task may return, in bytes. Default 16 MiB.
+    /// The largest context a task may return (or receive), in bytes.
+    /// Default 16 MiB.
     pub max_context_bytes: usize,
+    /// Capabilities granted to this call (declared by the package *and*
+    /// granted by an operator). Default: none.
+    pub grants: Arc<SandboxGrants>,
+}
+
+/// What a call may use beyond the capability-free default: the
+/// intersection of what its package declared and what its tenant was
+/// granted (see [`crate::tenants`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxGrants {
+    /// Environment variables and their values.
+    pub env: Vec<(String, String)>,
+    /// Preopened directories: host path, guest path, writable.
+    pub dirs: Vec<(std::path::PathBuf, String, bool)>,
+    /// The real wall clock (otherwise one frozen at the Unix epoch).
+    pub wall_clock: bool,
+    /// The host's secure random generator (otherwise a deterministic one).
+    pub random: bool,
+}
+
+/// A wall clock frozen at the Unix epoch: what a guest without the
+/// wall-clock capability sees.
+struct EpochClock;
+
+impl wasmtime_wasi::HostWallClock for EpochClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 impl Default for SandboxLimits {
@@ -57,12 +89,14 @@ impl Default for SandboxLimits {
             fuel: None,
             output_bytes: 1024 * 1024,
             max_context_bytes: 16 * 1024 * 1024,
+            grants: Arc::new(SandboxGrants::default()),
         }
     }
 }
 
 impl SandboxLimits {
-    /// The limits for `describe`: a 2 s deadline and a 32 MiB memory cap.
+    /// The limits for `describe`: a 2 s deadline, a 32 MiB memory cap and
+    /// a 64 KiB output budget.
     pub fn describe() -> Self {
         Self {
             memory_bytes: 32 * 1024 * 1024,
@@ -163,7 +197,7 @@ impl HostState {
 /// Build a fresh store for one call.
 ///
 /// # Errors
-/// When fuel cannot be set (never, with a valid engine).
+/// When a granted directory cannot be opened, or fuel cannot be set.
 pub fn new_store(
     engine: &SandboxEngine,
     limits: &SandboxLimits,
@@ -184,6 +218,36 @@ pub fn new_store(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    let grants = &limits.grants;
+    if !grants.env.is_empty() {
+        builder.envs(&grants.env);
+    }
+    for (host, guest, writable) in &grants.dirs {
+        let perms = if *writable {
+            wasmtime_wasi::FsPerms::ReadWrite
+        } else {
+            wasmtime_wasi::FsPerms::ReadOnly
+        };
+        builder.preopened_dir(host, guest, perms).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the granted directory {} for {guest}: {e}",
+                host.display()
+            )
+        })?;
+    }
+    if !grants.wall_clock {
+        builder.wall_clock(EpochClock);
+    }
+    if !grants.random {
+        builder
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![
+                0x5e, 0xed, 0xc0, 0x1d, 0x42, 0x17, 0x99, 0x03,
+            ]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![
+                0x24, 0x68, 0xac, 0xe0,
+            ]))
+            .insecure_random_seed(0);
+    }
     let memory_cap = limits.memory_bytes.min(engine.config().max_memory_bytes);
     let state = HostState {
         wasi: builder.build(),

@@ -44,6 +44,9 @@ CREATE TABLE task_executions (
     last_error_kind   TEXT,
     skip_reason       TEXT,
     claimed_by        UUID,
+    -- Set at each claim: a completion must present it, so a late result
+    -- from an earlier claim is refused.
+    claim_token       UUID,
     lease_expires_at  BIGINT,
     recoveries        BIGINT NOT NULL DEFAULT 0,
     started_at        BIGINT,
@@ -53,8 +56,9 @@ CREATE TABLE task_executions (
     PRIMARY KEY (execution_id, task_id)
 );
 
-CREATE INDEX task_executions_ready ON task_executions (next_run_at) WHERE status = 'ready';
+CREATE INDEX task_executions_ready ON task_executions (tenant, next_run_at) WHERE status = 'ready';
 CREATE INDEX task_executions_running ON task_executions (lease_expires_at) WHERE status = 'running';
+CREATE INDEX task_executions_running_tenant ON task_executions (tenant) WHERE status = 'running';
 CREATE INDEX task_executions_claimed ON task_executions (claimed_by) WHERE status = 'running';
 
 CREATE TABLE execution_events (

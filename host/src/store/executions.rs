@@ -144,6 +144,8 @@ pub struct ClaimedTask {
     pub ready_at: Option<i64>,
     /// When it was claimed, in ms.
     pub claimed_at: i64,
+    /// This claim's token: its completion must present it.
+    pub claim_token: Uuid,
 }
 
 /// How an attempt ended.
@@ -173,7 +175,8 @@ pub struct Completion {
     pub accepted: bool,
     /// Tasks that became ready.
     pub became_ready: u32,
-    /// The execution's final status, if it just finished.
+    /// The execution's final status, if it just finished (or was
+    /// cancelled).
     pub finished: Option<ExecutionStatus>,
 }
 
@@ -225,18 +228,25 @@ pub trait ExecutionStore: Send + Sync {
     async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan>;
 
     /// Claim up to `limit` ready tasks for `host`, leasing them until
-    /// `lease_until` (ms).
+    /// `lease_until` (ms); with `only_execution`, only that execution's.
+    ///
+    /// Tenants are served fairly: slots go round-robin to the tenants with
+    /// ready work, fewest running first, and no tenant gets more than its
+    /// `max_concurrent_tasks` running over every host.
     async fn claim_tasks(
         &self,
         host: Uuid,
         limit: u32,
         lease_until: i64,
+        only_execution: Option<Uuid>,
     ) -> Result<Vec<ClaimedTask>>;
 
     /// Record how an attempt ended, unlock or skip dependents, and finish
     /// the execution if this was its last task: one transaction. Refused
-    /// (not an error: `accepted` is false) when `host` no longer holds the
-    /// attempt.
+    /// (not an error: `accepted` is false) when the claim is no longer
+    /// current (its token does not match: the lease expired and the task
+    /// was taken back). A retry of a cancelled execution's task is skipped
+    /// instead.
     async fn complete_task(
         &self,
         host: Uuid,
@@ -245,8 +255,9 @@ pub trait ExecutionStore: Send + Sync {
         plan: &ExecutionPlan,
     ) -> Result<Completion>;
 
-    /// Extend the leases of every task `host` runs to `lease_until`.
-    async fn heartbeat(&self, host: Uuid, lease_until: i64) -> Result<u64>;
+    /// Extend to `lease_until` the leases of the claims `tokens` that
+    /// `host` still holds.
+    async fn heartbeat(&self, host: Uuid, lease_until: i64, tokens: &[Uuid]) -> Result<u64>;
 
     /// Take back tasks whose lease expired: ready again with one more
     /// recovery counted, or failed once `max_recoveries` is exceeded.

@@ -25,6 +25,11 @@ pub(crate) const SQLITE: &[Entry] = &[
         "executions",
         include_str!("../../migrations/sqlite/0002_executions.sql"),
     ),
+    (
+        3,
+        "grants",
+        include_str!("../../migrations/sqlite/0003_grants.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -38,6 +43,11 @@ pub(crate) const POSTGRES: &[Entry] = &[
         2,
         "executions",
         include_str!("../../migrations/postgres/0002_executions.sql"),
+    ),
+    (
+        3,
+        "grants",
+        include_str!("../../migrations/postgres/0003_grants.sql"),
     ),
 ];
 

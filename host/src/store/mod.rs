@@ -11,6 +11,7 @@
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
 
 use crate::metadata::PackageMetadata;
+use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use async_trait::async_trait;
 use serde::Serialize;
 use std::fmt;
@@ -222,6 +223,37 @@ pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
 
     /// Forget a host (on clean shutdown).
     async fn remove_host(&self, id: Uuid) -> Result<()>;
+
+    /// Create a tenant; [`StoreError::Conflict`] if it exists.
+    async fn create_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow>;
+
+    /// One tenant; [`StoreError::NotFound`] if it does not exist.
+    async fn get_tenant(&self, name: &str) -> Result<TenantRow>;
+
+    /// Every tenant, by name.
+    async fn list_tenants(&self) -> Result<Vec<TenantRow>>;
+
+    /// Replace a tenant's limits.
+    async fn update_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow>;
+
+    /// Delete a tenant with its packages, executions and grants. The caller
+    /// checks first that nothing of it is running.
+    async fn delete_tenant(&self, name: &str) -> Result<()>;
+
+    /// Add (or replace) a grant.
+    async fn add_grant(&self, grant: &Grant) -> Result<()>;
+
+    /// Remove a grant; [`StoreError::NotFound`] if there is none.
+    async fn remove_grant(
+        &self,
+        tenant: &str,
+        package: &str,
+        kind: GrantKind,
+        name: &str,
+    ) -> Result<()>;
+
+    /// A tenant's grants.
+    async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>>;
 }
 
 /// Open the store at `url`, running its migrations.

@@ -32,9 +32,14 @@ impl Drop for PgStore {
 
 impl PgStore {
     pub(crate) const BACKEND: Backend = Backend::Postgres;
-    /// Claim ready tasks, skipping rows other hosts are claiming. `$1`
-    /// host, `$2` lease end, `$3` now, `$4` limit.
-    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions t SET status = 'running', claimed_by = $1, lease_expires_at = $2, attempt = t.attempt + 1, started_at = $3 FROM (SELECT execution_id, task_id FROM task_executions WHERE status = 'ready' AND next_run_at <= $3 ORDER BY next_run_at LIMIT $4 FOR UPDATE SKIP LOCKED) c WHERE t.execution_id = c.execution_id AND t.task_id = c.task_id RETURNING t.execution_id, t.task_id, t.tenant, t.attempt, t.max_attempts, t.input, t.ready_at";
+    /// Claim a tenant's ready tasks, skipping rows other hosts are
+    /// claiming. `$1` host, `$2` lease end, `$3` now, `$4` limit, `$5`
+    /// tenant, `$6` claim token, `$7` only this execution (or NULL).
+    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions t SET status = 'running', claimed_by = $1, claim_token = $6, lease_expires_at = $2, attempt = t.attempt + 1, started_at = $3 FROM (SELECT execution_id, task_id FROM task_executions WHERE status = 'ready' AND tenant = $5 AND next_run_at <= $3 AND ($7::uuid IS NULL OR execution_id = $7) ORDER BY next_run_at LIMIT $4 FOR UPDATE SKIP LOCKED) c WHERE t.execution_id = c.execution_id AND t.task_id = c.task_id RETURNING t.execution_id, t.task_id, t.tenant, t.attempt, t.max_attempts, t.input, t.ready_at";
+    /// A tenant's limits, locking its row for the rest of the claim. `$1`
+    /// tenant.
+    pub(crate) const TENANT_LIMITS_SQL: &'static str =
+        "SELECT limits FROM tenants WHERE name = $1 FOR UPDATE";
     /// Tasks whose lease expired, skipping rows another host is
     /// recovering. `$1` now.
     pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 LIMIT 100 FOR UPDATE SKIP LOCKED";

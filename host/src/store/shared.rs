@@ -306,6 +306,185 @@ macro_rules! shared_store {
                     .await?;
                 Ok(())
             }
+
+            async fn create_tenant(
+                &self,
+                name: &str,
+                limits: &$crate::tenants::TenantLimits,
+            ) -> $crate::store::Result<$crate::tenants::TenantRow> {
+                let text = serde_json::to_string(limits)
+                    .map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
+                let now = $crate::store::now_ms();
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "INSERT INTO tenants (name, limits, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(&text)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::Conflict(format!(
+                        "tenant '{name}' already exists"
+                    )));
+                }
+                tx.commit().await?;
+                Ok($crate::tenants::TenantRow {
+                    name: name.to_string(),
+                    limits: limits.clone(),
+                    created_at: now,
+                })
+            }
+
+            async fn get_tenant(&self, name: &str) -> $crate::store::Result<$crate::tenants::TenantRow> {
+                let row: Option<(String, String, i64)> =
+                    sqlx::query_as("SELECT name, limits, created_at FROM tenants WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(self.pool())
+                        .await?;
+                let (name, limits, created_at) = row.ok_or_else(|| {
+                    $crate::store::StoreError::NotFound(format!("tenant '{name}' does not exist"))
+                })?;
+                Ok($crate::tenants::TenantRow {
+                    name,
+                    limits: serde_json::from_str(&limits).unwrap_or_default(),
+                    created_at,
+                })
+            }
+
+            async fn list_tenants(&self) -> $crate::store::Result<Vec<$crate::tenants::TenantRow>> {
+                let rows: Vec<(String, String, i64)> =
+                    sqlx::query_as("SELECT name, limits, created_at FROM tenants ORDER BY name")
+                        .fetch_all(self.pool())
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, limits, created_at)| $crate::tenants::TenantRow {
+                        name,
+                        limits: serde_json::from_str(&limits).unwrap_or_default(),
+                        created_at,
+                    })
+                    .collect())
+            }
+
+            async fn update_tenant(
+                &self,
+                name: &str,
+                limits: &$crate::tenants::TenantLimits,
+            ) -> $crate::store::Result<$crate::tenants::TenantRow> {
+                let text = serde_json::to_string(limits)
+                    .map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("UPDATE tenants SET limits = $2 WHERE name = $1")
+                    .bind(name)
+                    .bind(&text)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotFound(format!(
+                        "tenant '{name}' does not exist"
+                    )));
+                }
+                tx.commit().await?;
+                self.get_tenant(name).await
+            }
+
+            async fn delete_tenant(&self, name: &str) -> $crate::store::Result<()> {
+                let mut tx = self.begin_write().await?;
+                for sql in [
+                    "DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM executions WHERE tenant = $1)",
+                    "DELETE FROM task_executions WHERE tenant = $1",
+                    "DELETE FROM executions WHERE tenant = $1",
+                    "DELETE FROM packages WHERE tenant = $1",
+                    "DELETE FROM grants WHERE tenant = $1",
+                ] {
+                    sqlx::query(sql).bind(name).execute(&mut *tx).await?;
+                }
+                let done = sqlx::query("DELETE FROM tenants WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotFound(format!(
+                        "tenant '{name}' does not exist"
+                    )));
+                }
+                self.notify_packages(&mut tx).await?;
+                tx.commit().await?;
+                let _ = self.events.send($crate::store::PackageEvent::Changed);
+                Ok(())
+            }
+
+            async fn add_grant(&self, g: &$crate::tenants::Grant) -> $crate::store::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO grants (tenant, package, kind, name, value, writable, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, package, kind, name) DO UPDATE SET value = excluded.value, writable = excluded.writable",
+                )
+                .bind(&g.tenant)
+                .bind(&g.package)
+                .bind(g.kind.as_str())
+                .bind(&g.name)
+                .bind(&g.value)
+                .bind(g.writable)
+                .bind($crate::store::now_ms())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn remove_grant(
+                &self,
+                tenant: &str,
+                package: &str,
+                kind: $crate::tenants::GrantKind,
+                name: &str,
+            ) -> $crate::store::Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "DELETE FROM grants WHERE tenant = $1 AND package = $2 AND kind = $3 AND name = $4",
+                )
+                .bind(tenant)
+                .bind(package)
+                .bind(kind.as_str())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotFound(format!(
+                        "no such grant for tenant '{tenant}'"
+                    )));
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_grants(&self, tenant: &str) -> $crate::store::Result<Vec<$crate::tenants::Grant>> {
+                let rows: Vec<(String, String, String, String, String, bool)> = sqlx::query_as(
+                    "SELECT tenant, package, kind, name, value, writable FROM grants WHERE tenant = $1 ORDER BY package, kind, name",
+                )
+                .bind(tenant)
+                .fetch_all(self.pool())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(tenant, package, kind, name, value, writable)| {
+                        Some($crate::tenants::Grant {
+                            tenant,
+                            package,
+                            kind: $crate::tenants::GrantKind::parse(&kind)?,
+                            name,
+                            value,
+                            writable,
+                        })
+                    })
+                    .collect())
+            }
         }
     };
 }

@@ -178,16 +178,17 @@ macro_rules! shared_execution_store {
                 .bind(finished_count)
                 .fetch_optional(&mut **tx)
                 .await?;
-                let Some((0, exec_status)) = remaining else {
-                    return Ok((became_ready, None));
-                };
+                let (remaining, exec_status) = remaining.unwrap_or((1, String::new()));
                 if exec_status == "cancelled" {
+                    return Ok((became_ready, Some(ExecutionStatus::Cancelled)));
+                }
+                if remaining != 0 {
                     return Ok((became_ready, None));
                 }
                 // The last task finished: the final status and context.
                 let rows: Vec<(String, String, Option<String>, Option<String>, Option<String>)> =
                     sqlx::query_as(
-                        "SELECT task_id, status, output, last_error_kind, last_error FROM task_executions WHERE execution_id = $1",
+                        "SELECT task_id, status, output, last_error_kind, last_error FROM task_executions WHERE execution_id = $1 ORDER BY finished_at, task_id",
                     )
                     .bind(execution_id)
                     .fetch_all(&mut **tx)
@@ -451,17 +452,92 @@ macro_rules! shared_execution_store {
                 host: uuid::Uuid,
                 limit: u32,
                 lease_until: i64,
+                only_execution: Option<uuid::Uuid>,
             ) -> $crate::store::Result<Vec<$crate::store::ClaimedTask>> {
+                use std::collections::HashMap;
                 let now = $crate::store::now_ms();
+                let token = uuid::Uuid::now_v7();
                 let mut tx = self.begin_write().await?;
-                let rows: Vec<(uuid::Uuid, String, String, i64, i64, Option<String>, Option<i64>)> =
-                    sqlx::query_as(Self::CLAIM_SQL)
-                        .bind(host)
-                        .bind(lease_until)
-                        .bind(now)
-                        .bind(limit as i64)
-                        .fetch_all(&mut *tx)
+                let ready: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT tenant, COUNT(*) FROM task_executions WHERE status = 'ready' AND next_run_at <= $1 AND ($2 IS NULL OR execution_id = $2) GROUP BY tenant",
+                )
+                .bind(now)
+                .bind(only_execution)
+                .fetch_all(&mut *tx)
+                .await?;
+                if ready.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Vec::new());
+                }
+                // Tenant limits; on PostgreSQL this also locks the rows of
+                // the tenants being served, so that hosts claiming at once
+                // cannot both fill the same tenant's last slot.
+                let mut limits: HashMap<String, u32> = HashMap::new();
+                for (tenant, _) in &ready {
+                    let row: Option<(String,)> = sqlx::query_as(Self::TENANT_LIMITS_SQL)
+                        .bind(tenant)
+                        .fetch_optional(&mut *tx)
                         .await?;
+                    let max = row
+                        .and_then(|(l,)| serde_json::from_str::<$crate::tenants::TenantLimits>(&l).ok())
+                        .unwrap_or_default()
+                        .max_concurrent_tasks;
+                    limits.insert(tenant.clone(), max);
+                }
+                let running: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT tenant, COUNT(*) FROM task_executions WHERE status = 'running' GROUP BY tenant",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                // Round-robin, fewest running first.
+                let mut queue: Vec<(String, i64, i64)> = ready
+                    .iter()
+                    .map(|(t, n)| {
+                        let run = running.get(t).copied().unwrap_or(0);
+                        let room = (limits.get(t).copied().unwrap_or(16) as i64 - run).max(0);
+                        (t.clone(), run, (*n).min(room))
+                    })
+                    .filter(|(_, _, cap)| *cap > 0)
+                    .collect();
+                queue.sort_by_key(|(t, run, _)| (*run, t.clone()));
+                let mut grant: HashMap<String, i64> = HashMap::new();
+                let mut left = limit as i64;
+                while left > 0 {
+                    let mut gave = false;
+                    for (t, _, cap) in &queue {
+                        let g = grant.entry(t.clone()).or_default();
+                        if left > 0 && *g < *cap {
+                            *g += 1;
+                            left -= 1;
+                            gave = true;
+                        }
+                    }
+                    if !gave {
+                        break;
+                    }
+                }
+                let mut rows: Vec<(uuid::Uuid, String, String, i64, i64, Option<String>, Option<i64>)> =
+                    Vec::new();
+                for (tenant, _, _) in &queue {
+                    let n = grant.get(tenant).copied().unwrap_or(0);
+                    if n == 0 {
+                        continue;
+                    }
+                    let mut claimed: Vec<(uuid::Uuid, String, String, i64, i64, Option<String>, Option<i64>)> =
+                        sqlx::query_as(Self::CLAIM_SQL)
+                            .bind(host)
+                            .bind(lease_until)
+                            .bind(now)
+                            .bind(n)
+                            .bind(tenant)
+                            .bind(token)
+                            .bind(only_execution)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    rows.append(&mut claimed);
+                }
                 if rows.is_empty() {
                     tx.rollback().await?;
                     return Ok(Vec::new());
@@ -497,6 +573,7 @@ macro_rules! shared_execution_store {
                             input: input.unwrap_or_else(|| "{}".to_string()),
                             ready_at,
                             claimed_at: now,
+                            claim_token: token,
                         }
                     })
                     .collect())
@@ -513,8 +590,8 @@ macro_rules! shared_execution_store {
                 use $crate::store::{Completion, TaskOutcome};
                 let now = $crate::store::now_ms();
                 let mut tx = self.begin_write().await?;
-                let current: Option<(String, i64, Option<uuid::Uuid>)> = sqlx::query_as(
-                    "SELECT status, attempt, claimed_by FROM task_executions WHERE execution_id = $1 AND task_id = $2",
+                let current: Option<(String, Option<uuid::Uuid>, Option<uuid::Uuid>, String)> = sqlx::query_as(
+                    "SELECT t.status, t.claimed_by, t.claim_token, e.status FROM task_executions t JOIN executions e ON e.id = t.execution_id WHERE t.execution_id = $1 AND t.task_id = $2",
                 )
                 .bind(task.execution_id)
                 .bind(&task.task_id)
@@ -522,20 +599,28 @@ macro_rules! shared_execution_store {
                 .await?;
                 let holds = matches!(
                     &current,
-                    Some((status, attempt, Some(owner)))
-                        if status == "running" && *attempt == task.attempt as i64 && *owner == host
+                    Some((status, Some(owner), Some(token), _))
+                        if status == "running" && *owner == host && *token == task.claim_token
                 );
                 if !holds {
                     tx.rollback().await?;
                     return Ok(Completion::default());
                 }
+                let cancelled = current.as_ref().is_some_and(|c| c.3 == "cancelled");
                 let mut events = Vec::new();
                 let mut finished = Vec::new();
+                // A cancelled execution's task is not retried.
+                let outcome = match outcome {
+                    TaskOutcome::Failed { kind, message, retry_at: Some(_) } if cancelled => {
+                        TaskOutcome::Failed { kind, message, retry_at: None }
+                    }
+                    other => other,
+                };
                 match outcome {
                     TaskOutcome::Succeeded { output } => {
                         let text = serde_json::Value::Object(output.clone()).to_string();
                         sqlx::query(
-                            "UPDATE task_executions SET status = 'completed', output = $3, finished_at = $4, duration_ms = $4 - started_at, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
+                            "UPDATE task_executions SET status = 'completed', output = $3, finished_at = $4, duration_ms = $4 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
                         )
                         .bind(task.execution_id)
                         .bind(&task.task_id)
@@ -548,7 +633,7 @@ macro_rules! shared_execution_store {
                     }
                     TaskOutcome::Failed { kind, message, retry_at: Some(at) } => {
                         sqlx::query(
-                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, last_error = $4, last_error_kind = $5, duration_ms = $6 - started_at, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
+                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, last_error = $4, last_error_kind = $5, duration_ms = $6 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
                         )
                         .bind(task.execution_id)
                         .bind(&task.task_id)
@@ -566,7 +651,7 @@ macro_rules! shared_execution_store {
                     }
                     TaskOutcome::Failed { kind, message, retry_at: None } => {
                         sqlx::query(
-                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = $4, finished_at = $5, duration_ms = $5 - started_at, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
+                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = $4, finished_at = $5, duration_ms = $5 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
                         )
                         .bind(task.execution_id)
                         .bind(&task.task_id)
@@ -585,6 +670,9 @@ macro_rules! shared_execution_store {
                 }
                 let (became_ready, finished_status) = if finished.is_empty() {
                     (0, None)
+                } else if cancelled {
+                    // Record the final status; nothing downstream runs.
+                    (0, Some($crate::scheduler::ExecutionStatus::Cancelled))
                 } else {
                     Self::propagate(&mut tx, plan, task.execution_id, finished, now, &mut events).await?
                 };
@@ -597,17 +685,30 @@ macro_rules! shared_execution_store {
                 })
             }
 
-            async fn heartbeat(&self, host: uuid::Uuid, lease_until: i64) -> $crate::store::Result<u64> {
+            async fn heartbeat(
+                &self,
+                host: uuid::Uuid,
+                lease_until: i64,
+                tokens: &[uuid::Uuid],
+            ) -> $crate::store::Result<u64> {
+                if tokens.is_empty() {
+                    return Ok(0);
+                }
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
-                    "UPDATE task_executions SET lease_expires_at = $2 WHERE claimed_by = $1 AND status = 'running'",
-                )
-                .bind(host)
-                .bind(lease_until)
-                .execute(&mut *tx)
-                .await?;
+                let mut extended = 0;
+                for token in tokens {
+                    extended += sqlx::query(
+                        "UPDATE task_executions SET lease_expires_at = $2 WHERE claimed_by = $1 AND claim_token = $3 AND status = 'running'",
+                    )
+                    .bind(host)
+                    .bind(lease_until)
+                    .bind(token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
                 tx.commit().await?;
-                Ok(done.rows_affected())
+                Ok(extended)
             }
 
             async fn recover_expired(
@@ -625,6 +726,34 @@ macro_rules! shared_execution_store {
                         .await?;
                 let mut out = Vec::with_capacity(expired.len());
                 for (execution_id, task_id, recoveries, from_host) in expired {
+                    let (exec_status,): (String,) =
+                        sqlx::query_as("SELECT status FROM executions WHERE id = $1")
+                            .bind(execution_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if exec_status == "cancelled" {
+                        sqlx::query(
+                            "UPDATE task_executions SET status = 'skipped', skip_reason = 'execution cancelled', finished_at = $3, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running'",
+                        )
+                        .bind(execution_id)
+                        .bind(&task_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        let events = vec![(
+                            Some(task_id.clone()),
+                            "lease_expired",
+                            Some("its host stopped heartbeating; the execution is cancelled".to_string()),
+                        )];
+                        Self::insert_events(&mut tx, execution_id, Some(host), now, &events).await?;
+                        out.push($crate::store::Recovered {
+                            execution_id,
+                            task_id,
+                            from_host,
+                            gave_up: true,
+                        });
+                        continue;
+                    }
                     let from = from_host.map(|h| h.to_string()).unwrap_or_default();
                     let mut events = vec![(
                         Some(task_id.clone()),
@@ -638,7 +767,7 @@ macro_rules! shared_execution_store {
                             recoveries + 1
                         );
                         sqlx::query(
-                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = 'host', finished_at = $4, recoveries = recoveries + 1, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running'",
+                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = 'host', finished_at = $4, recoveries = recoveries + 1, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running'",
                         )
                         .bind(execution_id)
                         .bind(&task_id)
@@ -661,7 +790,7 @@ macro_rules! shared_execution_store {
                         // A recovery does not use up an attempt of the retry
                         // policy: the attempt never reported.
                         sqlx::query(
-                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, recoveries = recoveries + 1, attempt = attempt - 1, claimed_by = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running'",
+                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, recoveries = recoveries + 1, attempt = attempt - 1, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running'",
                         )
                         .bind(execution_id)
                         .bind(&task_id)

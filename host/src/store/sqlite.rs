@@ -26,9 +26,12 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub(crate) const BACKEND: Backend = Backend::Sqlite;
-    /// Claim ready tasks: the write transaction already excludes every
-    /// other writer. `$1` host, `$2` lease end, `$3` now, `$4` limit.
-    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions SET status = 'running', claimed_by = $1, lease_expires_at = $2, attempt = attempt + 1, started_at = $3 WHERE rowid IN (SELECT rowid FROM task_executions WHERE status = 'ready' AND next_run_at <= $3 ORDER BY next_run_at LIMIT $4) RETURNING execution_id, task_id, tenant, attempt, max_attempts, input, ready_at";
+    /// Claim a tenant's ready tasks: the write transaction already excludes
+    /// every other writer. `$1` host, `$2` lease end, `$3` now, `$4` limit,
+    /// `$5` tenant, `$6` claim token, `$7` only this execution (or NULL).
+    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions SET status = 'running', claimed_by = $1, claim_token = $6, lease_expires_at = $2, attempt = attempt + 1, started_at = $3 WHERE rowid IN (SELECT rowid FROM task_executions WHERE status = 'ready' AND tenant = $5 AND next_run_at <= $3 AND ($7 IS NULL OR execution_id = $7) ORDER BY next_run_at LIMIT $4) RETURNING execution_id, task_id, tenant, attempt, max_attempts, input, ready_at";
+    /// A tenant's limits. `$1` tenant.
+    pub(crate) const TENANT_LIMITS_SQL: &'static str = "SELECT limits FROM tenants WHERE name = $1";
     /// Tasks whose lease expired. `$1` now.
     pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 LIMIT 100";
 

@@ -1,0 +1,338 @@
+//! Tenants: the isolation boundary, with per-tenant limits and capability
+//! grants.
+//!
+//! Every package, execution, task, event and registry entry belongs to one
+//! tenant. Lookups across tenants answer "not found", never "forbidden", so
+//! a guessed id or name leaks nothing. `public` exists from the start.
+//!
+//! ## Limits
+//!
+//! [`TenantLimits`] are stored with the tenant and enforced:
+//! - at registration: `max_package_bytes`, `max_packages`;
+//! - when an execution starts: `max_queued_executions` (unfinished ones);
+//! - when tasks are claimed: `max_concurrent_tasks`, over every host;
+//! - in each task's sandbox: `max_memory_bytes`, `max_task_timeout_ms` (a
+//!   ceiling over what the package declares), `fuel_per_call` (when the
+//!   engine counts fuel) and `max_output_bytes`.
+//!
+//! A request over a quota fails with [`crate::Error::Quota`], naming it.
+//!
+//! ## Capabilities: the two-key rule
+//!
+//! A package declares what it wants (`capabilities` in its metadata); an
+//! operator grants capabilities per tenant, optionally per package
+//! ([`Grant`]). A capability is usable only when both keys turn:
+//!
+//! | capability | declared and granted | otherwise |
+//! |---|---|---|
+//! | env var `NAME` | set to the granted value | absent: the guest sees no such variable |
+//! | directory `/path` | the granted host directory, preopened read-only or read-write | not preopened: opening anything there fails |
+//! | wall clock | the real clock | a clock frozen at the Unix epoch |
+//! | random | the host's secure generator | a deterministic generator |
+//! | outbound HTTP | not provided by this host version | a component importing `wasi:http` fails to load |
+//!
+//! Sockets and name lookups are never granted.
+
+use serde::{Deserialize, Serialize};
+
+/// The name of the tenant that always exists.
+pub const PUBLIC: &str = "public";
+
+/// Per-tenant limits. Each field documents its default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantLimits {
+    /// Linear memory of one task instance, in bytes. Default 64 MiB
+    /// (never above the engine's ceiling, 256 MiB by default).
+    pub max_memory_bytes: u64,
+    /// Ceiling on any task's timeout, in ms. Default 300,000 (5 min).
+    pub max_task_timeout_ms: u64,
+    /// Fuel per task call, when the engine counts fuel (`serve --fuel`).
+    /// Default none (unlimited).
+    pub fuel_per_call: Option<u64>,
+    /// Tasks of this tenant running at once, over every host. Default 16.
+    pub max_concurrent_tasks: u32,
+    /// Executions of this tenant not finished yet. Default 1,000.
+    pub max_queued_executions: u32,
+    /// Size of one package, in bytes. Default 32 MiB.
+    pub max_package_bytes: u64,
+    /// Registered packages (every version counts). Default 100.
+    pub max_packages: u32,
+    /// Stdout, stderr and log bytes of one task call. Default 1 MiB.
+    pub max_output_bytes: u64,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_task_timeout_ms: 300_000,
+            fuel_per_call: None,
+            max_concurrent_tasks: 16,
+            max_queued_executions: 1000,
+            max_package_bytes: 32 * 1024 * 1024,
+            max_packages: 100,
+            max_output_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl TenantLimits {
+    /// Set `key` to `value` (as `culvert tenant update --set key=value`
+    /// takes them).
+    ///
+    /// # Errors
+    /// An unknown key or a value that is not a number (or `none` for
+    /// `fuel_per_call`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let num = |v: &str| -> Result<u64, String> {
+            parse_size(v).ok_or_else(|| format!("'{v}' is not a number for {key}"))
+        };
+        match key {
+            "max_memory_bytes" => self.max_memory_bytes = num(value)?,
+            "max_task_timeout_ms" => self.max_task_timeout_ms = num(value)?,
+            "fuel_per_call" => {
+                self.fuel_per_call = if value == "none" {
+                    None
+                } else {
+                    Some(num(value)?)
+                }
+            }
+            "max_concurrent_tasks" => {
+                self.max_concurrent_tasks = num(value)?.min(u32::MAX as u64) as u32
+            }
+            "max_queued_executions" => {
+                self.max_queued_executions = num(value)?.min(u32::MAX as u64) as u32
+            }
+            "max_package_bytes" => self.max_package_bytes = num(value)?,
+            "max_packages" => self.max_packages = num(value)?.min(u32::MAX as u64) as u32,
+            "max_output_bytes" => self.max_output_bytes = num(value)?,
+            _ => {
+                return Err(format!(
+                    "unknown limit '{key}': use one of {}",
+                    Self::KEYS.join(", ")
+                ));
+            }
+        }
+        if self.max_concurrent_tasks == 0 || self.max_task_timeout_ms == 0 {
+            return Err(format!("{key} must be above 0"));
+        }
+        Ok(())
+    }
+
+    /// The limit names [`set`](Self::set) accepts.
+    pub const KEYS: &'static [&'static str] = &[
+        "max_memory_bytes",
+        "max_task_timeout_ms",
+        "fuel_per_call",
+        "max_concurrent_tasks",
+        "max_queued_executions",
+        "max_package_bytes",
+        "max_packages",
+        "max_output_bytes",
+    ];
+}
+
+/// `123`, `64k`, `64KiB`, `32M`, `1G` (powers of 1024).
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let lower = v.to_ascii_lowercase();
+    let (digits, mult) = [
+        ("gib", 1u64 << 30),
+        ("mib", 1 << 20),
+        ("kib", 1 << 10),
+        ("g", 1 << 30),
+        ("m", 1 << 20),
+        ("k", 1 << 10),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| lower.strip_suffix(suffix).map(|d| (d.to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
+    digits
+        .trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRow {
+    /// Its name.
+    pub name: String,
+    /// Its limits.
+    pub limits: TenantLimits,
+    /// Created, in ms.
+    pub created_at: i64,
+}
+
+/// What a grant gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// An environment variable: `name` is the variable, `value` its value.
+    Env,
+    /// A directory: `name` is the guest path, `value` the host directory.
+    Dir,
+    /// Outbound HTTP to host `name` (not provided by this host version).
+    Http,
+    /// The real wall clock.
+    WallClock,
+    /// The secure random generator.
+    Random,
+}
+
+impl GrantKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::Env => "env",
+            GrantKind::Dir => "dir",
+            GrantKind::Http => "http",
+            GrantKind::WallClock => "wall_clock",
+            GrantKind::Random => "random",
+        }
+    }
+
+    /// Parse [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "env" => GrantKind::Env,
+            "dir" => GrantKind::Dir,
+            "http" => GrantKind::Http,
+            "wall_clock" | "wall-clock" => GrantKind::WallClock,
+            "random" => GrantKind::Random,
+            _ => return None,
+        })
+    }
+}
+
+/// One capability granted to a tenant (or to one of its packages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The tenant.
+    pub tenant: String,
+    /// The package name it is limited to; empty for every package.
+    pub package: String,
+    /// What it gives.
+    pub kind: GrantKind,
+    /// The env var, guest path or HTTP host; empty for the clock and
+    /// random.
+    pub name: String,
+    /// The env var's value or the host directory; empty otherwise.
+    pub value: String,
+    /// For directories: whether writes are allowed.
+    pub writable: bool,
+}
+
+impl Grant {
+    /// Whether it applies to `package`.
+    pub fn applies_to(&self, package: &str) -> bool {
+        self.package.is_empty() || self.package == package
+    }
+}
+
+/// The capabilities a call of `package` may use: what it declared
+/// (`declared`) and its tenant was granted (`grants`), both.
+pub fn resolve_grants(
+    declared: &crate::metadata::CapabilityRequest,
+    grants: &[Grant],
+    package: &str,
+) -> crate::sandbox::SandboxGrants {
+    let granted = |kind: GrantKind, name: &str| {
+        grants
+            .iter()
+            .find(|g| g.kind == kind && g.name == name && g.applies_to(package))
+    };
+    crate::sandbox::SandboxGrants {
+        env: declared
+            .env
+            .iter()
+            .filter_map(|var| granted(GrantKind::Env, var).map(|g| (var.clone(), g.value.clone())))
+            .collect(),
+        dirs: declared
+            .dirs
+            .iter()
+            .filter_map(|d| {
+                granted(GrantKind::Dir, &d.guest_path).map(|g| {
+                    (
+                        std::path::PathBuf::from(&g.value),
+                        d.guest_path.clone(),
+                        d.writable && g.writable,
+                    )
+                })
+            })
+            .collect(),
+        wall_clock: declared.wall_clock && granted(GrantKind::WallClock, "").is_some(),
+        random: declared.random && granted(GrantKind::Random, "").is_some(),
+    }
+}
+
+/// Validate a tenant name: a short slug.
+///
+/// # Errors
+/// A message naming the rule.
+pub fn validate_name(tenant: &str) -> Result<(), String> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 63
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && tenant.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid tenant name '{}': use 1 to 63 of [a-z0-9_-], starting with a letter or digit",
+            crate::metadata::printable(tenant)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("64k"), Some(65536));
+        assert_eq!(parse_size("32MiB"), Some(32 << 20));
+        assert_eq!(parse_size("1_000"), Some(1000));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn limits_are_set_by_name() {
+        let mut l = TenantLimits::default();
+        l.set("max_memory_bytes", "16M").unwrap();
+        l.set("fuel_per_call", "1000000").unwrap();
+        assert_eq!(l.max_memory_bytes, 16 << 20);
+        assert_eq!(l.fuel_per_call, Some(1_000_000));
+        l.set("fuel_per_call", "none").unwrap();
+        assert_eq!(l.fuel_per_call, None);
+        assert!(
+            l.set("max_bananas", "1")
+                .unwrap_err()
+                .contains("unknown limit")
+        );
+        assert!(l.set("max_concurrent_tasks", "0").is_err());
+    }
+
+    #[test]
+    fn tenant_names_are_slugs() {
+        assert!(validate_name("acme-2").is_ok());
+        assert!(validate_name("Acme").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn partial_limits_fill_in_defaults() {
+        let l: TenantLimits = serde_json::from_str(r#"{"max_packages": 3}"#).unwrap();
+        assert_eq!(l.max_packages, 3);
+        assert_eq!(l.max_concurrent_tasks, 16);
+    }
+}
