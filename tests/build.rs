@@ -11,7 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest packages built once each.
-const GUESTS: &[&str] = &["hello", "etl", "flaky", "sandbox-probe", "liar", "shapes"];
+const GUESTS: &[&str] = &[
+    "hello",
+    "etl",
+    "flaky",
+    "sandbox-probe",
+    "liar",
+    "shapes",
+    "capable",
+];
 
 /// Features of the `liar` fixture: one component per feature.
 const LIAR_FEATURES: &[&str] = &[

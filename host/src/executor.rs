@@ -121,6 +121,9 @@ struct ExecInfo {
     max_timeout: Duration,
 }
 
+/// Compiled code and metadata of one content hash.
+type PackageEntry = (Arc<Compiled>, Arc<PackageMetadata>);
+
 /// A task this host is running.
 struct Running {
     flag: CancelFlag,
@@ -162,7 +165,7 @@ pub struct Executor {
     permits: Arc<Semaphore>,
     running: Mutex<HashMap<(Uuid, String), Running>>,
     executions: Mutex<HashMap<Uuid, Arc<ExecInfo>>>,
-    packages: Mutex<HashMap<ContentHash, (Arc<Compiled>, Arc<PackageMetadata>)>>,
+    packages: Mutex<HashMap<ContentHash, PackageEntry>>,
     only_execution: Mutex<Option<Uuid>>,
     finished: watch::Sender<u64>,
     counters: Counters,
@@ -477,10 +480,7 @@ impl Executor {
     /// map, the registry, or the stored bytes (the package may have been
     /// removed since the execution began; its bytes stay while executions
     /// use them).
-    async fn package(
-        &self,
-        hash: &ContentHash,
-    ) -> Result<(Arc<Compiled>, Arc<PackageMetadata>), String> {
+    async fn package(&self, hash: &ContentHash) -> Result<PackageEntry, String> {
         if let Some(p) = self.packages.lock().expect("executor lock").get(hash) {
             return Ok(p.clone());
         }

@@ -370,6 +370,43 @@ mod slow {
     }
 }
 
+#[culvert_sdk::workflow(
+    name = "parallel",
+    description = "Six independent tasks that each sleep `ms` (default 300)."
+)]
+mod parallel {
+    fn nap(ctx: &mut Context, id: &str) -> Result<(), TaskError> {
+        let ms: u64 = ctx.get_or("ms", 300)?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        ctx.set(id, true)?;
+        Ok(())
+    }
+    #[task(id = "p1")]
+    fn p1(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "p1")
+    }
+    #[task(id = "p2")]
+    fn p2(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "p2")
+    }
+    #[task(id = "p3")]
+    fn p3(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "p3")
+    }
+    #[task(id = "p4")]
+    fn p4(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "p4")
+    }
+    #[task(id = "p5")]
+    fn p5(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "p5")
+    }
+    #[task(id = "p6")]
+    fn p6(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "p6")
+    }
+}
+
 #[cfg(not(feature = "v2"))]
 culvert_sdk::export_package!(
     probe,
@@ -379,6 +416,7 @@ culvert_sdk::export_package!(
     spin,
     permanent,
     slow,
+    parallel,
     name = "sandbox-probe"
 );
 // The same package, registered as a newer version.
@@ -391,6 +429,7 @@ culvert_sdk::export_package!(
     spin,
     permanent,
     slow,
+    parallel,
     name = "sandbox-probe",
     version = "0.2.0"
 );

@@ -1,0 +1,358 @@
+//! The hostile-package gauntlet. Each attack ends with a specific error
+//! kind recorded on the execution or the registration, the host still
+//! serving, a concurrent well-behaved workflow of another tenant completing
+//! correctly, and nothing written for a rejected registration.
+
+use culvert::{Error, ExecutionStatus, Runner, RunnerConfig, StoreError, TenantLimits};
+use culvert_tests::{Db, TestDb, artifacts, read};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+struct Arena {
+    _db: TestDb,
+    r: Runner,
+}
+
+async fn arena(db: Db) -> Arena {
+    let db = TestDb::new(db).await;
+    let mut c = RunnerConfig::new(&db.url).cache_dir(db.dir().join("cache"));
+    c.engine.pool_instances = 64;
+    c.executor.poll_interval = Duration::from_millis(20);
+    let r = Runner::open(c).await.unwrap();
+    let hostile = TenantLimits {
+        max_task_timeout_ms: 1000,
+        max_concurrent_tasks: 8,
+        ..TenantLimits::default()
+    };
+    r.create_tenant("attacker", &hostile).await.unwrap();
+    r.create_tenant("victim", &TenantLimits::default())
+        .await
+        .unwrap();
+    r.register_package("victim", &read(artifacts::ETL))
+        .await
+        .unwrap();
+    r.start();
+    Arena { _db: db, r }
+}
+
+fn obj(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+/// Start the victim's etl now; check its result later.
+async fn victim_starts(r: &Runner) -> uuid::Uuid {
+    r.start_execution("victim", "etl", None, obj(json!({"notify": true})))
+        .await
+        .unwrap()
+        .id
+}
+
+async fn victim_completed(r: &Runner, id: uuid::Uuid) {
+    let done = r.wait(id, Some(Duration::from_secs(120))).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let out = done.output.unwrap();
+    assert_eq!(out["total"], 150);
+    assert_eq!(out["notified"], "loaded a total of 150");
+}
+
+/// The host still serves: a fresh victim workflow runs to the end.
+async fn still_serving(r: &Runner) {
+    let id = victim_starts(r).await;
+    victim_completed(r, id).await;
+}
+
+/// Attacks 1-6, 9 and 10 in one execution: every task of the probe's
+/// `probe` workflow attacks the sandbox in its own way, while the victim
+/// runs.
+async fn task_attacks_fail_alone(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    r.register_package("attacker", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let victim = victim_starts(r).await;
+    let attack = r
+        .start_execution("attacker", "probe", None, obj(json!({})))
+        .await
+        .unwrap();
+    let done = r
+        .wait(attack.id, Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let (_, tasks, _) = r.execution("attacker", attack.id).await.unwrap();
+    let kind = |t: &str| {
+        let row = tasks.iter().find(|x| x.task_id == t).unwrap();
+        (
+            row.last_error_kind.clone(),
+            row.last_error.clone().unwrap_or_default(),
+        )
+    };
+    for (t, expected) in [
+        ("loop_forever", "timeout"),
+        ("sleep_forever", "timeout"),
+        ("grow_memory_unbounded", "out_of_memory"),
+        ("huge_output", "out_of_memory"),
+        ("recurse_unbounded", "stack_overflow"),
+        ("recurse_native", "stack_overflow"),
+        ("panic_with_message", "panic"),
+        ("trap_unreachable", "trap"),
+        ("flood_stdout", "output_limit"),
+        ("flood_stderr", "output_limit"),
+        ("flood_log", "output_limit"),
+        ("open_file", "permanent"),
+        ("list_root", "permanent"),
+        ("read_env", "permanent"),
+        ("open_socket", "permanent"),
+    ] {
+        let (k, message) = kind(t);
+        assert_eq!(k.as_deref(), Some(expected), "{t}: {message}");
+        if expected == "permanent" {
+            assert!(message.contains("denied"), "{t}: {message}");
+        }
+    }
+    assert!(
+        kind("panic_with_message")
+            .1
+            .contains("the probe panicked on purpose")
+    );
+    victim_completed(r, victim).await;
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
+/// Attack 6 (the output side): deeply nested JSON, non-objects and
+/// oversized contexts returned by a guest speaking the raw contract.
+async fn hostile_outputs_fail_alone(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    r.register_package("attacker", &read(artifacts::LIAR))
+        .await
+        .unwrap();
+    let victim = victim_starts(r).await;
+    let done = r
+        .wait(
+            r.start_execution("attacker", "lies", None, obj(json!({})))
+                .await
+                .unwrap()
+                .id,
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
+    for t in &tasks {
+        // A 20 MiB output cannot even be built under the 64 MiB memory cap.
+        let expected = if t.task_id == "big_output" {
+            "out_of_memory"
+        } else {
+            "invalid_output"
+        };
+        assert_eq!(
+            t.last_error_kind.as_deref(),
+            Some(expected),
+            "{}: {:?}",
+            t.task_id,
+            t.last_error
+        );
+    }
+    assert_eq!(tasks.len(), 4);
+    victim_completed(r, victim).await;
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
+/// Attacks 1 (in describe), 7 and 8: rejected at registration, with a
+/// specific kind, and nothing written.
+async fn hostile_registrations_write_nothing(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    let victim = victim_starts(r).await;
+    let hello = read(artifacts::HELLO);
+    let core = wat::parse_str("(module (memory 1) (func (export \"run\")))").unwrap();
+    let other_world = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func $f (canon lift (core func $i "f")))
+             (export "run" (func $f)))"#,
+    )
+    .unwrap();
+    let foreign_import = wat::parse_str(
+        r#"(component
+             (import "evil:kernel/syscalls" (instance (export "exec" (func))))
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func $f (canon lift (core func $i "f")))
+             (instance $inst (export "describe" (func $f)))
+             (export "culvert:plugin/metadata@0.1.0" (instance $inst)))"#,
+    )
+    .unwrap();
+    let random: Vec<u8> = (0..10_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "describe loops forever",
+            read(artifacts::LIAR_DESCRIBE_LOOPS),
+            "describe_timeout",
+        ),
+        (
+            "describe exhausts memory",
+            read(artifacts::LIAR_DESCRIBE_OOM),
+            "describe_out_of_memory",
+        ),
+        (
+            "a dependency cycle",
+            read(artifacts::LIAR_CYCLE),
+            "invalid_metadata",
+        ),
+        (
+            "an unknown dependency",
+            read(artifacts::LIAR_UNKNOWN_DEP),
+            "invalid_metadata",
+        ),
+        (
+            "duplicate task ids",
+            read(artifacts::LIAR_DUPLICATE_ID),
+            "invalid_metadata",
+        ),
+        (
+            "100,000 tasks",
+            read(artifacts::LIAR_MANY_TASKS),
+            "invalid_metadata",
+        ),
+        (
+            "a 10 MB name",
+            read(artifacts::LIAR_HUGE_NAME),
+            "invalid_metadata",
+        ),
+        (
+            "a non-UTF-8-looking name",
+            read(artifacts::LIAR_ODD_UNICODE_NAME),
+            "invalid_metadata",
+        ),
+        (
+            "control characters",
+            read(artifacts::LIAR_CONTROL_CHARS),
+            "invalid_metadata",
+        ),
+        ("a core module", core, "core_module"),
+        ("random bytes", random, "not_wasm"),
+        (
+            "a truncated component",
+            hello[..hello.len() / 3].to_vec(),
+            "invalid_component",
+        ),
+        ("a component of another world", other_world, "wrong_world"),
+        (
+            "an import the host does not provide",
+            foreign_import,
+            "unsupported_import",
+        ),
+    ];
+    let before = r.list_packages(None).await.unwrap().len();
+    for (what, bytes, kind) in cases {
+        let err = r.register_package("attacker", &bytes).await.unwrap_err();
+        match &err {
+            Error::Load(l) => assert_eq!(l.kind(), kind, "{what}: {err}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(err.to_string().len() < 2048, "{what}: the error is bounded");
+        let hash = culvert::ContentHash::of(&bytes).to_hex();
+        assert!(
+            matches!(r.store().blob(&hash).await, Err(StoreError::NotFound(_))),
+            "{what}: bytes were written"
+        );
+    }
+    assert_eq!(
+        r.list_packages(None).await.unwrap().len(),
+        before,
+        "no package row was written"
+    );
+    victim_completed(r, victim).await;
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
+/// Attack 11: a package of tenant A that tries to reach tenant B's data by
+/// its context or by names. Names are per tenant, and nothing in a context
+/// can address another execution.
+async fn a_tenant_cannot_reach_another_by_context_or_name(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    let victim = victim_starts(r).await;
+    victim_completed(r, victim).await;
+    // The attacker registers a package with the victim's package name.
+    r.register_package("attacker", &read(artifacts::ETL))
+        .await
+        .unwrap();
+    let before = r.execution("victim", victim).await.unwrap().0;
+    let spoof = json!({
+        "tenant": "victim",
+        "execution_id": victim.to_string(),
+        "source_rows": [666],
+    });
+    let done = r
+        .wait(
+            r.start_execution("attacker", "etl", None, obj(spoof))
+                .await
+                .unwrap()
+                .id,
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.tenant, "attacker");
+    assert_eq!(done.output.as_ref().unwrap()["total"], 6660);
+    // The victim's execution and packages are untouched and unseen.
+    let after = r.execution("victim", victim).await.unwrap().0;
+    assert_eq!(before.output, after.output);
+    assert!(
+        r.execution("attacker", victim)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        r.execution("victim", done.id)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(r.list_packages(Some("victim")).await.unwrap().len(), 1);
+    // Removing the attacker's "etl" leaves the victim's.
+    r.remove_package("attacker", "etl", None).await.unwrap();
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(culvert_tests::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(culvert_tests::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    task_attacks_fail_alone,
+    hostile_outputs_fail_alone,
+    hostile_registrations_write_nothing,
+    a_tenant_cannot_reach_another_by_context_or_name,
+);

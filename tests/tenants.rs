@@ -1,0 +1,536 @@
+//! Tenants: isolation, lifecycle, quotas, fair scheduling, and the two-key
+//! capability rule, against real components and real databases.
+
+use culvert::store::{ExecutionFilter, TaskRow};
+use culvert::{
+    Error, ExecutionStatus, Grant, GrantKind, Runner, RunnerConfig, StoreError, TaskStatus,
+    TenantLimits,
+};
+use culvert_tests::{Db, TestDb, artifacts, read};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn config(db: &TestDb) -> RunnerConfig {
+    let mut c = RunnerConfig::new(&db.url).cache_dir(db.dir().join("cache"));
+    c.engine.pool_instances = 64;
+    c.executor.poll_interval = Duration::from_millis(20);
+    c.executor.cancel_poll_interval = Duration::from_millis(50);
+    c
+}
+
+async fn runner(db: &TestDb) -> Runner {
+    Runner::open(config(db)).await.expect("open runner")
+}
+
+fn obj(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+async fn run(r: &Runner, tenant: &str, workflow: &str, ctx: Value) -> culvert::store::ExecutionRow {
+    let row = r
+        .start_execution(tenant, workflow, None, obj(ctx))
+        .await
+        .unwrap();
+    r.wait(row.id, Some(Duration::from_secs(60))).await.unwrap()
+}
+
+async fn task(r: &Runner, tenant: &str, id: uuid::Uuid, task: &str) -> TaskRow {
+    let (_, tasks, _) = r.execution(tenant, id).await.unwrap();
+    tasks.into_iter().find(|t| t.task_id == task).unwrap()
+}
+
+fn limits(f: impl FnOnce(&mut TenantLimits)) -> TenantLimits {
+    let mut l = TenantLimits::default();
+    f(&mut l);
+    l
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_lifecycle() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let r = runner(&db).await;
+    let names: Vec<String> = r
+        .tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["public"], "public exists by default");
+    r.create_tenant("acme", &TenantLimits::default())
+        .await
+        .unwrap();
+    let dup = r
+        .create_tenant("acme", &TenantLimits::default())
+        .await
+        .unwrap_err();
+    assert!(dup.to_string().contains("already exists"), "{dup}");
+    let bad = r
+        .create_tenant("Not A Slug", &TenantLimits::default())
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("invalid tenant name"), "{bad}");
+    let updated = r
+        .update_tenant("acme", &limits(|l| l.max_packages = 7))
+        .await
+        .unwrap();
+    assert_eq!(updated.limits.max_packages, 7);
+    assert_eq!(r.tenant("acme").await.unwrap().limits.max_packages, 7);
+
+    // Delete refuses while an execution is unfinished, unless forced.
+    r.register_package("acme", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let slow = r
+        .start_execution("acme", "slow", None, obj(json!({"ms": 5000})))
+        .await
+        .unwrap();
+    let refused = r.delete_tenant("acme", false).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::Store(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("1 unfinished executions"),
+        "{refused}"
+    );
+    r.delete_tenant("acme", true).await.unwrap();
+    assert!(r.tenant("acme").await.unwrap_err().is_not_found());
+    assert!(
+        r.execution("acme", slow.id)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(r.list_packages(Some("acme")).await.unwrap().is_empty());
+    let public = r.delete_tenant("public", true).await.unwrap_err();
+    assert!(public.to_string().contains("cannot be deleted"), "{public}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_see_each_other() {
+    let db = TestDb::new(Db::Postgres).await;
+    let r = runner(&db).await;
+    r.create_tenant("a", &TenantLimits::default())
+        .await
+        .unwrap();
+    r.create_tenant("b", &TenantLimits::default())
+        .await
+        .unwrap();
+    let hello = read(artifacts::HELLO);
+    let a_pkg = r.register_package("a", &hello).await.unwrap();
+    let b_pkg = r.register_package("b", &hello).await.unwrap();
+    assert_ne!(a_pkg.id, b_pkg.id);
+    assert!(
+        b_pkg.cache_hit,
+        "identical bytes compile once across tenants"
+    );
+    r.start();
+    let b_run = run(&r, "b", "hello", json!({"name": "B"})).await;
+
+    // A, guessing B's ids and names, gets "not found" everywhere.
+    for e in [
+        r.execution("a", b_run.id).await.unwrap_err(),
+        r.cancel("a", b_run.id).await.unwrap_err(),
+        r.remove_package("a", "nothing-of-a", None)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(e.is_not_found(), "{e:?}");
+        assert!(!e.to_string().contains("forbidden"));
+    }
+    let a_list = r
+        .executions(ExecutionFilter {
+            tenant: Some("a"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(a_list.is_empty(), "A sees none of B's executions");
+    assert!(r.registry().find_workflow("a", "hello", None).is_ok());
+    assert_eq!(r.list_packages(Some("a")).await.unwrap().len(), 1);
+
+    // Removing A's package leaves B's identical one loaded and runnable.
+    r.remove_package("a", "hello", None).await.unwrap();
+    r.reconciler().reconcile().await.unwrap();
+    assert!(r.registry().get(a_pkg.id).is_none());
+    assert!(r.registry().get(b_pkg.id).is_some());
+    let again = run(&r, "b", "hello", json!({})).await;
+    assert_eq!(again.status, ExecutionStatus::Completed);
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_are_enforced_and_named() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let r = runner(&db).await;
+    r.create_tenant(
+        "small",
+        &limits(|l| {
+            l.max_packages = 1;
+            l.max_queued_executions = 2;
+        }),
+    )
+    .await
+    .unwrap();
+    r.create_tenant("tiny", &limits(|l| l.max_package_bytes = 1000))
+        .await
+        .unwrap();
+    let too_big = r
+        .register_package("tiny", &read(artifacts::HELLO))
+        .await
+        .unwrap_err();
+    assert!(matches!(too_big, Error::Quota(_)));
+    assert!(
+        too_big.to_string().contains("max_package_bytes"),
+        "{too_big}"
+    );
+
+    r.register_package("small", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    // Registering the same bytes again is idempotent, not a new package.
+    r.register_package("small", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let second = r
+        .register_package("small", &read(artifacts::HELLO))
+        .await
+        .unwrap_err();
+    assert!(second.to_string().contains("max_packages"), "{second}");
+
+    for _ in 0..2 {
+        r.start_execution("small", "chain", None, obj(json!({})))
+            .await
+            .unwrap();
+    }
+    let queued = r
+        .start_execution("small", "chain", None, obj(json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(queued, Error::Quota(_)));
+    assert!(
+        queued.to_string().contains("max_queued_executions"),
+        "{queued}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_limits_follow_the_tenant() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let mut c = config(&db);
+    c.engine.fuel = true;
+    let r = Runner::open(c).await.unwrap();
+    r.create_tenant(
+        "strict",
+        &limits(|l| {
+            l.max_memory_bytes = 16 << 20;
+            l.max_task_timeout_ms = 300;
+            l.max_output_bytes = 2000;
+            l.fuel_per_call = Some(50_000_000);
+        }),
+    )
+    .await
+    .unwrap();
+    r.register_package("strict", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r.start();
+    let done = run(&r, "strict", "probe", json!({"lines": 5, "ms": 2000})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let expect = [
+        ("grow_memory_unbounded", "out_of_memory", "16777216"),
+        ("sleep_ms", "timeout", "300 ms"),
+        ("flood_stdout", "output_limit", "2000 bytes"),
+        ("loop_forever", "out_of_fuel", "50000000"),
+    ];
+    for (t, kind, needle) in expect {
+        let row = task(&r, "strict", done.id, t).await;
+        assert_eq!(
+            row.last_error_kind.as_deref(),
+            Some(kind),
+            "{t}: {:?}",
+            row.last_error
+        );
+        assert!(
+            row.last_error.as_deref().unwrap_or("").contains(needle),
+            "{t}: {:?}",
+            row.last_error
+        );
+    }
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_capped_per_tenant() {
+    let db = TestDb::new(Db::Postgres).await;
+    let r = runner(&db).await;
+    r.create_tenant("capped", &limits(|l| l.max_concurrent_tasks = 2))
+        .await
+        .unwrap();
+    r.register_package("capped", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r.start();
+    let row = r
+        .start_execution("capped", "parallel", None, obj(json!({"ms": 300})))
+        .await
+        .unwrap();
+    let mut most = 0;
+    loop {
+        let (exec, tasks, _) = r.execution("capped", row.id).await.unwrap();
+        let running = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Running)
+            .count();
+        most = most.max(running);
+        if exec.status.is_finished() {
+            assert_eq!(exec.status, ExecutionStatus::Completed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(most <= 2, "{most} tasks ran at once under a cap of 2");
+    assert_eq!(most, 2, "the cap was used");
+    r.shutdown().await;
+}
+
+/// A tenant that floods the queue does not hold back another tenant's
+/// single workflow: it finishes while most of the flood still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_is_fair_across_tenants() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let mut c = config(&db);
+    c.executor.concurrency = 8;
+    let r = Runner::open(c).await.unwrap();
+    r.create_tenant("flood", &limits(|l| l.max_queued_executions = 10_000))
+        .await
+        .unwrap();
+    r.create_tenant("quiet", &TenantLimits::default())
+        .await
+        .unwrap();
+    r.register_package("flood", &read(artifacts::SHAPES))
+        .await
+        .unwrap();
+    r.register_package("quiet", &read(artifacts::HELLO))
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        r.start_execution("flood", "ten", None, obj(json!({})))
+            .await
+            .unwrap();
+    }
+    let quiet = r
+        .start_execution("quiet", "hello", None, obj(json!({})))
+        .await
+        .unwrap();
+    r.start();
+    let done = r
+        .wait(quiet.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    let flood_left = r.store().count_unfinished("flood").await.unwrap();
+    assert!(
+        flood_left > 150,
+        "only {flood_left} flood executions were still waiting"
+    );
+    r.shutdown().await;
+}
+
+mod capabilities {
+    use super::*;
+
+    async fn setup(db: &TestDb) -> (Runner, tempfile::TempDir) {
+        let r = runner(db).await;
+        r.create_tenant("caps", &TenantLimits::default())
+            .await
+            .unwrap();
+        r.register_package("caps", &read(artifacts::CAPABLE))
+            .await
+            .unwrap();
+        r.register_package("caps", &read(artifacts::SANDBOX_PROBE))
+            .await
+            .unwrap();
+        r.start();
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(data.path().join("in.txt"), "hello from the host").unwrap();
+        std::os::unix::fs::symlink("/etc", data.path().join("link")).unwrap();
+        (r, data)
+    }
+
+    async fn attempt(r: &Runner, t: &str, ctx: Value) -> Result<Value, (String, String)> {
+        let done = run(r, "caps", "caps", ctx).await;
+        let row = task(r, "caps", done.id, t).await;
+        match row.status {
+            TaskStatus::Completed => Ok(row.output.unwrap()),
+            _ => Err((
+                row.last_error_kind.unwrap_or_default(),
+                row.last_error.unwrap_or_default(),
+            )),
+        }
+    }
+
+    fn grant(kind: GrantKind, name: &str, value: &str, writable: bool) -> Grant {
+        Grant {
+            tenant: "caps".into(),
+            package: String::new(),
+            kind,
+            name: name.into(),
+            value: value.into(),
+            writable,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn declared_but_not_granted_is_denied() {
+        let db = TestDb::new(Db::Sqlite).await;
+        let (r, _data) = setup(&db).await;
+        for t in ["read_env", "read_file", "write_file", "list_root"] {
+            let (kind, message) = attempt(&r, t, json!({"path": "/etc/passwd"}))
+                .await
+                .unwrap_err();
+            assert_eq!(kind, "permanent", "{t}");
+            assert!(message.starts_with("denied"), "{t}: {message}");
+        }
+        // No clock: it reads the epoch. No random: the same hash each call.
+        let now = attempt(&r, "now", json!({})).await.unwrap();
+        assert_eq!(now["now"], 0);
+        let a = attempt(&r, "random", json!({})).await.unwrap();
+        let b = attempt(&r, "random", json!({})).await.unwrap();
+        assert_eq!(a["hash"], b["hash"]);
+        r.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn declared_and_granted_works_and_cannot_escape() {
+        let db = TestDb::new(Db::Sqlite).await;
+        let (r, data) = setup(&db).await;
+        let dir = data.path().canonicalize().unwrap().display().to_string();
+        r.grant(&grant(GrantKind::Env, "GREETING", "hi there", false))
+            .await
+            .unwrap();
+        r.grant(&grant(GrantKind::Dir, "/data", &dir, true))
+            .await
+            .unwrap();
+        r.grant(&grant(GrantKind::WallClock, "", "", false))
+            .await
+            .unwrap();
+        r.grant(&grant(GrantKind::Random, "", "", false))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            attempt(&r, "read_env", json!({})).await.unwrap()["greeting"],
+            "hi there"
+        );
+        assert_eq!(
+            attempt(&r, "read_file", json!({})).await.unwrap()["content"],
+            "hello from the host"
+        );
+        attempt(&r, "write_file", json!({})).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(data.path().join("out.txt")).unwrap(),
+            "written by the guest"
+        );
+        assert!(
+            attempt(&r, "now", json!({})).await.unwrap()["now"]
+                .as_u64()
+                .unwrap()
+                > 1_700_000_000
+        );
+        let a = attempt(&r, "random", json!({})).await.unwrap();
+        let b = attempt(&r, "random", json!({})).await.unwrap();
+        assert_ne!(a["hash"], b["hash"]);
+
+        // Escapes: `..`, an absolute path, a symlink out of the directory.
+        for path in [
+            "/data/../etc/passwd",
+            "/etc/passwd",
+            "/data/link/passwd",
+            "/data/../../etc/hostname",
+        ] {
+            let (kind, message) = attempt(&r, "read_path", json!({ "path": path }))
+                .await
+                .unwrap_err();
+            assert_eq!(kind, "permanent", "{path}");
+            assert!(message.starts_with("denied"), "{path}: {message}");
+        }
+        // Other capabilities stay closed: `/` is not a granted directory.
+        assert!(attempt(&r, "list_root", json!({})).await.is_err());
+        r.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_keys_are_needed() {
+        let db = TestDb::new(Db::Sqlite).await;
+        let (r, data) = setup(&db).await;
+        let dir = data.path().canonicalize().unwrap().display().to_string();
+        // Granted read-only: writes fail.
+        r.grant(&grant(GrantKind::Dir, "/data", &dir, false))
+            .await
+            .unwrap();
+        let (_, message) = attempt(&r, "write_file", json!({})).await.unwrap_err();
+        assert!(message.starts_with("denied"), "{message}");
+        assert_eq!(
+            attempt(&r, "read_file", json!({})).await.unwrap()["content"],
+            "hello from the host"
+        );
+        // Granted to another package only: not usable here.
+        let mut other = grant(GrantKind::Env, "GREETING", "nope", false);
+        other.package = "someone-else".into();
+        r.grant(&other).await.unwrap();
+        assert!(attempt(&r, "read_env", json!({})).await.is_err());
+        // Granted to the tenant, but the probe never declared it: it still
+        // sees no environment at all.
+        r.grant(&grant(GrantKind::Env, "PATH", "/usr/bin", false))
+            .await
+            .unwrap();
+        let done = run(&r, "caps", "probe", json!({"lines": 1})).await;
+        let env = task(&r, "caps", done.id, "read_env").await;
+        assert!(
+            env.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("(0 vars visible)"),
+            "{:?}",
+            env.last_error
+        );
+        // Revoking takes it back.
+        r.revoke("caps", "", GrantKind::Dir, "/data").await.unwrap();
+        assert!(attempt(&r, "read_file", json!({})).await.is_err());
+        let none = r
+            .revoke("caps", "", GrantKind::Dir, "/data")
+            .await
+            .unwrap_err();
+        assert!(none.is_not_found());
+        let bad = r
+            .grant(&grant(GrantKind::Dir, "/data", "relative/path", false))
+            .await
+            .unwrap_err();
+        assert!(bad.to_string().contains("absolute"), "{bad}");
+        r.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn http_is_not_offered_so_importing_it_fails_to_load() {
+        let db = TestDb::new(Db::Sqlite).await;
+        let r = runner(&db).await;
+        let http = wat::parse_str(
+            r#"(component
+                 (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
+                 (core module $m (func (export "f")))
+                 (core instance $i (instantiate $m))
+                 (func $f (canon lift (core func $i "f")))
+                 (instance $inst (export "describe" (func $f)))
+                 (export "culvert:plugin/metadata@0.1.0" (instance $inst)))"#,
+        )
+        .unwrap();
+        let err = r.register_package("public", &http).await.unwrap_err();
+        match &err {
+            Error::Load(l) => assert_eq!(l.kind(), "unsupported_import", "{err}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("wasi:http"), "{err}");
+    }
+}
