@@ -97,7 +97,53 @@ fn main() {
         copy.display().to_string()
     )
     .unwrap();
+    for (name, tables) in [
+        // One table far over the element cap.
+        ("TABLE_BOMB_ONE", "(table 10000000 funcref)".to_string()),
+        // Many tables, each under the cap, together over it.
+        ("TABLE_BOMB_MANY", "(table 25000 funcref)".repeat(8)),
+    ] {
+        let bytes = table_bomb(&root, &tables).expect("build a table-bomb fixture");
+        let path = out.join(format!("{}.wasm", name.to_lowercase()));
+        std::fs::write(&path, bytes).expect("write a table-bomb fixture");
+        writeln!(
+            consts,
+            "pub const {name}: &str = {:?};",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
     std::fs::write(out.join("gen.rs"), consts).expect("write gen.rs");
+}
+
+/// A component of the contract's world whose core module declares `tables`:
+/// it type-checks as a package, and its instantiation asks for more table
+/// elements than the sandbox allows. Its functions are never reached.
+fn table_bomb(root: &Path, tables: &str) -> anyhow::Result<Vec<u8>> {
+    let wat = format!(
+        r#"(module
+            (memory (export "memory") 1)
+            {tables}
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)
+            (func (export "culvert:plugin/metadata@0.1.0#describe") (result i32) unreachable)
+            (func (export "culvert:plugin/task@0.1.0#run")
+                (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32) unreachable))"#
+    );
+    let mut module = wat::parse_str(&wat)?;
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(root.join("wit"))?;
+    let world = resolve.select_world(&[package], Some("plugin"))?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)?
+        .validate(true)
+        .encode()
 }
 
 fn const_name(guest: &str) -> String {

@@ -389,23 +389,69 @@ async fn newest_version_is_active_and_older_ones_stay_addressable(db: Db) {
     let db = TestDb::new(db).await;
     let r = runner(&db).await;
     let v1 = r
-        .register_package("public", &read(artifacts::HELLO))
+        .register_package("public", &read(artifacts::SANDBOX_PROBE))
         .await
         .unwrap();
-    // The same package under another tenant is invisible here.
-    culvert::store::open(&db.url).await.unwrap();
+    let v2 = r
+        .register_package("public", &read(artifacts::SANDBOX_PROBE_V2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (v1.version.as_str(), v2.version.as_str()),
+        ("0.1.0", "0.2.0")
+    );
     let pass = r.reconciler().reconcile().await.unwrap();
-    assert_eq!(pass.packages_loaded, vec![v1.id]);
-    let active = r.registry().package("public", "hello", None).unwrap();
-    assert_eq!(active.id, v1.id);
+    assert_eq!(pass.packages_loaded.len(), 2);
+    // The newest registered version is active...
+    assert_eq!(
+        r.registry()
+            .package("public", "sandbox-probe", None)
+            .unwrap()
+            .id,
+        v2.id
+    );
+    let wf = r.registry().find_workflow("public", "chain", None).unwrap();
+    assert_eq!(wf.package.version(), "0.2.0");
+    let ns = culvert::TaskNamespace::parse("public::sandbox-probe::chain::a").unwrap();
+    assert_eq!(r.registry().task(&ns, None).unwrap().0.id, v2.id);
+    // ...and the older one stays addressable by version.
+    assert_eq!(
+        r.registry()
+            .package("public", "sandbox-probe", Some("0.1.0"))
+            .unwrap()
+            .id,
+        v1.id
+    );
+    assert_eq!(r.registry().task(&ns, Some("0.1.0")).unwrap().0.id, v1.id);
+    assert_eq!(
+        r.registry()
+            .find_workflow("public", "chain", Some("0.1.0"))
+            .unwrap()
+            .package
+            .id,
+        v1.id
+    );
+    // Removing the newest makes the older one active again.
+    r.remove_package("public", "sandbox-probe", Some("0.2.0"))
+        .await
+        .unwrap();
+    r.reconciler().reconcile().await.unwrap();
+    assert_eq!(
+        r.registry()
+            .package("public", "sandbox-probe", None)
+            .unwrap()
+            .id,
+        v1.id
+    );
+    // Another tenant sees none of it.
     assert!(
         r.registry()
-            .package("public", "hello", Some("0.1.0"))
-            .is_some()
+            .package("other", "sandbox-probe", None)
+            .is_none()
     );
-    assert!(r.registry().package("other", "hello", None).is_none());
     assert!(r.registry().workflows("other").is_empty());
-    assert!(r.registry().find_workflow("other", "hello", None).is_err());
+    assert!(r.registry().find_workflow("other", "chain", None).is_err());
+    assert!(r.registry().task_namespaces("other").is_empty());
 }
 
 async fn removal_deletes_rows_and_unused_bytes(db: Db) {

@@ -21,3 +21,21 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 pub const CONTRACT_PACKAGE: &str = "culvert:plugin";
 
 pub use self::culvert::plugin::types;
+
+#[cfg(test)]
+mod tests {
+    /// The version in `wit/culvert.wit` is the one the host checks against.
+    #[test]
+    fn the_wit_package_version_is_the_contract_version() {
+        let wit = include_str!("../../wit/culvert.wit");
+        let line = format!(
+            "package {}@{};",
+            super::CONTRACT_PACKAGE,
+            super::CONTRACT_VERSION
+        );
+        assert!(
+            wit.contains(&line),
+            "wit/culvert.wit does not declare {line}"
+        );
+    }
+}

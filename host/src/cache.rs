@@ -242,8 +242,11 @@ impl CompiledCache {
         let engine_key = engine.compatibility_key();
         let dir = config.dir.and_then(|root| {
             let dir = root.join(&engine_key);
-            match std::fs::create_dir_all(&dir) {
-                Ok(()) => Some(dir),
+            match create_private_dir(&dir) {
+                Ok(()) => {
+                    warn_if_shared(&root);
+                    Some(dir)
+                }
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot create the cache directory; caching in memory only");
                     None
@@ -522,22 +525,35 @@ impl CompiledCache {
         result
     }
 
-    /// Delete least-recently-used artifacts until the directory fits the
-    /// bound. `keep` (just written) is never deleted.
+    /// Delete least-recently-used artifacts until the cache root fits the
+    /// bound, counting the directories of other engine keys too (their
+    /// files are useless to this engine and age out first). Temporary files
+    /// older than an hour (left by a crash mid-write) are deleted as well.
+    /// `keep` (just written) is never deleted.
     fn evict_to_bound(&self, keep: &ContentHash) {
         let Some(dir) = &self.dir else { return };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
+        let Some(root) = dir.parent() else { return };
         let keep_name = format!("{}.cwasm", keep.to_hex());
-        let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, meta.len(), e.path()))
-            })
-            .collect();
+        let stale = SystemTime::now() - Duration::from_secs(3600);
+        let mut files: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+        for key_dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            for e in std::fs::read_dir(key_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().to_string();
+                let Ok(meta) = e.metadata() else { continue };
+                let Ok(modified) = meta.modified() else {
+                    continue;
+                };
+                if name.ends_with(".tmp") && modified < stale {
+                    let _ = std::fs::remove_file(e.path());
+                } else if name.ends_with(".cwasm") {
+                    files.push((modified, meta.len(), e.path()));
+                }
+            }
+        }
         let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
         if total <= self.max_disk_bytes {
             return;
@@ -555,6 +571,34 @@ impl CompiledCache {
                 self.counters.evictions.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(path = %path.display(), "evicted a cached artifact");
             }
+        }
+    }
+}
+
+/// Create `dir` (and its parents), readable and writable by this user only:
+/// whoever can write here can plant code that this host will run.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Warn when other users could write to the cache root.
+fn warn_if_shared(root: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(root)
+            && meta.permissions().mode() & 0o022 != 0
+        {
+            tracing::warn!(
+                dir = %root.display(),
+                "the cache directory is writable by other users; keep it private (chmod 700)"
+            );
         }
     }
 }

@@ -97,8 +97,8 @@ pub enum Command {
     /// Inspect, register, list and remove packages.
     #[command(subcommand)]
     Package(PackageCommand),
-    /// Run the reconciler, the scheduler and the executor until SIGINT or
-    /// SIGTERM.
+    /// Run the reconcile loop and the executor (which claims, runs and
+    /// schedules tasks) until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Show what running hosts report (or, with none, what the database
     /// holds), with cache counters.
@@ -328,6 +328,10 @@ pub struct ServeArgs {
     /// Seconds a claimed task's lease lasts without a heartbeat.
     #[arg(long, default_value_t = 30)]
     pub lease: u64,
+    /// Count fuel, so that tenants' `fuel_per_call` limits apply (costs
+    /// some speed; compiled code is cached separately).
+    #[arg(long)]
+    pub fuel: bool,
 }
 
 /// `culvert run`
@@ -437,7 +441,8 @@ pub const EXIT_WORKFLOW_FAILED: i32 = 3;
 
 /// Parse the arguments and run the command. Returns the process exit code:
 /// 0 on success, 1 on an error (printed as one line on stderr), 2 on a
-/// usage error, and 3 when a workflow run by the command failed.
+/// usage error, and 3 when a workflow run by the command did not complete
+/// (it failed or was cancelled).
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing(&cli.global.log);
@@ -551,7 +556,13 @@ async fn inspect(global: &GlobalArgs, file: &Path, format: Format) -> anyhow::Re
             serde_json::to_string_pretty(&inspect_json(&pkg, loader.engine()))?
         ),
         Format::Dot => print!("{}", to_dot(&pkg.metadata)),
-        Format::Text => print!("{}", inspect_text(&pkg)),
+        Format::Text => print!(
+            "{}",
+            inspect_text(
+                &pkg,
+                &crate::loader::imports_of(loader.engine(), &pkg.compiled.component)
+            )
+        ),
     }
     Ok(0)
 }
@@ -580,7 +591,7 @@ fn describe_source(source: CacheSource) -> &'static str {
     }
 }
 
-fn inspect_text(pkg: &LoadedPackage) -> String {
+fn inspect_text(pkg: &LoadedPackage, imports: &[String]) -> String {
     use std::fmt::Write;
     let m = &pkg.metadata;
     let mut out = String::new();
@@ -605,6 +616,7 @@ fn inspect_text(pkg: &LoadedPackage) -> String {
     }
     let _ = writeln!(out, "compile       {}", describe_source(pkg.source));
     let _ = writeln!(out, "capabilities  {}", capabilities_text(m));
+    let _ = writeln!(out, "imports       {}", imports.join(", "));
     for wf in &m.workflows {
         let _ = writeln!(out, "\nworkflow {} ({} tasks)", wf.name, wf.tasks.len());
         if !wf.description.is_empty() {
@@ -925,6 +937,7 @@ async fn host_status(runner: &Runner) -> Value {
 async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32> {
     let mut config = runner_config(g)?;
     config.executor.concurrency = args.concurrency.max(1);
+    config.engine.fuel = args.fuel;
     config.reconciler.reconcile_interval = Duration::from_secs(args.reconcile_interval.max(1));
     config.executor.lease = Duration::from_secs(args.lease.max(1));
     config.executor.heartbeat_interval = config.executor.lease / 3;

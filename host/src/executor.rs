@@ -19,8 +19,10 @@
 //! - **Completion** is one transaction in the store; a completion from a
 //!   host that lost its lease is discarded, so each task's completion is
 //!   recorded exactly once even if a crash made it run twice.
-//! - **Cancellation**: running tasks of a cancelled execution are
-//!   interrupted at the next epoch tick.
+//! - **Cancellation**: a cancel through this host interrupts its running
+//!   tasks at once; other hosts notice within
+//!   [`ExecutorConfig::cancel_poll_interval`]. A guest running wasm stops at
+//!   the next epoch tick, one waiting in a host call is dropped.
 
 use crate::cache::{Compiled, ContentHash};
 use crate::invoke::{self, FailureKind, TaskCall};

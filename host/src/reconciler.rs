@@ -8,7 +8,10 @@
 //!   compares it with what is loaded, unloads what is gone, loads what is
 //!   new and reloads what changed; work is proportional to the change;
 //! - [`ReconcilerConfig::package_operation_timeout`] is **enforced** on
-//!   every load and unload (cloacina defined it and never applied it);
+//!   every load (fetching the bytes, compiling or loading from the cache,
+//!   and `describe`), which is where a package can hang; cloacina defined it
+//!   and never applied it. An unload only edits the in-memory registries
+//!   and cannot block;
 //! - a package that fails to load does not stop the pass (with
 //!   [`ReconcilerConfig::continue_on_package_error`]); it is retried on
 //!   later passes with exponential backoff, and its last error stays

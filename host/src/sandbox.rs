@@ -3,8 +3,10 @@
 //!
 //! Every store gets, by default:
 //! - WASI p2 with **no capabilities**: no preopened directories, no
-//!   environment, no arguments, no sockets or name lookups, and no inherited
-//!   stdio. Stdin is closed; stdout and stderr are captured into one shared
+//!   environment, no arguments, no sockets or name lookups, no inherited
+//!   stdio, a wall clock frozen at the Unix epoch and a deterministic random
+//!   generator. A call's [`SandboxGrants`] open exactly what its package
+//!   declared and its tenant was granted (see [`crate::tenants`]). Stdin is closed; stdout and stderr are captured into one shared
 //!   byte budget, together with the guest's log records
 //!   ([`SandboxLimits::output_bytes`]). Past the budget the guest traps with
 //!   an output-limit error.

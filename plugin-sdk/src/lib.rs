@@ -147,6 +147,20 @@ pub mod bindings {
     });
 }
 
+#[cfg(test)]
+mod tests {
+    /// The SDK builds packages against the version `wit/` declares.
+    #[test]
+    fn the_wit_package_version_is_the_contract_version() {
+        let wit = include_str!("../../wit/culvert.wit");
+        let line = format!("package culvert:plugin@{};", super::CONTRACT_VERSION);
+        assert!(
+            wit.contains(&line),
+            "wit/culvert.wit does not declare {line}"
+        );
+    }
+}
+
 /// Support code for the macros' expansions. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {

@@ -62,6 +62,9 @@ pub fn export_package(input: TokenStream) -> TokenStream {
     }
 }
 
+/// The host's ceiling on timeouts and retry delays: 24 hours, in ms.
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Parsed `#[task(...)]`.
 struct TaskDef {
     id: String,
@@ -341,10 +344,10 @@ fn parse_task(attr: &syn::Attribute, func: &syn::ItemFn) -> syn::Result<TaskDef>
             }
             Meta::NameValue(nv) if nv.path.is_ident("timeout_ms") => {
                 let ms: u64 = expect_int(&nv.value, "timeout_ms")?;
-                if ms == 0 {
+                if ms == 0 || ms > DAY_MS {
                     return Err(syn::Error::new(
                         nv.value.span(),
-                        "timeout_ms must be above 0",
+                        "timeout_ms must be between 1 and 86400000 (24 hours)",
                     ));
                 }
                 task.timeout_ms = Some(ms);
@@ -434,6 +437,12 @@ fn parse_retry(list: &syn::MetaList) -> syn::Result<RetryDef> {
             "max_delay_ms" => {
                 retry.max_delay_ms = expect_int(&nv.value, "max_delay_ms")?;
                 max_span = nv.value.span();
+                if retry.max_delay_ms > DAY_MS {
+                    return Err(syn::Error::new(
+                        max_span,
+                        "invalid retry policy: max_delay_ms is over 86400000 (24 hours)",
+                    ));
+                }
             }
             "jitter" => retry.jitter = expect_bool(&nv.value)?,
             "retry_on" => {
