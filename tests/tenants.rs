@@ -271,7 +271,10 @@ async fn concurrency_is_capped_per_tenant() {
     r.register_package("capped", &read(artifacts::SANDBOX_PROBE))
         .await
         .unwrap();
+    // Two hosts on one database: the cap holds across both.
+    let r2 = runner(&db).await;
     r.start();
+    r2.start();
     let row = r
         .start_execution("capped", "parallel", None, obj(json!({"ms": 300})))
         .await
@@ -293,6 +296,7 @@ async fn concurrency_is_capped_per_tenant() {
     assert!(most <= 2, "{most} tasks ran at once under a cap of 2");
     assert_eq!(most, 2, "the cap was used");
     r.shutdown().await;
+    r2.shutdown().await;
 }
 
 /// A tenant that floods the queue does not hold back another tenant's

@@ -536,7 +536,13 @@ impl CompiledCache {
         let keep_name = format!("{}.cwasm", keep.to_hex());
         let stale = SystemTime::now() - Duration::from_secs(3600);
         let mut files: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+        // Only directories named like engine keys: the root may be shared
+        // with other things.
+        let is_key = |name: &str| name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
         for key_dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            if !is_key(&key_dir.file_name().to_string_lossy()) {
+                continue;
+            }
             for e in std::fs::read_dir(key_dir.path())
                 .into_iter()
                 .flatten()
@@ -575,8 +581,10 @@ impl CompiledCache {
     }
 }
 
-/// Create `dir` (and its parents), readable and writable by this user only:
-/// whoever can write here can plant code that this host will run.
+/// Create `dir` (and any missing parents) and make `dir` itself readable
+/// and writable by this user only: whoever can write here can plant code
+/// that this host will run. The cache root is only checked (see
+/// [`warn_if_shared`]).
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]

@@ -240,8 +240,9 @@ pub struct BenchArgs {
     /// sandbox_probe.wasm for `tenants`). Default: build them with cargo.
     #[arg(long)]
     pub packages: Option<PathBuf>,
-    /// A PostgreSQL server URL (without database) for the PostgreSQL runs,
-    /// e.g. postgres://postgres@127.0.0.1:5432.
+    /// For `throughput`: also run on this PostgreSQL server (URL without a
+    /// database, e.g. postgres://postgres@127.0.0.1:5432), with one host and
+    /// with two.
     #[arg(long)]
     pub postgres: Option<String>,
     /// Tasks each host runs at once.

@@ -8,9 +8,10 @@
 //! [`EngineConfig::epoch_tick`]; each store's epoch callback turns that tick
 //! into a timeout, a cancellation, or a yield to the async runtime.
 //!
-//! The linker offers a guest WASI p2 with no capabilities (see
-//! [`crate::sandbox`]) and the contract's `host` interface. Nothing else:
-//! a component that imports anything more fails to load.
+//! The linker offers a guest WASI p2, whose capabilities each store opens
+//! only as granted (none by default; see [`crate::sandbox`]), and the
+//! contract's `host` interface. Nothing else: a component that imports
+//! anything more fails to load.
 
 use crate::bindings::Plugin;
 use crate::sandbox::HostState;

@@ -121,6 +121,11 @@ struct ExecInfo {
     limits: SandboxLimits,
     /// The tenant's ceiling on task timeouts.
     max_timeout: Duration,
+    /// The package metadata (shared with the package map, which keeps an
+    /// entry only while some execution holds this).
+    _metadata: Arc<PackageMetadata>,
+    /// Last use, for pruning.
+    used: Mutex<std::time::Instant>,
 }
 
 /// Compiled code and metadata of one content hash.
@@ -345,20 +350,18 @@ impl Executor {
             // Only the claims of tasks still running here: a task whose
             // completion could not be recorded is dropped from the map, its
             // lease lapses, and another host runs it.
-            let mut tokens: Vec<Uuid> = self
+            let claims: Vec<(Uuid, String, Uuid)> = self
                 .running
                 .lock()
                 .expect("executor lock")
-                .values()
-                .map(|r| r.token)
+                .iter()
+                .map(|((exec, task), r)| (*exec, task.clone(), r.token))
                 .collect();
-            if tokens.is_empty() {
+            if claims.is_empty() {
                 continue;
             }
-            tokens.sort();
-            tokens.dedup();
             let until = now_ms() + self.config.lease.as_millis() as i64;
-            if let Err(e) = self.store.heartbeat(self.host_id, until, &tokens).await {
+            if let Err(e) = self.store.heartbeat(self.host_id, until, &claims).await {
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }
@@ -389,6 +392,7 @@ impl Executor {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "recovery sweep failed"),
             }
+            self.prune_caches();
             tokio::select! {
                 _ = tokio::time::sleep(self.config.recovery_interval) => {}
                 _ = shutdown.changed() => if *shutdown.borrow() { return },
@@ -414,6 +418,29 @@ impl Executor {
                 Err(e) => tracing::debug!(error = %e, "cancellation poll failed"),
             }
         }
+    }
+
+    /// Forget executions not used for a while (finished elsewhere, say) and
+    /// compiled code no remembered execution uses.
+    fn prune_caches(&self) {
+        let idle = std::time::Duration::from_secs(300);
+        let running: std::collections::HashSet<Uuid> = self
+            .running
+            .lock()
+            .expect("executor lock")
+            .keys()
+            .map(|(e, _)| *e)
+            .collect();
+        self.executions
+            .lock()
+            .expect("executor lock")
+            .retain(|id, info| {
+                running.contains(id) || info.used.lock().expect("executor lock").elapsed() < idle
+            });
+        self.packages
+            .lock()
+            .expect("executor lock")
+            .retain(|_, (_, metadata)| Arc::strong_count(metadata) > 1);
     }
 
     /// The plan, compiled code, limits and grants of an execution, cached.
@@ -450,10 +477,12 @@ impl Executor {
             .map_err(|e| e.to_string())?;
         let l = &tenant.limits;
         let base = &self.config.task_limits;
+        // The tenant's limits decide; the engine still caps memory at its
+        // own ceiling.
         let limits = SandboxLimits {
-            memory_bytes: base.memory_bytes.min(l.max_memory_bytes).max(1),
+            memory_bytes: l.max_memory_bytes.max(1),
             fuel: l.fuel_per_call.or(base.fuel),
-            output_bytes: base.output_bytes.min(l.max_output_bytes as usize),
+            output_bytes: l.max_output_bytes.min(usize::MAX as u64) as usize,
             grants: Arc::new(crate::tenants::resolve_grants(
                 &metadata.capabilities,
                 &grants,
@@ -470,6 +499,8 @@ impl Executor {
             ),
             limits,
             max_timeout: Duration::from_millis(l.max_task_timeout_ms),
+            _metadata: metadata,
+            used: Mutex::new(std::time::Instant::now()),
         });
         self.executions
             .lock()
@@ -515,6 +546,16 @@ impl Executor {
 
     async fn run_one(&self, task: ClaimedTask) {
         let key = (task.execution_id, task.task_id.clone());
+        // Held from the claim on, so heartbeats cover loading the package
+        // too, and a cancellation finds the task.
+        let flag = CancelFlag::new();
+        self.running.lock().expect("executor lock").insert(
+            key.clone(),
+            Running {
+                flag: flag.clone(),
+                token: task.claim_token,
+            },
+        );
         let (outcome, plan) = match self.exec_info(task.execution_id).await {
             Err(e) => {
                 let Ok(plan) = self.store.execution_plan(task.execution_id).await else {
@@ -535,7 +576,7 @@ impl Executor {
                 (outcome, Arc::new(plan))
             }
             Ok(info) => {
-                let outcome = self.attempt(&task, &info).await;
+                let outcome = self.attempt(&task, &info, flag).await;
                 (outcome, info.plan.clone())
             }
         };
@@ -590,7 +631,7 @@ impl Executor {
         self.running.lock().expect("executor lock").remove(&key);
     }
 
-    async fn attempt(&self, task: &ClaimedTask, info: &ExecInfo) -> TaskOutcome {
+    async fn attempt(&self, task: &ClaimedTask, info: &ExecInfo, flag: CancelFlag) -> TaskOutcome {
         let Some(meta) = info.plan.task(&task.task_id) else {
             return TaskOutcome::Failed {
                 kind: FailureKind::Permanent,
@@ -618,14 +659,13 @@ impl Executor {
             timeout,
             ..info.limits.clone()
         };
-        let flag = CancelFlag::new();
-        self.running.lock().expect("executor lock").insert(
-            (task.execution_id, task.task_id.clone()),
-            Running {
-                flag: flag.clone(),
-                token: task.claim_token,
-            },
-        );
+        if flag.is_cancelled() {
+            return TaskOutcome::Failed {
+                kind: FailureKind::Cancelled,
+                message: "cancelled before it started".into(),
+                retry_at: None,
+            };
+        }
         let execution_id = task.execution_id.to_string();
         let labels = Arc::new(CallLabels {
             package: info.label.clone(),

@@ -10,8 +10,8 @@
 //!
 //! - [`engine`]: the shared wasmtime [`SandboxEngine`], with epoch
 //!   interruption, the pooling allocator and a bounded stack.
-//! - [`sandbox`]: a fresh, capability-free store per call, with its
-//!   [`SandboxLimits`].
+//! - [`sandbox`]: a fresh store per call, capability-free unless granted,
+//!   with its [`SandboxLimits`].
 //! - [`cache`]: the [`CompiledCache`], keyed by the component's blake3
 //!   [`ContentHash`] and the engine's compatibility key; compiles once.
 //! - [`loader`]: bytes → validated [`LoadedPackage`] through the
@@ -19,7 +19,14 @@
 //! - [`metadata`]: the validated [`PackageMetadata`] and its rules.
 //! - [`invoke`]: `describe` and [`run_task`](invoke::run_task), with each
 //!   failure classified as a [`FailureKind`].
-//! - [`cli`]: the `culvert` command line.
+//! - [`store`]: SQLite and PostgreSQL behind one [`Store`] trait.
+//! - [`registry`] and [`reconciler`]: the in-memory registries and the loop
+//!   that keeps them equal to the database.
+//! - [`scheduler`] and [`executor`]: when tasks run, and running them with
+//!   leases, retries and recovery.
+//! - [`tenants`]: isolation, quotas and capability grants.
+//! - [`runner`]: the embedding API, [`Runner`].
+//! - [`cli`] and [`bench`]: the `culvert` command line and its benchmarks.
 
 #![deny(missing_docs)]
 

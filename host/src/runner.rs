@@ -290,7 +290,7 @@ impl Runner {
         let limits = self.tenant(tenant).await?.limits;
         if bytes.len() as u64 > limits.max_package_bytes {
             return Err(Error::Quota(format!(
-                "the package is {} bytes, over tenant '{tenant}''s max_package_bytes quota of {}",
+                "tenant '{tenant}': the package is {} bytes, over the max_package_bytes quota of {}",
                 bytes.len(),
                 limits.max_package_bytes
             )));

@@ -42,15 +42,15 @@ pub const PUBLIC: &str = "public";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TenantLimits {
-    /// Linear memory of one task instance, in bytes. Default 64 MiB
-    /// (never above the engine's ceiling, 256 MiB by default).
+    /// Linear memory of one task instance, in bytes. Default 64 MiB. The
+    /// engine's own ceiling (256 MiB by default) caps it.
     pub max_memory_bytes: u64,
     /// Ceiling on any task's timeout, in ms. Default 300,000 (5 min).
     pub max_task_timeout_ms: u64,
     /// Fuel per task call, when the engine counts fuel (`serve --fuel`).
     /// Default none (unlimited).
     pub fuel_per_call: Option<u64>,
-    /// Tasks of this tenant running at once, over every host. Default 16.
+    /// Tasks of this tenant running at once, over every host. Default 64.
     pub max_concurrent_tasks: u32,
     /// Executions of this tenant not finished yet. Default 1,000.
     pub max_queued_executions: u32,
@@ -68,7 +68,7 @@ impl Default for TenantLimits {
             max_memory_bytes: 64 * 1024 * 1024,
             max_task_timeout_ms: 300_000,
             fuel_per_call: None,
-            max_concurrent_tasks: 16,
+            max_concurrent_tasks: 64,
             max_queued_executions: 1000,
             max_package_bytes: 32 * 1024 * 1024,
             max_packages: 100,
@@ -85,28 +85,34 @@ impl TenantLimits {
     /// An unknown key or a value that is not a number (or `none` for
     /// `fuel_per_call`).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let num = |v: &str| -> Result<u64, String> {
-            parse_size(v).ok_or_else(|| format!("'{v}' is not a number for {key}"))
+        let bytes = |v: &str| -> Result<u64, String> {
+            parse_size(v).ok_or_else(|| {
+                format!("'{v}' is not a size for {key} (e.g. 1048576, 64K, 32M, 1G)")
+            })
         };
+        let count = |v: &str| -> Result<u64, String> {
+            v.trim()
+                .replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("'{v}' is not a number for {key}"))
+        };
+        let small = |n: u64| n.min(u32::MAX as u64) as u32;
+        let mut next = self.clone();
         match key {
-            "max_memory_bytes" => self.max_memory_bytes = num(value)?,
-            "max_task_timeout_ms" => self.max_task_timeout_ms = num(value)?,
+            "max_memory_bytes" => next.max_memory_bytes = bytes(value)?,
+            "max_task_timeout_ms" => next.max_task_timeout_ms = count(value)?,
             "fuel_per_call" => {
-                self.fuel_per_call = if value == "none" {
+                next.fuel_per_call = if value == "none" {
                     None
                 } else {
-                    Some(num(value)?)
+                    Some(count(value)?)
                 }
             }
-            "max_concurrent_tasks" => {
-                self.max_concurrent_tasks = num(value)?.min(u32::MAX as u64) as u32
-            }
-            "max_queued_executions" => {
-                self.max_queued_executions = num(value)?.min(u32::MAX as u64) as u32
-            }
-            "max_package_bytes" => self.max_package_bytes = num(value)?,
-            "max_packages" => self.max_packages = num(value)?.min(u32::MAX as u64) as u32,
-            "max_output_bytes" => self.max_output_bytes = num(value)?,
+            "max_concurrent_tasks" => next.max_concurrent_tasks = small(count(value)?),
+            "max_queued_executions" => next.max_queued_executions = small(count(value)?),
+            "max_package_bytes" => next.max_package_bytes = bytes(value)?,
+            "max_packages" => next.max_packages = small(count(value)?),
+            "max_output_bytes" => next.max_output_bytes = bytes(value)?,
             _ => {
                 return Err(format!(
                     "unknown limit '{key}': use one of {}",
@@ -114,9 +120,13 @@ impl TenantLimits {
                 ));
             }
         }
-        if self.max_concurrent_tasks == 0 || self.max_task_timeout_ms == 0 {
+        if next.max_concurrent_tasks == 0
+            || next.max_task_timeout_ms == 0
+            || next.max_memory_bytes == 0
+        {
             return Err(format!("{key} must be above 0"));
         }
+        *self = next;
         Ok(())
     }
 
@@ -240,10 +250,19 @@ pub fn resolve_grants(
     grants: &[Grant],
     package: &str,
 ) -> crate::sandbox::SandboxGrants {
+    // A grant for this package wins over a tenant-wide one.
     let granted = |kind: GrantKind, name: &str| {
+        let matching = |g: &&Grant| g.kind == kind && g.name == name;
         grants
             .iter()
-            .find(|g| g.kind == kind && g.name == name && g.applies_to(package))
+            .filter(matching)
+            .find(|g| g.package == package)
+            .or_else(|| {
+                grants
+                    .iter()
+                    .filter(matching)
+                    .find(|g| g.package.is_empty())
+            })
     };
     crate::sandbox::SandboxGrants {
         env: declared
@@ -318,6 +337,15 @@ mod tests {
                 .contains("unknown limit")
         );
         assert!(l.set("max_concurrent_tasks", "0").is_err());
+        assert_eq!(
+            l.max_concurrent_tasks, 64,
+            "a refused value changes nothing"
+        );
+        l.set("max_task_timeout_ms", "1500").unwrap();
+        assert!(
+            l.set("max_task_timeout_ms", "1m").is_err(),
+            "durations take no size suffix"
+        );
     }
 
     #[test]
@@ -333,6 +361,6 @@ mod tests {
     fn partial_limits_fill_in_defaults() {
         let l: TenantLimits = serde_json::from_str(r#"{"max_packages": 3}"#).unwrap();
         assert_eq!(l.max_packages, 3);
-        assert_eq!(l.max_concurrent_tasks, 16);
+        assert_eq!(l.max_concurrent_tasks, 64);
     }
 }

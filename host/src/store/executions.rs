@@ -245,8 +245,8 @@ pub trait ExecutionStore: Send + Sync {
     /// the execution if this was its last task: one transaction. Refused
     /// (not an error: `accepted` is false) when the claim is no longer
     /// current (its token does not match: the lease expired and the task
-    /// was taken back). A retry of a cancelled execution's task is skipped
-    /// instead.
+    /// was taken back). A failure of a cancelled execution's task is final:
+    /// it is not retried.
     async fn complete_task(
         &self,
         host: Uuid,
@@ -255,9 +255,14 @@ pub trait ExecutionStore: Send + Sync {
         plan: &ExecutionPlan,
     ) -> Result<Completion>;
 
-    /// Extend to `lease_until` the leases of the claims `tokens` that
-    /// `host` still holds.
-    async fn heartbeat(&self, host: Uuid, lease_until: i64, tokens: &[Uuid]) -> Result<u64>;
+    /// Extend to `lease_until` the leases of the claimed tasks `claims`
+    /// (execution, task, claim token) that `host` still holds.
+    async fn heartbeat(
+        &self,
+        host: Uuid,
+        lease_until: i64,
+        claims: &[(Uuid, String, Uuid)],
+    ) -> Result<u64>;
 
     /// Take back tasks whose lease expired: ready again with one more
     /// recovery counted, or failed once `max_recoveries` is exceeded.

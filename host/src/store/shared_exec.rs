@@ -459,7 +459,7 @@ macro_rules! shared_execution_store {
                 let token = uuid::Uuid::now_v7();
                 let mut tx = self.begin_write().await?;
                 let ready: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT tenant, COUNT(*) FROM task_executions WHERE status = 'ready' AND next_run_at <= $1 AND ($2 IS NULL OR execution_id = $2) GROUP BY tenant",
+                    "SELECT tenant, COUNT(*) FROM task_executions WHERE status = 'ready' AND next_run_at <= $1 AND ($2 IS NULL OR execution_id = $2) GROUP BY tenant ORDER BY tenant",
                 )
                 .bind(now)
                 .bind(only_execution)
@@ -496,7 +496,7 @@ macro_rules! shared_execution_store {
                     .iter()
                     .map(|(t, n)| {
                         let run = running.get(t).copied().unwrap_or(0);
-                        let room = (limits.get(t).copied().unwrap_or(16) as i64 - run).max(0);
+                        let room = (limits.get(t).copied().unwrap_or(64) as i64 - run).max(0);
                         (t.clone(), run, (*n).min(room))
                     })
                     .filter(|(_, _, cap)| *cap > 0)
@@ -689,19 +689,21 @@ macro_rules! shared_execution_store {
                 &self,
                 host: uuid::Uuid,
                 lease_until: i64,
-                tokens: &[uuid::Uuid],
+                claims: &[(uuid::Uuid, String, uuid::Uuid)],
             ) -> $crate::store::Result<u64> {
-                if tokens.is_empty() {
+                if claims.is_empty() {
                     return Ok(0);
                 }
                 let mut tx = self.begin_write().await?;
                 let mut extended = 0;
-                for token in tokens {
+                for (execution_id, task_id, token) in claims {
                     extended += sqlx::query(
-                        "UPDATE task_executions SET lease_expires_at = $2 WHERE claimed_by = $1 AND claim_token = $3 AND status = 'running'",
+                        "UPDATE task_executions SET lease_expires_at = $2 WHERE execution_id = $3 AND task_id = $4 AND claimed_by = $1 AND claim_token = $5 AND status = 'running'",
                     )
                     .bind(host)
                     .bind(lease_until)
+                    .bind(execution_id)
+                    .bind(task_id)
                     .bind(token)
                     .execute(&mut *tx)
                     .await?
