@@ -437,12 +437,15 @@ impl CompiledCache {
         let key = self.engine_key.clone();
         let path2 = path.clone();
         let outcome = tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
             let data = match std::fs::read(&path2) {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(format!("unreadable: {e}")),
             };
+            let t1 = Instant::now();
             let payload = verify_artifact(&data, &key, &hash)?;
+            let t2 = Instant::now();
             // SAFETY: `Component::deserialize` requires bytes produced by
             // `Component::serialize` on a compatible engine. These bytes come
             // from this host's own cache directory, where only
@@ -454,10 +457,25 @@ impl CompiledCache {
             // those checks and never gets here.
             let component = unsafe { Component::deserialize(engine.engine(), payload) }
                 .map_err(|e| format!("deserialize: {e:#}"))?;
+            let t3 = Instant::now();
             let pre = prepare(&engine, &component).map_err(|e| e.to_string())?;
-            // Refresh the modification time: the LRU order.
-            if let Ok(f) = std::fs::File::options().write(true).open(&path2) {
-                let _ = f.set_modified(SystemTime::now());
+            let t4 = Instant::now();
+            tracing::debug!(
+                bytes = data.len(),
+                read_us = (t1 - t0).as_micros() as u64,
+                verify_us = (t2 - t1).as_micros() as u64,
+                deserialize_us = (t3 - t2).as_micros() as u64,
+                prepare_us = (t4 - t3).as_micros() as u64,
+                "disk cache load"
+            );
+            // Refresh the modification time (the LRU order), at most once a
+            // minute per file: a hit should not cost a write.
+            let now = SystemTime::now();
+            let fresh = std::fs::metadata(&path2)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| now.duration_since(m).unwrap_or_default() < Duration::from_secs(60));
+            if !fresh && let Ok(f) = std::fs::File::options().write(true).open(&path2) {
+                let _ = f.set_modified(now);
             }
             Ok(Some((component, pre)))
         })

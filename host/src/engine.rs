@@ -196,6 +196,9 @@ fn wasmtime_config(c: &EngineConfig, pooling: bool) -> Config {
     // Backtraces make every trap slow (RUST_BACKTRACE is set on these
     // machines); the error kinds we report do not need them.
     config.wasm_backtrace_max_frames(None);
+    // Address maps only serve backtraces and debuggers: without them the
+    // compiled artifacts are smaller and load faster from the disk cache.
+    config.generate_address_map(false);
     config.parallel_compilation(true);
     if pooling {
         let n = c.pool_instances.max(1);

@@ -31,7 +31,7 @@ use crate::metadata::{PackageMetadata, RetryOn, RetryPolicy};
 use crate::registry::Registry;
 use crate::sandbox::{CallLabels, CancelFlag, SandboxLimits};
 use crate::scheduler::ExecutionPlan;
-use crate::store::{ClaimedTask, Store, StoreError, TaskOutcome, now_ms};
+use crate::store::{ClaimedTask, Completion, Store, StoreError, TaskOutcome, now_ms};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,6 +128,14 @@ struct ExecInfo {
     used: Mutex<std::time::Instant>,
 }
 
+/// A completion waiting for the recorder, with where to send its result.
+type Pending = (
+    ClaimedTask,
+    TaskOutcome,
+    Arc<ExecutionPlan>,
+    tokio::sync::oneshot::Sender<Result<Completion, StoreError>>,
+);
+
 /// Compiled code and metadata of one content hash.
 type PackageEntry = (Arc<Compiled>, Arc<PackageMetadata>);
 
@@ -174,6 +182,8 @@ pub struct Executor {
     executions: Mutex<HashMap<Uuid, Arc<ExecInfo>>>,
     packages: Mutex<HashMap<ContentHash, PackageEntry>>,
     only_execution: Mutex<Option<Uuid>>,
+    recorder: tokio::sync::mpsc::UnboundedSender<Pending>,
+    recorder_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Pending>>>,
     finished: watch::Sender<u64>,
     counters: Counters,
 }
@@ -197,6 +207,7 @@ impl Executor {
         config: ExecutorConfig,
     ) -> Self {
         let (finished, _) = watch::channel(0);
+        let (recorder, recorder_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             host_id,
             store,
@@ -209,6 +220,8 @@ impl Executor {
             executions: Mutex::new(HashMap::new()),
             packages: Mutex::new(HashMap::new()),
             only_execution: Mutex::new(None),
+            recorder,
+            recorder_rx: Mutex::new(Some(recorder_rx)),
             finished,
             counters: Counters::default(),
         }
@@ -271,17 +284,26 @@ impl Executor {
         tracing::info!(host = %self.host_id, concurrency = self.config.concurrency, "executor starting");
         // Heartbeats and cancellations go on while running tasks drain at
         // shutdown; the loops are aborted once they have.
+        let recorder_rx = self
+            .recorder_rx
+            .lock()
+            .expect("executor lock")
+            .take()
+            .expect("an executor runs once");
         let background = [
+            tokio::spawn(self.clone().record_loop(recorder_rx)),
             tokio::spawn(self.clone().heartbeat_loop()),
             tokio::spawn(self.clone().recovery_loop(shutdown.clone())),
             tokio::spawn(self.clone().cancel_loop()),
         ];
         let mut error_backoff = Duration::from_millis(50);
+        let mut batch_waited = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let free = self.permits.available_permits();
+            let busy = free < self.config.concurrency.max(1);
             if free == 0 {
                 tokio::select! {
                     _ = self.wake.notified() => {}
@@ -290,6 +312,16 @@ impl Executor {
                 }
                 continue;
             }
+            // While tasks run, claim in batches: a claim is a write
+            // transaction, and one per freed slot would cost more than the
+            // tasks. Waiting for a batch adds at most a millisecond.
+            let min_batch = (self.config.concurrency / 4).clamp(1, 16);
+            if busy && free < min_batch && !batch_waited {
+                batch_waited = true;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            batch_waited = false;
             let limit = (free as u32).min(self.config.claim_batch);
             let lease_until = now_ms() + self.config.lease.as_millis() as i64;
             let only = *self.only_execution.lock().expect("executor lock");
@@ -342,6 +374,74 @@ impl Executor {
             h.abort();
         }
         tracing::info!(host = %self.host_id, "executor stopped");
+    }
+
+    /// Record a completion through the recorder (group commit).
+    async fn record(
+        &self,
+        task: &ClaimedTask,
+        outcome: TaskOutcome,
+        plan: &Arc<ExecutionPlan>,
+    ) -> Result<Completion, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self
+            .recorder
+            .send((task.clone(), outcome.clone(), plan.clone(), tx))
+            .is_err()
+        {
+            return self
+                .store
+                .complete_task(self.host_id, task, outcome, plan)
+                .await;
+        }
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => {
+                self.store
+                    .complete_task(self.host_id, task, outcome, plan)
+                    .await
+            }
+        }
+    }
+
+    /// Record completions in batches: whatever is waiting (up to 64) goes
+    /// into one transaction. A failed batch is retried one by one, so one
+    /// bad completion cannot hold back the others.
+    async fn record_loop(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 64 {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let items: Vec<(ClaimedTask, TaskOutcome, Arc<ExecutionPlan>)> = batch
+                .iter()
+                .map(|(t, o, p, _)| (t.clone(), o.clone(), p.clone()))
+                .collect();
+            match self.store.complete_tasks(self.host_id, &items).await {
+                Ok(results) => {
+                    for ((_, _, _, reply), result) in batch.into_iter().zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) if batch.len() == 1 => {
+                    if let Some((_, _, _, reply)) = batch.pop() {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                Err(_) => {
+                    for (task, outcome, plan, reply) in batch {
+                        let result = self
+                            .store
+                            .complete_task(self.host_id, &task, outcome, &plan)
+                            .await;
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+        }
     }
 
     async fn heartbeat_loop(self: Arc<Self>) {
@@ -588,11 +688,7 @@ impl Executor {
         };
         let mut delay = Duration::from_millis(20);
         for attempt in 0.. {
-            match self
-                .store
-                .complete_task(self.host_id, &task, outcome.clone(), &plan)
-                .await
-            {
+            match self.record(&task, outcome.clone(), &plan).await {
                 Ok(done) => {
                     if !done.accepted {
                         self.counters.discarded.fetch_add(1, Ordering::Relaxed);

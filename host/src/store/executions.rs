@@ -255,6 +255,15 @@ pub trait ExecutionStore: Send + Sync {
         plan: &ExecutionPlan,
     ) -> Result<Completion>;
 
+    /// [`complete_task`](Self::complete_task) for several tasks in one
+    /// transaction (group commit): one result per task, in order. If any
+    /// fails, none is recorded.
+    async fn complete_tasks(
+        &self,
+        host: Uuid,
+        batch: &[(ClaimedTask, TaskOutcome, std::sync::Arc<ExecutionPlan>)],
+    ) -> Result<Vec<Completion>>;
+
     /// Extend to `lease_until` the leases of the claimed tasks `claims`
     /// (execution, task, claim token) that `host` still holds.
     async fn heartbeat(

@@ -96,16 +96,14 @@ macro_rules! shared_execution_store {
                 mut finished: Vec<(String, $crate::scheduler::TaskStatus, Option<serde_json::Map<String, serde_json::Value>>)>,
                 now: i64,
                 events: &mut Vec<(Option<String>, &'static str, Option<String>)>,
-            ) -> $crate::store::Result<(u32, Option<$crate::scheduler::ExecutionStatus>)> {
-                use $crate::scheduler::{Decision, DepState, ExecutionStatus, TaskStatus, decide};
+            ) -> $crate::store::Result<(u32, i64)> {
+                use $crate::scheduler::{Decision, DepState, TaskStatus, decide};
                 use std::collections::HashMap;
                 let mut known: HashMap<String, DepState> = HashMap::new();
                 let mut finished_count: i64 = 0;
                 let mut became_ready = 0u32;
-                let mut any_failed = false;
                 while let Some((done, status, output)) = finished.pop() {
                     finished_count += 1;
-                    any_failed |= status == TaskStatus::Failed;
                     known.insert(
                         done.clone(),
                         DepState {
@@ -168,8 +166,26 @@ macro_rules! shared_execution_store {
                         }
                     }
                 }
+                Ok((became_ready, finished_count))
+            }
+
+            /// After `finished_count` more tasks of `execution_id` reached a
+            /// final status: count them, and if none is left, record the
+            /// execution's final status and context. Returns the final status
+            /// if the execution just finished (or is cancelled).
+            async fn finalize(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                plan: &$crate::scheduler::ExecutionPlan,
+                execution_id: uuid::Uuid,
+                finished_count: i64,
+                now: i64,
+                events: &mut Vec<(Option<String>, &'static str, Option<String>)>,
+            ) -> $crate::store::Result<Option<$crate::scheduler::ExecutionStatus>> {
+                use $crate::scheduler::ExecutionStatus;
+                use std::collections::HashMap;
+                let mut any_failed = false;
                 if finished_count == 0 {
-                    return Ok((became_ready, None));
+                    return Ok(None);
                 }
                 let remaining: Option<(i64, String)> = sqlx::query_as(
                     "UPDATE executions SET tasks_remaining = tasks_remaining - $2 WHERE id = $1 RETURNING tasks_remaining, status",
@@ -180,10 +196,10 @@ macro_rules! shared_execution_store {
                 .await?;
                 let (remaining, exec_status) = remaining.unwrap_or((1, String::new()));
                 if exec_status == "cancelled" {
-                    return Ok((became_ready, Some(ExecutionStatus::Cancelled)));
+                    return Ok(Some(ExecutionStatus::Cancelled));
                 }
                 if remaining != 0 {
-                    return Ok((became_ready, None));
+                    return Ok(None);
                 }
                 // The last task finished: the final status and context.
                 let rows: Vec<(String, String, Option<String>, Option<String>, Option<String>)> =
@@ -231,7 +247,154 @@ macro_rules! shared_execution_store {
                     if any_failed { "execution_failed" } else { "execution_completed" },
                     first_failure,
                 ));
-                Ok((became_ready, Some(status)))
+                Ok(Some(status))
+            }
+
+            /// Record one completion inside `tx` (see
+            /// [`ExecutionStore::complete_task`]) and unlock or skip its
+            /// dependents; its events are appended to `events_out` for the
+            /// caller to insert. Returns the completion and how many of the
+            /// execution's tasks reached a final status, for
+            /// [`finalize`](Self::finalize), which the caller runs once per
+            /// execution.
+            async fn complete_in_tx(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                host: uuid::Uuid,
+                task: &$crate::store::ClaimedTask,
+                outcome: $crate::store::TaskOutcome,
+                plan: &$crate::scheduler::ExecutionPlan,
+                events_out: &mut Vec<(uuid::Uuid, Option<String>, &'static str, Option<String>)>,
+            ) -> $crate::store::Result<($crate::store::Completion, i64)> {
+                use $crate::scheduler::TaskStatus;
+                use $crate::store::{Completion, TaskOutcome};
+                let now = $crate::store::now_ms();
+                // A cancelled execution's task is not retried.
+                let outcome = match outcome {
+                    TaskOutcome::Failed { kind, message, retry_at: Some(at) } => {
+                        let status: Option<(String,)> =
+                            sqlx::query_as("SELECT status FROM executions WHERE id = $1")
+                                .bind(task.execution_id)
+                                .fetch_optional(&mut **tx)
+                                .await?;
+                        let cancelled = status.is_some_and(|(s,)| s == "cancelled");
+                        TaskOutcome::Failed {
+                            kind,
+                            message,
+                            retry_at: if cancelled { None } else { Some(at) },
+                        }
+                    }
+                    other => other,
+                };
+                // Every update is fenced on the claim: a result from a claim
+                // that is no longer current changes nothing.
+                let mut events = Vec::new();
+                let mut finished = Vec::new();
+                let updated = match outcome {
+                    TaskOutcome::Succeeded { output } => {
+                        let text = serde_json::Value::Object(output.clone()).to_string();
+                        let done = sqlx::query(
+                            "UPDATE task_executions SET status = 'completed', output = $3, finished_at = $4, duration_ms = $4 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $5 AND claim_token = $6",
+                        )
+                        .bind(task.execution_id)
+                        .bind(&task.task_id)
+                        .bind(text)
+                        .bind(now)
+                        .bind(host)
+                        .bind(task.claim_token)
+                        .execute(&mut **tx)
+                        .await?;
+                        events.push((Some(task.task_id.clone()), "completed", Some(format!("attempt {}", task.attempt))));
+                        finished.push((task.task_id.clone(), TaskStatus::Completed, Some(output)));
+                        done.rows_affected()
+                    }
+                    TaskOutcome::Failed { kind, message, retry_at: Some(at) } => {
+                        let done = sqlx::query(
+                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, last_error = $4, last_error_kind = $5, duration_ms = $6 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $7 AND claim_token = $8",
+                        )
+                        .bind(task.execution_id)
+                        .bind(&task.task_id)
+                        .bind(at)
+                        .bind(&message)
+                        .bind(kind.as_str())
+                        .bind(now)
+                        .bind(host)
+                        .bind(task.claim_token)
+                        .execute(&mut **tx)
+                        .await?;
+                        events.push((
+                            Some(task.task_id.clone()),
+                            "retry_scheduled",
+                            Some(format!("attempt {} failed ({kind}: {message}); retry in {} ms", task.attempt, (at - now).max(0))),
+                        ));
+                        done.rows_affected()
+                    }
+                    TaskOutcome::Failed { kind, message, retry_at: None } => {
+                        let done = sqlx::query(
+                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = $4, finished_at = $5, duration_ms = $5 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $6 AND claim_token = $7",
+                        )
+                        .bind(task.execution_id)
+                        .bind(&task.task_id)
+                        .bind(&message)
+                        .bind(kind.as_str())
+                        .bind(now)
+                        .bind(host)
+                        .bind(task.claim_token)
+                        .execute(&mut **tx)
+                        .await?;
+                        events.push((
+                            Some(task.task_id.clone()),
+                            "failed",
+                            Some(format!("attempt {}: {kind}: {message}", task.attempt)),
+                        ));
+                        finished.push((task.task_id.clone(), TaskStatus::Failed, None));
+                        done.rows_affected()
+                    }
+                };
+                if updated == 0 {
+                    return Ok((Completion::default(), 0));
+                }
+                let (became_ready, finished_count) = if finished.is_empty() {
+                    (0, 0)
+                } else {
+                    Self::propagate(tx, plan, task.execution_id, finished, now, &mut events).await?
+                };
+                events_out.extend(
+                    events
+                        .into_iter()
+                        .map(|(t, k, d)| (task.execution_id, t, k, d)),
+                );
+                Ok((
+                    Completion {
+                        accepted: true,
+                        became_ready,
+                        finished: None,
+                    },
+                    finished_count,
+                ))
+            }
+
+            /// Append events of several executions in one statement per 300.
+            async fn insert_event_rows(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                host: Option<uuid::Uuid>,
+                at: i64,
+                rows: &[(uuid::Uuid, Option<String>, &'static str, Option<String>)],
+            ) -> $crate::store::Result<()> {
+                for chunk in rows.chunks(300) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO execution_events (execution_id, task_id, kind, detail, host, at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (exec, task, kind, detail)| {
+                        b.push_bind(*exec)
+                            .push_bind(task.clone())
+                            .push_bind(*kind)
+                            .push_bind(detail.clone())
+                            .push_bind(host)
+                            .push_bind(at);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
             }
 
             async fn plan_in_tx(
@@ -321,7 +484,9 @@ macro_rules! shared_execution_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 if !skipped_roots.is_empty() {
-                    Self::propagate(&mut tx, new.plan, id, skipped_roots, now, &mut events).await?;
+                    let (_, finished) =
+                        Self::propagate(&mut tx, new.plan, id, skipped_roots, now, &mut events).await?;
+                    Self::finalize(&mut tx, new.plan, id, finished, now, &mut events).await?;
                 }
                 Self::insert_events(&mut tx, id, None, now, &events).await?;
                 tx.commit().await?;
@@ -545,21 +710,24 @@ macro_rules! shared_execution_store {
                 let mut executions: Vec<uuid::Uuid> = rows.iter().map(|r| r.0).collect();
                 executions.sort();
                 executions.dedup();
-                for exec in &executions {
-                    sqlx::query(
-                        "UPDATE executions SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'pending'",
-                    )
-                    .bind(exec)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    let events: Vec<(Option<String>, &'static str, Option<String>)> = rows
-                        .iter()
-                        .filter(|r| r.0 == *exec)
-                        .map(|r| (Some(r.1.clone()), "claimed", Some(format!("attempt {}", r.3))))
-                        .collect();
-                    Self::insert_events(&mut tx, *exec, Some(host), now, &events).await?;
+                for chunk in executions.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE executions SET status = 'running', started_at = ",
+                    );
+                    qb.push_bind(now);
+                    qb.push(" WHERE status = 'pending' AND id IN (");
+                    let mut ids = qb.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await?;
                 }
+                let events: Vec<(uuid::Uuid, Option<String>, &'static str, Option<String>)> = rows
+                    .iter()
+                    .map(|r| (r.0, Some(r.1.clone()), "claimed", Some(format!("attempt {}", r.3))))
+                    .collect();
+                Self::insert_event_rows(&mut tx, Some(host), now, &events).await?;
                 tx.commit().await?;
                 Ok(rows
                     .into_iter()
@@ -586,103 +754,77 @@ macro_rules! shared_execution_store {
                 outcome: $crate::store::TaskOutcome,
                 plan: &$crate::scheduler::ExecutionPlan,
             ) -> $crate::store::Result<$crate::store::Completion> {
-                use $crate::scheduler::TaskStatus;
-                use $crate::store::{Completion, TaskOutcome};
-                let now = $crate::store::now_ms();
                 let mut tx = self.begin_write().await?;
-                let current: Option<(String, Option<uuid::Uuid>, Option<uuid::Uuid>, String)> = sqlx::query_as(
-                    "SELECT t.status, t.claimed_by, t.claim_token, e.status FROM task_executions t JOIN executions e ON e.id = t.execution_id WHERE t.execution_id = $1 AND t.task_id = $2",
-                )
-                .bind(task.execution_id)
-                .bind(&task.task_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let holds = matches!(
-                    &current,
-                    Some((status, Some(owner), Some(token), _))
-                        if status == "running" && *owner == host && *token == task.claim_token
-                );
-                if !holds {
-                    tx.rollback().await?;
-                    return Ok(Completion::default());
-                }
-                let cancelled = current.as_ref().is_some_and(|c| c.3 == "cancelled");
+                let now = $crate::store::now_ms();
                 let mut events = Vec::new();
-                let mut finished = Vec::new();
-                // A cancelled execution's task is not retried.
-                let outcome = match outcome {
-                    TaskOutcome::Failed { kind, message, retry_at: Some(_) } if cancelled => {
-                        TaskOutcome::Failed { kind, message, retry_at: None }
-                    }
-                    other => other,
-                };
-                match outcome {
-                    TaskOutcome::Succeeded { output } => {
-                        let text = serde_json::Value::Object(output.clone()).to_string();
-                        sqlx::query(
-                            "UPDATE task_executions SET status = 'completed', output = $3, finished_at = $4, duration_ms = $4 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
-                        )
-                        .bind(task.execution_id)
-                        .bind(&task.task_id)
-                        .bind(text)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        events.push((Some(task.task_id.clone()), "completed", Some(format!("attempt {}", task.attempt))));
-                        finished.push((task.task_id.clone(), TaskStatus::Completed, Some(output)));
-                    }
-                    TaskOutcome::Failed { kind, message, retry_at: Some(at) } => {
-                        sqlx::query(
-                            "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, last_error = $4, last_error_kind = $5, duration_ms = $6 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
-                        )
-                        .bind(task.execution_id)
-                        .bind(&task.task_id)
-                        .bind(at)
-                        .bind(&message)
-                        .bind(kind.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        events.push((
-                            Some(task.task_id.clone()),
-                            "retry_scheduled",
-                            Some(format!("attempt {} failed ({kind}: {message}); retry in {} ms", task.attempt, (at - now).max(0))),
-                        ));
-                    }
-                    TaskOutcome::Failed { kind, message, retry_at: None } => {
-                        sqlx::query(
-                            "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = $4, finished_at = $5, duration_ms = $5 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2",
-                        )
-                        .bind(task.execution_id)
-                        .bind(&task.task_id)
-                        .bind(&message)
-                        .bind(kind.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        events.push((
-                            Some(task.task_id.clone()),
-                            "failed",
-                            Some(format!("attempt {}: {kind}: {message}", task.attempt)),
-                        ));
-                        finished.push((task.task_id.clone(), TaskStatus::Failed, None));
-                    }
+                let (mut done, finished) =
+                    Self::complete_in_tx(&mut tx, host, task, outcome, plan, &mut events).await?;
+                if done.accepted {
+                    let mut final_events = Vec::new();
+                    done.finished =
+                        Self::finalize(&mut tx, plan, task.execution_id, finished, now, &mut final_events)
+                            .await?;
+                    events.extend(final_events.into_iter().map(|(t, k, d)| (task.execution_id, t, k, d)));
                 }
-                let (became_ready, finished_status) = if finished.is_empty() {
-                    (0, None)
-                } else if cancelled {
-                    // Record the final status; nothing downstream runs.
-                    (0, Some($crate::scheduler::ExecutionStatus::Cancelled))
-                } else {
-                    Self::propagate(&mut tx, plan, task.execution_id, finished, now, &mut events).await?
-                };
-                Self::insert_events(&mut tx, task.execution_id, Some(host), now, &events).await?;
+                Self::insert_event_rows(&mut tx, Some(host), now, &events).await?;
                 tx.commit().await?;
-                Ok(Completion {
-                    accepted: true,
-                    became_ready,
-                    finished: finished_status,
-                })
+                Ok(done)
+            }
+
+            async fn complete_tasks(
+                &self,
+                host: uuid::Uuid,
+                batch: &[(
+                    $crate::store::ClaimedTask,
+                    $crate::store::TaskOutcome,
+                    std::sync::Arc<$crate::scheduler::ExecutionPlan>,
+                )],
+            ) -> $crate::store::Result<Vec<$crate::store::Completion>> {
+                use std::collections::HashMap;
+                let mut tx = self.begin_write().await?;
+                let now = $crate::store::now_ms();
+                let mut events = Vec::new();
+                let mut out = vec![$crate::store::Completion::default(); batch.len()];
+                // Per execution: tasks that reached a final status, and the
+                // last item of the batch that belongs to it.
+                let mut per_execution: HashMap<uuid::Uuid, (i64, usize)> = HashMap::new();
+                // In (execution, task) order, so that hosts recording at once
+                // lock rows in the same order and cannot deadlock.
+                let mut order: Vec<usize> = (0..batch.len()).collect();
+                order.sort_by(|&a, &b| {
+                    let (ta, tb) = (&batch[a].0, &batch[b].0);
+                    (ta.execution_id, &ta.task_id).cmp(&(tb.execution_id, &tb.task_id))
+                });
+                for i in order {
+                    let (task, outcome, plan) = &batch[i];
+                    let (done, finished) =
+                        Self::complete_in_tx(&mut tx, host, task, outcome.clone(), plan, &mut events)
+                            .await?;
+                    if done.accepted {
+                        let entry = per_execution.entry(task.execution_id).or_insert((0, i));
+                        entry.0 += finished;
+                        entry.1 = entry.1.max(i);
+                    }
+                    out[i] = done;
+                }
+                // One count per execution, however many of its tasks the
+                // batch holds.
+                // In id order, so that hosts lock execution rows alike.
+                let mut per_execution: Vec<(uuid::Uuid, (i64, usize))> = per_execution.into_iter().collect();
+                per_execution.sort_by_key(|(id, _)| *id);
+                for (execution_id, (finished, last)) in per_execution {
+                    let plan = &batch[last].2;
+                    let mut final_events = Vec::new();
+                    let status =
+                        Self::finalize(&mut tx, plan, execution_id, finished, now, &mut final_events).await?;
+                    if status.is_some() {
+                        out[last].finished = status;
+                    }
+                    events.extend(final_events.into_iter().map(|(t, k, d)| (execution_id, t, k, d)));
+                }
+                Self::insert_event_rows(&mut tx, Some(host), now, &events).await?;
+                tx.commit().await?;
+                Ok(out)
             }
 
             async fn heartbeat(
@@ -779,7 +921,7 @@ macro_rules! shared_execution_store {
                         .await?;
                         events.push((Some(task_id.clone()), "failed", Some(message)));
                         let plan = Self::plan_in_tx(&mut tx, execution_id).await?;
-                        Self::propagate(
+                        let (_, finished) = Self::propagate(
                             &mut tx,
                             &plan,
                             execution_id,
@@ -788,6 +930,7 @@ macro_rules! shared_execution_store {
                             &mut events,
                         )
                         .await?;
+                        Self::finalize(&mut tx, &plan, execution_id, finished, now, &mut events).await?;
                     } else {
                         // A recovery does not use up an attempt of the retry
                         // policy: the attempt never reported.
