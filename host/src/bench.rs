@@ -649,6 +649,7 @@ pub async fn tenants(
     packages: &BenchPackages,
     scratch: &Path,
     concurrency: usize,
+    hostile_slots: u32,
 ) -> anyhow::Result<Value> {
     let url = format!("sqlite://{}", scratch.join("tenants.db").display());
     let mut c = bench_config(&url, &scratch.join("cache-tenants"));
@@ -658,7 +659,7 @@ pub async fn tenants(
     let evil_limits = crate::TenantLimits {
         max_task_timeout_ms: 500,
         max_memory_bytes: 32 << 20,
-        max_concurrent_tasks: (concurrency / 2).max(1) as u32,
+        max_concurrent_tasks: hostile_slots.max(1),
         ..crate::TenantLimits::default()
     };
     runner
@@ -722,6 +723,7 @@ pub async fn tenants(
         "alone": alone,
         "with_hostile_tenant": attacked,
         "hostile_rounds_started": rounds,
+        "hostile_max_concurrent_tasks": hostile_slots,
         "hostile_executions_failed": failed_evil,
         "throughput_kept": ratio,
         "p99_latency_ratio": p99_ratio,

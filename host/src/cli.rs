@@ -248,6 +248,9 @@ pub struct BenchArgs {
     /// Tasks each host runs at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// For `tenants`: the hostile tenant's max_concurrent_tasks.
+    #[arg(long, default_value_t = 4)]
+    pub hostile_slots: u32,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -1716,7 +1719,9 @@ async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i32> {
             )
             .await
         }
-        BenchKind::Tenants => crate::bench::tenants(&packages, &scratch, args.concurrency).await,
+        BenchKind::Tenants => {
+            crate::bench::tenants(&packages, &scratch, args.concurrency, args.hostile_slots).await
+        }
     };
     let _ = std::fs::remove_dir_all(&scratch);
     let mut result = result?;

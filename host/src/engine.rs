@@ -74,6 +74,7 @@ pub struct SandboxEngine {
     config: EngineConfig,
     pooling: bool,
     ticker: Ticker,
+    cpu: Arc<crate::sandbox::CpuLedger>,
 }
 
 impl std::fmt::Debug for SandboxEngine {
@@ -111,12 +112,17 @@ impl SandboxEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let cpu = Arc::new(crate::sandbox::CpuLedger::new(cores, config.epoch_tick));
         Ok(Arc::new(Self {
             engine,
             linker,
             config,
             pooling,
             ticker,
+            cpu,
         }))
     }
 
@@ -133,6 +139,11 @@ impl SandboxEngine {
     /// The settings the engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The ledger that shares CPU fairly between tenants.
+    pub fn cpu(&self) -> &Arc<crate::sandbox::CpuLedger> {
+        &self.cpu
     }
 
     /// Whether the pooling allocator is in use.

@@ -768,6 +768,7 @@ impl Executor {
             workflow: info.plan.workflow.name.clone(),
             task: task.task_id.clone(),
             execution: execution_id.clone(),
+            tenant: task.tenant.clone(),
         });
         let call = TaskCall {
             workflow: &info.plan.workflow.name,

@@ -120,6 +120,8 @@ pub struct CallLabels {
     pub task: String,
     /// The execution id, or empty.
     pub execution: String,
+    /// The tenant whose CPU time this call uses, or empty (no accounting).
+    pub tenant: String,
 }
 
 /// A flag that cancels the calls that hold it: at the next epoch tick for
@@ -178,6 +180,7 @@ pub struct HostState {
     pub(crate) interrupted: Option<Interrupt>,
     deadline: Instant,
     cancel: Option<CancelFlag>,
+    cpu: Option<Arc<CpuLedger>>,
 }
 
 impl WasiView for HostState {
@@ -207,6 +210,10 @@ pub fn new_store(
     cancel: Option<CancelFlag>,
 ) -> anyhow::Result<Store<HostState>> {
     let output = OutputCapture::new(limits.output_bytes);
+    let labels_tenant_empty = labels.tenant.is_empty();
+    if !labels_tenant_empty {
+        engine.cpu().seen(&labels.tenant);
+    }
     let mut builder = WasiCtx::builder();
     builder
         .stdout(CapturedStream {
@@ -267,6 +274,7 @@ pub fn new_store(
         interrupted: None,
         deadline: Instant::now() + limits.timeout,
         cancel,
+        cpu: (!labels_tenant_empty).then(|| engine.cpu().clone()),
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
@@ -284,9 +292,96 @@ pub fn new_store(
             state.interrupted = Some(Interrupt::Timeout);
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(UpdateDeadline::Yield(1))
+        match state
+            .cpu
+            .as_ref()
+            .and_then(|cpu| cpu.tick(&state.labels.tenant))
+        {
+            // Over its share: sit out the rest of the window.
+            Some(pause) => Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(pause)),
+            )),
+            None => Ok(UpdateDeadline::Yield(1)),
+        }
     });
     Ok(store)
+}
+
+/// Fair shares of CPU between tenants.
+///
+/// Every epoch tick a guest spends running wasm is charged to its tenant,
+/// against a token bucket that refills at the tenant's share of the
+/// machine's cores: all of them for a tenant alone; with several tenants
+/// that had tasks running in the last second, one core is kept back for
+/// the host's own work (claiming, recording, the database) and the rest is
+/// split evenly. A guest whose tenant is in debt pauses until the debt is
+/// paid back, so a tenant that floods the machine with CPU loops gets its
+/// share and no more, however many loops it runs. Guests waiting in host
+/// calls (sleeping, say) use no ticks.
+#[derive(Debug)]
+pub struct CpuLedger {
+    cores: f64,
+    tick: Duration,
+    state: Mutex<LedgerState>,
+}
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    /// Per tenant: tokens (in ticks) and when they were last refilled.
+    buckets: std::collections::HashMap<String, (f64, Instant)>,
+    seen: std::collections::HashMap<String, Instant>,
+}
+
+impl CpuLedger {
+    /// A ledger for `cores` cores and an epoch tick of `tick`.
+    pub fn new(cores: usize, tick: Duration) -> Self {
+        Self {
+            cores: cores.max(1) as f64,
+            tick,
+            state: Mutex::new(LedgerState::default()),
+        }
+    }
+
+    /// Note that `tenant` has a task running.
+    pub fn seen(&self, tenant: &str) {
+        let mut s = self.state.lock().expect("ledger lock");
+        s.seen.insert(tenant.to_string(), Instant::now());
+    }
+
+    /// Charge one tick to `tenant`; how long its guest should pause if the
+    /// tenant has used more than its share.
+    pub fn tick(&self, tenant: &str) -> Option<Duration> {
+        if tenant.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut s = self.state.lock().expect("ledger lock");
+        s.seen.insert(tenant.to_string(), now);
+        s.seen
+            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(1));
+        let active = s.seen.len().max(1) as f64;
+        let cores = if active <= 1.0 {
+            self.cores
+        } else {
+            (self.cores - 1.0).max(1.0)
+        };
+        // The tenant's share, in ticks per second, and a bucket of 100 ms.
+        let rate = cores / active / self.tick.as_secs_f64();
+        let capacity = rate * 0.1;
+        let (tokens, last) = s
+            .buckets
+            .entry(tenant.to_string())
+            .or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(capacity);
+        *last = now;
+        *tokens -= 1.0;
+        if *tokens < 0.0 {
+            Some(Duration::from_secs_f64(-*tokens / rate))
+        } else {
+            None
+        }
+    }
 }
 
 /// Memory and table caps that remember being hit.
