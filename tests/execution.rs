@@ -55,28 +55,7 @@ fn task<'a>(tasks: &'a [culvert::store::TaskRow], id: &str) -> &'a culvert::stor
         .unwrap_or_else(|| panic!("task {id}"))
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(culvert_tests::Db::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(culvert_tests::Db::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+culvert_tests::both_backends!(
     etl_runs_end_to_end,
     chain_diamond_and_fan_in_merge_contexts,
     trigger_rules_skip_and_skips_propagate,

@@ -329,28 +329,7 @@ async fn a_tenant_cannot_reach_another_by_context_or_name(db: Db) {
     r.shutdown().await;
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(culvert_tests::Db::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(culvert_tests::Db::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+culvert_tests::both_backends!(
     task_attacks_fail_alone,
     hostile_outputs_fail_alone,
     hostile_registrations_write_nothing,

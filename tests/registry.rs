@@ -20,28 +20,7 @@ async fn runner(db: &TestDb) -> Runner {
     Runner::open(config(db)).await.expect("open runner")
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(culvert_tests::Db::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(culvert_tests::Db::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+culvert_tests::both_backends!(
     registration_is_idempotent,
     a_conflicting_registration_is_refused_with_both_hashes,
     invalid_packages_never_reach_the_database,

@@ -171,10 +171,15 @@ pub async fn cache(packages: &BenchPackages, scratch: &Path) -> anyhow::Result<V
     }))
 }
 
-/// `bytes` with a custom section appended: new bytes, same behaviour.
+/// `bytes` with the `i`-th custom section appended: new bytes (a new
+/// content hash), same behaviour.
 pub fn variant(bytes: &[u8], i: usize) -> Vec<u8> {
+    with_custom_section(bytes, &format!("variant {i}"))
+}
+
+/// `bytes` with a custom section holding `payload` appended.
+pub fn with_custom_section(bytes: &[u8], payload: &str) -> Vec<u8> {
     let name = b"culvert-bench";
-    let payload = format!("variant {i}");
     let mut body = Vec::new();
     leb128(&mut body, name.len() as u64);
     body.extend_from_slice(name);

@@ -1393,54 +1393,63 @@ async fn cancel(g: &GlobalArgs, id: Uuid, tenant: &str, json_out: bool) -> anyho
     Ok(0)
 }
 
-/// Find or build the example packages for the demo.
-fn demo_packages(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The package files in `dir`, or, without one, the given guest crates of
+/// this repository built with cargo (`--profile guest`, wasm32-wasip2):
+/// what `demo` and `bench` run.
+fn guest_packages(dir: Option<PathBuf>, crates: &[&str]) -> anyhow::Result<PathBuf> {
     if let Some(d) = dir {
         return Ok(d);
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
-        .filter(|p| p.join("examples").is_dir())
+        .filter(|p| p.join("examples").is_dir() && p.join("tests/guests").is_dir())
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "cannot find the repository's examples/ to build; pass --packages DIR with hello.wasm, etl.wasm and flaky.wasm"
+                "cannot find this repository's guest crates to build; pass --packages DIR holding {}",
+                crates
+                    .iter()
+                    .map(|c| format!("{}.wasm", c.replace('-', "_")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
-    eprintln!("building the example packages (cargo build --target wasm32-wasip2) ...");
+    eprintln!(
+        "building {} (cargo build --target wasm32-wasip2) ...",
+        crates.join(", ")
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "--profile",
+        "guest",
+        "--target",
+        "wasm32-wasip2",
+    ];
+    for c in crates {
+        args.extend(["-p", c]);
+    }
     let status = std::process::Command::new(cargo)
         .current_dir(&workspace)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "guest",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "hello",
-            "-p",
-            "etl",
-            "-p",
-            "flaky",
-        ])
+        .args(&args)
         .env("CARGO_TARGET_DIR", &target)
         .status()
-        .context("cannot run cargo to build the examples")?;
+        .context("cannot run cargo to build the packages")?;
     if !status.success() {
         anyhow::bail!(
-            "building the examples failed; is the wasm target installed? Run: rustup target add wasm32-wasip2"
+            "building {} failed; is the wasm target installed? Run: rustup target add wasm32-wasip2",
+            crates.join(", ")
         );
     }
     Ok(target.join("wasm32-wasip2").join("guest"))
 }
 
 async fn demo(g: &GlobalArgs, args: DemoArgs) -> anyhow::Result<i32> {
-    let dir = demo_packages(args.packages)?;
+    let dir = guest_packages(args.packages, &["hello", "etl", "flaky"])?;
     let runner = open_runner(runner_config(g)?).await?;
     println!("database: {}", redact_url(&g.database_url()?));
     for name in ["hello", "etl", "flaky"] {
@@ -1660,51 +1669,14 @@ async fn grant(g: &GlobalArgs, args: GrantArgs, give: bool) -> anyhow::Result<i3
     Ok(0)
 }
 
-/// Find or build the packages a benchmark needs.
-fn bench_packages(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(d) = dir {
-        return Ok(d);
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| p.join("tests/guests").is_dir())
-        .ok_or_else(|| anyhow::anyhow!("pass --packages DIR"))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
-    eprintln!("building the benchmark packages ...");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(&workspace)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "guest",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "hello",
-            "-p",
-            "etl",
-            "-p",
-            "shapes",
-            "-p",
-            "sandbox-probe",
-        ])
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .context("cannot run cargo to build the benchmark packages")?;
-    anyhow::ensure!(status.success(), "building the benchmark packages failed");
-    Ok(target.join("wasm32-wasip2").join("guest"))
-}
-
 async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i32> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; numbers will be far from a release build's");
     }
-    let packages = crate::bench::BenchPackages::new(bench_packages(args.packages)?);
+    let packages = crate::bench::BenchPackages::new(guest_packages(
+        args.packages,
+        &["hello", "etl", "shapes", "sandbox-probe"],
+    )?);
     let scratch = tempfile_dir()?;
     let started = std::time::Instant::now();
     let result = match args.which {

@@ -152,26 +152,29 @@ impl Drop for TestDb {
 /// `bytes` with a custom section appended: a different content hash, the
 /// same behaviour.
 pub fn with_custom_section(bytes: &[u8], payload: &str) -> Vec<u8> {
-    let name = b"culvert-test";
-    let mut body = Vec::new();
-    leb128(&mut body, name.len() as u64);
-    body.extend_from_slice(name);
-    body.extend_from_slice(payload.as_bytes());
-    let mut out = bytes.to_vec();
-    out.push(0); // custom section id
-    leb128(&mut out, body.len() as u64);
-    out.extend_from_slice(&body);
-    out
+    culvert::bench::with_custom_section(bytes, payload)
 }
 
-fn leb128(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            break;
+/// Run each named `async fn name(db: Db)` on SQLite (`mod sqlite`) and on
+/// PostgreSQL (`mod postgres`), so both backends pass one suite.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Db::Sqlite).await
+                }
+            )*
         }
-        out.push(byte | 0x80);
-    }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Db::Postgres).await
+                }
+            )*
+        }
+    };
 }

@@ -38,7 +38,7 @@ macro_rules! execution_row {
 macro_rules! shared_execution_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// Append events in one statement per 400.
+            /// Append one execution's events (see `insert_event_rows`).
             async fn insert_events(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 execution_id: uuid::Uuid,
@@ -46,21 +46,11 @@ macro_rules! shared_execution_store {
                 at: i64,
                 events: &[(Option<String>, &'static str, Option<String>)],
             ) -> $crate::store::Result<()> {
-                for chunk in events.chunks(400) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO execution_events (execution_id, task_id, kind, detail, host, at) ",
-                    );
-                    qb.push_values(chunk, |mut b, (task, kind, detail)| {
-                        b.push_bind(execution_id)
-                            .push_bind(task.clone())
-                            .push_bind(*kind)
-                            .push_bind(detail.clone())
-                            .push_bind(host)
-                            .push_bind(at);
-                    });
-                    qb.build().execute(&mut **tx).await?;
-                }
-                Ok(())
+                let rows: Vec<(uuid::Uuid, Option<String>, &'static str, Option<String>)> = events
+                    .iter()
+                    .map(|(task, kind, detail)| (execution_id, task.clone(), *kind, detail.clone()))
+                    .collect();
+                Self::insert_event_rows(tx, host, at, &rows).await
             }
 
             /// Fetch one task's status and output inside a transaction.
