@@ -1203,13 +1203,28 @@ fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventR
     }
     match &row.output {
         Some(ctx) => {
-            let _ = writeln!(
-                out,
-                "  final context: {}",
-                serde_json::to_string_pretty(ctx)
-                    .unwrap_or_default()
-                    .replace('\n', "\n  ")
-            );
+            // One line per top-level key, each value as compact JSON, cut
+            // at 200 characters (`--json` shows everything).
+            let _ = writeln!(out, "  final context:");
+            match ctx.as_object() {
+                Some(map) if !map.is_empty() => {
+                    for (k, v) in map {
+                        let mut text = v.to_string();
+                        if text.len() > 200 {
+                            let mut cut = 200;
+                            while !text.is_char_boundary(cut) {
+                                cut -= 1;
+                            }
+                            text.truncate(cut);
+                            text.push_str("…");
+                        }
+                        let _ = writeln!(out, "    {k}: {text}");
+                    }
+                }
+                _ => {
+                    let _ = writeln!(out, "    {ctx}");
+                }
+            }
         }
         None => {
             let _ = writeln!(out, "  final context: (none yet)");
