@@ -251,6 +251,10 @@ pub struct BenchArgs {
     /// For `tenants`: the hostile tenant's max_concurrent_tasks.
     #[arg(long, default_value_t = 4)]
     pub hostile_slots: u32,
+    /// For `tenants`: the hostile tenant's max_cpu_cores (default: none,
+    /// its fair share).
+    #[arg(long)]
+    pub hostile_cpu: Option<f64>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -1707,7 +1711,14 @@ async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i32> {
             .await
         }
         BenchKind::Tenants => {
-            crate::bench::tenants(&packages, &scratch, args.concurrency, args.hostile_slots).await
+            crate::bench::tenants(
+                &packages,
+                &scratch,
+                args.concurrency,
+                args.hostile_slots,
+                args.hostile_cpu,
+            )
+            .await
         }
     };
     let _ = std::fs::remove_dir_all(&scratch);

@@ -583,6 +583,7 @@ impl Executor {
             memory_bytes: l.max_memory_bytes.max(1),
             fuel: l.fuel_per_call.or(base.fuel),
             output_bytes: l.max_output_bytes.min(usize::MAX as u64) as usize,
+            cpu_cores: l.max_cpu_cores,
             grants: Arc::new(crate::tenants::resolve_grants(
                 &metadata.capabilities,
                 &grants,

@@ -52,6 +52,9 @@ pub struct SandboxLimits {
     /// Capabilities granted to this call (declared by the package *and*
     /// granted by an operator). Default: none.
     pub grants: Arc<SandboxGrants>,
+    /// The most cores the call's tenant may use together (see
+    /// [`CpuLedger`]). Default none: its fair share.
+    pub cpu_cores: Option<f64>,
 }
 
 /// What a call may use beyond the capability-free default: the
@@ -92,6 +95,7 @@ impl Default for SandboxLimits {
             output_bytes: 1024 * 1024,
             max_context_bytes: 16 * 1024 * 1024,
             grants: Arc::new(SandboxGrants::default()),
+            cpu_cores: None,
         }
     }
 }
@@ -181,6 +185,7 @@ pub struct HostState {
     deadline: Instant,
     cancel: Option<CancelFlag>,
     cpu: Option<Arc<CpuLedger>>,
+    cpu_cap: Option<f64>,
 }
 
 impl WasiView for HostState {
@@ -275,6 +280,7 @@ pub fn new_store(
         deadline: Instant::now() + limits.timeout,
         cancel,
         cpu: (!labels_tenant_empty).then(|| engine.cpu().clone()),
+        cpu_cap: limits.cpu_cores,
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
@@ -295,7 +301,7 @@ pub fn new_store(
         match state
             .cpu
             .as_ref()
-            .and_then(|cpu| cpu.tick(&state.labels.tenant))
+            .and_then(|cpu| cpu.tick(&state.labels.tenant, state.cpu_cap))
         {
             // Over its share: sit out the rest of the window.
             Some(pause) => Ok(UpdateDeadline::YieldCustom(
@@ -350,8 +356,8 @@ impl CpuLedger {
     }
 
     /// Charge one tick to `tenant`; how long its guest should pause if the
-    /// tenant has used more than its share.
-    pub fn tick(&self, tenant: &str) -> Option<Duration> {
+    /// tenant has used more than its share (or than `cap` cores).
+    pub fn tick(&self, tenant: &str, cap: Option<f64>) -> Option<Duration> {
         if tenant.is_empty() {
             return None;
         }
@@ -367,7 +373,8 @@ impl CpuLedger {
             (self.cores - 1.0).max(1.0)
         };
         // The tenant's share, in ticks per second, and a bucket of 100 ms.
-        let rate = cores / active / self.tick.as_secs_f64();
+        let share = (cores / active).min(cap.unwrap_or(f64::INFINITY));
+        let rate = share / self.tick.as_secs_f64();
         let capacity = rate * 0.1;
         let (tokens, last) = s
             .buckets

@@ -13,7 +13,7 @@
 //! - when tasks are claimed: `max_concurrent_tasks`, over every host;
 //! - in each task's sandbox: `max_memory_bytes`, `max_task_timeout_ms` (a
 //!   ceiling over what the package declares), `fuel_per_call` (when the
-//!   engine counts fuel) and `max_output_bytes`.
+//!   engine counts fuel), `max_output_bytes` and `max_cpu_cores`.
 //!
 //! A request over a quota fails with [`crate::Error::Quota`], naming it.
 //!
@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 pub const PUBLIC: &str = "public";
 
 /// Per-tenant limits. Each field documents its default.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TenantLimits {
     /// Linear memory of one task instance, in bytes. Default 64 MiB. The
@@ -60,6 +60,10 @@ pub struct TenantLimits {
     pub max_packages: u32,
     /// Stdout, stderr and log bytes of one task call. Default 1 MiB.
     pub max_output_bytes: u64,
+    /// The most CPU this tenant's guests may use together, in cores (0.5 is
+    /// half a core), on each host. Default none: its fair share (see
+    /// [`crate::sandbox::CpuLedger`]).
+    pub max_cpu_cores: Option<f64>,
 }
 
 impl Default for TenantLimits {
@@ -73,6 +77,7 @@ impl Default for TenantLimits {
             max_package_bytes: 32 * 1024 * 1024,
             max_packages: 100,
             max_output_bytes: 1024 * 1024,
+            max_cpu_cores: None,
         }
     }
 }
@@ -113,6 +118,20 @@ impl TenantLimits {
             "max_package_bytes" => next.max_package_bytes = bytes(value)?,
             "max_packages" => next.max_packages = small(count(value)?),
             "max_output_bytes" => next.max_output_bytes = bytes(value)?,
+            "max_cpu_cores" => {
+                next.max_cpu_cores = if value == "none" {
+                    None
+                } else {
+                    let cores: f64 = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("'{value}' is not a number of cores for {key}"))?;
+                    if !(cores > 0.0 && cores.is_finite()) {
+                        return Err(format!("{key} must be above 0"));
+                    }
+                    Some(cores)
+                }
+            }
             _ => {
                 return Err(format!(
                     "unknown limit '{key}': use one of {}",
@@ -140,6 +159,7 @@ impl TenantLimits {
         "max_package_bytes",
         "max_packages",
         "max_output_bytes",
+        "max_cpu_cores",
     ];
 }
 
