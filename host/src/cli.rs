@@ -1220,7 +1220,7 @@ fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventR
                                 cut -= 1;
                             }
                             text.truncate(cut);
-                            text.push_str("…");
+                            text.push('…');
                         }
                         let _ = writeln!(out, "    {k}: {text}");
                     }
