@@ -204,6 +204,26 @@ async fn hostile_registrations_write_nothing(db: Db) {
             "describe_out_of_memory",
         ),
         (
+            "one huge table",
+            read(artifacts::TABLE_BOMB_ONE),
+            // The pooling allocator refuses the table when linking; on-demand
+            // allocation refuses it when `describe` instantiates.
+            if r.loader().engine().pooling() {
+                "invalid_component"
+            } else {
+                "describe_out_of_memory"
+            },
+        ),
+        (
+            "many large tables",
+            read(artifacts::TABLE_BOMB_MANY),
+            if r.loader().engine().pooling() {
+                "invalid_component"
+            } else {
+                "describe_out_of_memory"
+            },
+        ),
+        (
             "a dependency cycle",
             read(artifacts::LIAR_CYCLE),
             "invalid_metadata",

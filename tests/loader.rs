@@ -326,6 +326,27 @@ mod sandbox {
         assert_eq!(e.kind, FailureKind::OutOfFuel, "{e}");
     }
 
+    /// Without the pooling allocator's own table checks, the limiter's
+    /// element cap stops table bombs when `describe` instantiates.
+    #[tokio::test]
+    async fn table_bombs_hit_the_table_cap_without_pooling() {
+        let engine = SandboxEngine::new(EngineConfig {
+            pooling: false,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        assert!(!engine.pooling());
+        let loader = PackageLoader::new(
+            Arc::new(CompiledCache::new(engine, CacheConfig::default())),
+            LoaderConfig::default(),
+        );
+        for path in [artifacts::TABLE_BOMB_ONE, artifacts::TABLE_BOMB_MANY] {
+            let e = loader.load(&read(path)).await.unwrap_err();
+            assert_eq!(e.kind(), "describe_out_of_memory", "{path}: {e}");
+            assert!(e.to_string().contains("table limit"), "{path}: {e}");
+        }
+    }
+
     #[tokio::test]
     async fn a_cancel_flag_stops_a_running_call() {
         let probe = load(artifacts::SANDBOX_PROBE).await;

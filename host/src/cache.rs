@@ -20,8 +20,8 @@
 //! problem is a miss, never an error.
 //!
 //! The disk cache has a size bound: after each write, the least recently
-//! used files (by modification time, which a hit refreshes) are deleted
-//! until the total fits.
+//! used files (by modification time, which a disk hit refreshes at most once
+//! a minute) are deleted until the total fits.
 
 use crate::bindings::PluginPre;
 use crate::engine::SandboxEngine;
@@ -556,9 +556,8 @@ impl CompiledCache {
         let mut files: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
         // Only directories named like engine keys: the root may be shared
         // with other things.
-        let is_key = |name: &str| name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
         for key_dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
-            if !is_key(&key_dir.file_name().to_string_lossy()) {
+            if !is_engine_key(&key_dir.file_name().to_string_lossy()) {
                 continue;
             }
             for e in std::fs::read_dir(key_dir.path())
@@ -627,6 +626,12 @@ fn warn_if_shared(root: &Path) {
             );
         }
     }
+}
+
+/// Whether a directory name under the cache root is an engine key (see
+/// [`SandboxEngine::compatibility_key`]).
+pub fn is_engine_key(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn key_bytes(key: &str) -> [u8; 32] {

@@ -993,6 +993,9 @@ fn cache_dir_summary(dir: &Path) -> Value {
     let mut bytes = 0u64;
     if let Ok(keys) = std::fs::read_dir(dir) {
         for key in keys.flatten() {
+            if !crate::cache::is_engine_key(&key.file_name().to_string_lossy()) {
+                continue;
+            }
             if let Ok(entries) = std::fs::read_dir(key.path()) {
                 for e in entries.flatten() {
                     if e.file_name().to_string_lossy().ends_with(".cwasm") {

@@ -64,7 +64,9 @@ pub struct ExecutorConfig {
     pub claim_batch: u32,
     /// The timeout of tasks that declare none. Default 30 s.
     pub default_task_timeout: Duration,
-    /// Every other per-call limit (memory, output, fuel, context size).
+    /// The per-call limits tenants do not set: table elements, the context
+    /// size, and the fuel of tenants without `fuel_per_call`. (Memory,
+    /// output, timeouts' ceiling and CPU come from the tenant.)
     pub task_limits: SandboxLimits,
 }
 
@@ -460,6 +462,9 @@ impl Executor {
             if claims.is_empty() {
                 continue;
             }
+            // In (execution, task) order, as completion batches lock rows.
+            let mut claims = claims;
+            claims.sort();
             let until = now_ms() + self.config.lease.as_millis() as i64;
             if let Err(e) = self.store.heartbeat(self.host_id, until, &claims).await {
                 tracing::warn!(error = %e, "heartbeat failed");
@@ -551,6 +556,7 @@ impl Executor {
             .expect("executor lock")
             .get(&execution)
         {
+            *info.used.lock().expect("executor lock") = std::time::Instant::now();
             return Ok(info.clone());
         }
         let row = self
@@ -661,6 +667,7 @@ impl Executor {
             Err(e) => {
                 let Ok(plan) = self.store.execution_plan(task.execution_id).await else {
                     tracing::error!(execution = %task.execution_id, "execution vanished");
+                    self.running.lock().expect("executor lock").remove(&key);
                     return;
                 };
                 // The package could not be loaded here (its bytes gone, the

@@ -329,7 +329,7 @@ fn timeout_failure(timeout: Duration, blocked: bool) -> TaskFailure {
         FailureKind::Timeout,
         if blocked {
             format!(
-                "exceeded its {} ms deadline (stopped while waiting in a host call)",
+                "exceeded its {} ms deadline (stopped while not running wasm: waiting in a host call, or paused for its tenant's CPU share)",
                 timeout.as_millis()
             )
         } else {

@@ -711,3 +711,43 @@ impl crate::bindings::culvert::plugin::types::Host for HostState {}
 pub(crate) fn grace(engine: &SandboxEngine) -> Duration {
     engine.config().epoch_tick * 2 + Duration::from_millis(20)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_alone_gets_every_core_and_pauses_when_over() {
+        let ledger = CpuLedger::new(2, Duration::from_millis(10));
+        // Alone: 2 cores, a 100 ms bucket of 20 ticks.
+        let paused_after = (1..=100).find(|_| ledger.tick("a", None).is_some());
+        assert_eq!(paused_after, Some(21));
+    }
+
+    #[test]
+    fn several_tenants_split_the_cores_minus_one() {
+        let ledger = CpuLedger::new(3, Duration::from_millis(10));
+        ledger.seen("a");
+        ledger.seen("b");
+        // Two active tenants on 3 cores: (3 - 1) / 2 = 1 core each, a
+        // bucket of 10 ticks; the pause is one tick's worth of debt.
+        let paused_after = (1..=100).find(|_| ledger.tick("a", None).is_some());
+        assert_eq!(paused_after, Some(11));
+        let pause = ledger.tick("a", None).unwrap();
+        assert!(
+            pause >= Duration::from_millis(15) && pause <= Duration::from_millis(25),
+            "{pause:?}"
+        );
+        // The other tenant's bucket is untouched.
+        assert!(ledger.tick("b", None).is_none());
+    }
+
+    #[test]
+    fn a_cpu_cap_lowers_the_share() {
+        let ledger = CpuLedger::new(2, Duration::from_millis(10));
+        // A quarter of a core: a bucket of 2.5 ticks.
+        let paused_after = (1..=100).find(|_| ledger.tick("a", Some(0.25)).is_some());
+        assert_eq!(paused_after, Some(3));
+        assert!(ledger.tick("", None).is_none(), "no tenant, no accounting");
+    }
+}

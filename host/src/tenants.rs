@@ -362,6 +362,11 @@ mod tests {
             "a refused value changes nothing"
         );
         l.set("max_task_timeout_ms", "1500").unwrap();
+        l.set("max_cpu_cores", "0.5").unwrap();
+        assert_eq!(l.max_cpu_cores, Some(0.5));
+        assert!(l.set("max_cpu_cores", "-1").is_err());
+        l.set("max_cpu_cores", "none").unwrap();
+        assert_eq!(l.max_cpu_cores, None);
         assert!(
             l.set("max_task_timeout_ms", "1m").is_err(),
             "durations take no size suffix"

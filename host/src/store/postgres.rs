@@ -42,7 +42,7 @@ impl PgStore {
         "SELECT limits FROM tenants WHERE name = $1 FOR UPDATE";
     /// Tasks whose lease expired, skipping rows another host is
     /// recovering. `$1` now.
-    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 LIMIT 100 FOR UPDATE SKIP LOCKED";
+    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100 FOR UPDATE SKIP LOCKED";
 
     /// Connect to and migrate the database at `url`, and start listening
     /// for package changes.

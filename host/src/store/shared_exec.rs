@@ -76,9 +76,9 @@ macro_rules! shared_execution_store {
             }
 
             /// After `finished` tasks reached a final status: unlock or
-            /// skip their dependents (transitively), and finish the
-            /// execution if nothing is left. Returns (tasks that became
-            /// ready, the execution's final status if it finished).
+            /// skip their dependents (transitively). Returns (tasks that
+            /// became ready, tasks that reached a final status, skips
+            /// included), the count [`finalize`](Self::finalize) takes.
             async fn propagate(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 plan: &$crate::scheduler::ExecutionPlan,

@@ -33,7 +33,7 @@ impl SqliteStore {
     /// A tenant's limits. `$1` tenant.
     pub(crate) const TENANT_LIMITS_SQL: &'static str = "SELECT limits FROM tenants WHERE name = $1";
     /// Tasks whose lease expired. `$1` now.
-    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 LIMIT 100";
+    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100";
 
     /// Open (creating if missing) and migrate the database at `url`:
     /// `sqlite://PATH`, `sqlite:PATH`, a plain path, or `sqlite::memory:`.
