@@ -511,7 +511,31 @@ pub async fn throughput(
             results.push(r);
         }
     }
+    if let Some(pg) = postgres {
+        drop_postgres_databases(pg).await?;
+    }
     Ok(json!({ "concurrency_per_host": concurrency, "runs": results }))
+}
+
+/// Drop the databases this process's benchmark runs created.
+async fn drop_postgres_databases(server: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let base = server.trim_end_matches('/');
+    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await?;
+    let prefix = format!("culvert_bench_{}_%", std::process::id());
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(&prefix)
+            .fetch_all(&mut admin)
+            .await?;
+    for (name,) in names {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Create an empty database next to `server`'s default one.
