@@ -366,6 +366,11 @@ impl CpuLedger {
         s.seen.insert(tenant.to_string(), now);
         s.seen
             .retain(|_, at| now.duration_since(*at) < Duration::from_secs(1));
+        // Buckets of tenants gone quiet are full again anyway: forget them.
+        if s.buckets.len() > 64 {
+            s.buckets
+                .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(10));
+        }
         let active = s.seen.len().max(1) as f64;
         let cores = if active <= 1.0 {
             self.cores

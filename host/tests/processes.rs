@@ -431,3 +431,117 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
     let status: serde_json::Value = serde_json::from_str(&status_out).unwrap();
     assert_eq!(status["serving"], false, "the host removed itself");
 }
+
+#[tokio::test]
+async fn tenant_and_grant_commands_speak_json() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (code, out, err) = run_cli(&db, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let created = json(&[
+        "tenant",
+        "create",
+        "acme",
+        "--set",
+        "max_concurrent_tasks=4",
+        "--set",
+        "max_memory_bytes=32M",
+        "--json",
+    ]);
+    assert_eq!(created["limits"]["max_concurrent_tasks"], 4);
+    assert_eq!(created["limits"]["max_memory_bytes"], 32 << 20);
+    let list = json(&["tenant", "list", "--json"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme", "public"]);
+    let updated = json(&[
+        "tenant",
+        "update",
+        "acme",
+        "--set",
+        "max_cpu_cores=0.5",
+        "--json",
+    ]);
+    assert_eq!(updated["limits"]["max_cpu_cores"], 0.5);
+    let dir = db.dir().join("acme-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir_grant = format!("/data={}", dir.display());
+    json(&[
+        "grant",
+        "--tenant",
+        "acme",
+        "--dir",
+        &dir_grant,
+        "--writable",
+        "--json",
+    ]);
+    json(&[
+        "grant",
+        "--tenant",
+        "acme",
+        "--env",
+        "API_URL=https://example.invalid",
+        "--json",
+    ]);
+    let shown = json(&["tenant", "show", "acme", "--json"]);
+    assert_eq!(shown["grants"].as_array().unwrap().len(), 2);
+    assert_eq!(shown["defaults"]["max_concurrent_tasks"], 64);
+    assert_eq!(shown["limits"]["max_concurrent_tasks"], 4);
+    json(&["revoke", "--tenant", "acme", "--env", "API_URL", "--json"]);
+    let shown = json(&["tenant", "show", "acme", "--json"]);
+    assert_eq!(shown["grants"].as_array().unwrap().len(), 1);
+    // Packages go to an existing tenant only; listings are per tenant.
+    let (code, _, err) = run_cli(
+        &db,
+        &["package", "add", artifacts::HELLO, "--tenant", "nobody"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("tenant 'nobody' does not exist"), "{err}");
+    json(&[
+        "package",
+        "add",
+        artifacts::HELLO,
+        "--tenant",
+        "acme",
+        "--json",
+    ]);
+    assert_eq!(
+        json(&["package", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        json(&["package", "list", "--tenant", "acme", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        json(&["package", "list", "--all-tenants", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Bad input changes nothing.
+    let (code, _, err) = run_cli(&db, &["tenant", "update", "acme", "--set", "max_bananas=1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown limit 'max_bananas'"), "{err}");
+    let (code, _, err) = run_cli(&db, &["tenant", "create", "Bad Name"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("invalid tenant name"), "{err}");
+    let deleted = json(&["tenant", "delete", "acme", "--json"]);
+    assert_eq!(deleted["deleted"], "acme");
+    let (code, _, err) = run_cli(&db, &["tenant", "show", "acme"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not exist"), "{err}");
+}
