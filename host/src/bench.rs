@@ -555,17 +555,6 @@ async fn fresh_postgres_database(server: &str, run: usize) -> anyhow::Result<Str
     Ok(format!("{base}/{name}"))
 }
 
-/// Count of executions in `store` (for sanity checks).
-pub async fn count_executions(store: &Arc<dyn Store>) -> anyhow::Result<usize> {
-    Ok(store
-        .list_executions(ExecutionFilter {
-            limit: Some(1_000_000),
-            ..Default::default()
-        })
-        .await?
-        .len())
-}
-
 /// The machine the numbers come from.
 pub fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -73,7 +73,8 @@ pub struct SandboxEngine {
     linker: Linker<HostState>,
     config: EngineConfig,
     pooling: bool,
-    ticker: Ticker,
+    /// Held for its `Drop`, which stops the ticker thread.
+    _ticker: Ticker,
     cpu: Arc<crate::sandbox::CpuLedger>,
 }
 
@@ -121,7 +122,7 @@ impl SandboxEngine {
             linker,
             config,
             pooling,
-            ticker,
+            _ticker: ticker,
             cpu,
         }))
     }
@@ -149,11 +150,6 @@ impl SandboxEngine {
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling
-    }
-
-    /// Whether the epoch ticker thread is running.
-    pub fn ticking(&self) -> bool {
-        !self.ticker.stop.load(Ordering::Relaxed)
     }
 
     /// The number of epoch ticks in `d`, rounded up, at least 1.

@@ -30,7 +30,7 @@ use crate::registry::{RegisteredPackage, Registry};
 use crate::store::{PackageEvent, Store, StoreError, now_ms};
 use futures::StreamExt;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, broadcast, watch};
@@ -532,10 +532,5 @@ impl Reconciler {
                 }
             }
         }
-    }
-
-    /// The ids currently loaded.
-    pub async fn loaded_ids(&self) -> HashSet<Uuid> {
-        self.state.lock().await.loaded.keys().copied().collect()
     }
 }

@@ -235,11 +235,6 @@ impl Registry {
             .cloned()
     }
 
-    /// The package with this id, if it belongs to `tenant`.
-    pub fn get_for_tenant(&self, tenant: &str, id: Uuid) -> Option<Arc<RegisteredPackage>> {
-        self.get(id).filter(|p| p.tenant == tenant)
-    }
-
     /// How many packages are loaded.
     pub fn len(&self) -> usize {
         self.inner.read().expect("registry lock").by_id.len()

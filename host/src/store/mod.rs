@@ -178,9 +178,6 @@ pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
     /// The URL, with any password removed.
     fn display_url(&self) -> String;
 
-    /// Whether `tenant` exists.
-    async fn tenant_exists(&self, tenant: &str) -> Result<bool>;
-
     /// Register a package: idempotent for identical bytes, refused (with
     /// both hashes) for different bytes under the same name and version.
     async fn register_package(&self, package: NewPackage<'_>) -> Result<Registration>;

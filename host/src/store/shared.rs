@@ -43,15 +43,6 @@ macro_rules! shared_store {
                 $crate::store::redact_url(&self.url)
             }
 
-            async fn tenant_exists(&self, tenant: &str) -> $crate::store::Result<bool> {
-                let found: Option<(String,)> =
-                    sqlx::query_as("SELECT name FROM tenants WHERE name = $1")
-                        .bind(tenant)
-                        .fetch_optional(self.pool())
-                        .await?;
-                Ok(found.is_some())
-            }
-
             async fn register_package(
                 &self,
                 p: $crate::store::NewPackage<'_>,
