@@ -3,7 +3,7 @@
 //! serving, a concurrent well-behaved workflow of another tenant completing
 //! correctly, and nothing written for a rejected registration.
 
-use culvert::{Error, ExecutionStatus, Runner, RunnerConfig, StoreError, TenantLimits};
+use culvert::{Error, ExecutionStatus, Runner, RunnerConfig, StoreError, TaskStatus, TenantLimits};
 use culvert_tests::{Db, TestDb, artifacts, read};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -349,9 +349,169 @@ async fn a_tenant_cannot_reach_another_by_context_or_name(db: Db) {
     r.shutdown().await;
 }
 
+/// The data around the sandbox, case 1: 64 leaves, each inside every
+/// per-call limit, whose outputs together are far over the final-context
+/// limit. The final context is assembled one output at a time and refused
+/// at the limit (the memory bound is checked on a real process in
+/// `host/tests/data_plane.rs`); the victim is not held up.
+async fn a_bloated_final_context_fails_alone(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    let small = TenantLimits {
+        max_final_context_bytes: 1024 * 1024,
+        ..TenantLimits::default()
+    };
+    r.update_tenant("attacker", &small).await.unwrap();
+    r.register_package("attacker", &read(artifacts::SHAPES))
+        .await
+        .unwrap();
+    let victim = victim_starts(r).await;
+    // 64 x 64 KiB = 4 MiB of leaf outputs against a 1 MiB final context.
+    let attack = r
+        .start_execution("attacker", "bloat", None, obj(json!({"bytes": 65536})))
+        .await
+        .unwrap();
+    let done = r
+        .wait(attack.id, Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.error.unwrap_or_default();
+    assert!(
+        error.contains("context_too_large") && error.contains("max_final_context_bytes"),
+        "{error}"
+    );
+    assert!(done.output.is_none());
+    let (_, tasks, _) = r.execution("attacker", attack.id).await.unwrap();
+    assert!(
+        tasks.iter().all(|t| t.status == TaskStatus::Completed),
+        "every leaf itself succeeded"
+    );
+    victim_completed(r, victim).await;
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
+/// Case 2: a fan-in of 64 such leaves. The join's input is merged by the
+/// host that claims it, outside any write transaction, and refused at the
+/// tenant's max_context_bytes before the join runs.
+async fn a_bloated_fan_in_fails_alone(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    let small = TenantLimits {
+        max_context_bytes: 1024 * 1024,
+        ..TenantLimits::default()
+    };
+    r.update_tenant("attacker", &small).await.unwrap();
+    r.register_package("attacker", &read(artifacts::SHAPES))
+        .await
+        .unwrap();
+    let victim = victim_starts(r).await;
+    let attack = r
+        .start_execution("attacker", "bloat_join", None, obj(json!({"bytes": 65536})))
+        .await
+        .unwrap();
+    let done = r
+        .wait(attack.id, Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let (_, tasks, _) = r.execution("attacker", attack.id).await.unwrap();
+    let join = tasks.iter().find(|t| t.task_id == "join").unwrap();
+    assert_eq!(join.status, TaskStatus::Failed);
+    assert_eq!(join.last_error_kind.as_deref(), Some("context_too_large"));
+    let message = join.last_error.clone().unwrap_or_default();
+    assert!(
+        message.contains("'join'") && message.contains("max_context_bytes"),
+        "{message}"
+    );
+    assert!(join.output.is_none());
+    victim_completed(r, victim).await;
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
+/// Case 3: two roots return 150,000 distinct integers each under one key,
+/// and a join merges them. Unioned by scanning, that merge took minutes
+/// inside the write transaction, and every other tenant's claims,
+/// completions and heartbeats waited. Now it is linear and outside any
+/// transaction: the victim completes, and so does the attack.
+async fn a_quadratic_merge_blocks_no_one(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    r.register_package("attacker", &read(artifacts::SHAPES))
+        .await
+        .unwrap();
+    let attack = r
+        .start_execution("attacker", "ints_join", None, obj(json!({"ints": 150_000})))
+        .await
+        .unwrap();
+    let victim = victim_starts(r).await;
+    victim_completed(r, victim).await;
+    let done = r
+        .wait(attack.id, Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let xs = done.output.unwrap()["xs"].as_array().unwrap().len();
+    assert_eq!(xs, 300_000);
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
+/// The third bound: the bytes of task output one execution stores. Each
+/// leaf fits every other limit; the outputs that would take the execution
+/// past max_execution_output_bytes fail instead of being stored.
+async fn stored_outputs_are_capped_per_execution(db: Db) {
+    let arena = arena(db).await;
+    let r = &arena.r;
+    let small = TenantLimits {
+        max_execution_output_bytes: 1024 * 1024,
+        ..TenantLimits::default()
+    };
+    r.update_tenant("attacker", &small).await.unwrap();
+    r.register_package("attacker", &read(artifacts::SHAPES))
+        .await
+        .unwrap();
+    let victim = victim_starts(r).await;
+    // 64 x 100 KB = 6.4 MB of outputs against 1 MiB.
+    let done = r
+        .wait(
+            r.start_execution("attacker", "bloat", None, obj(json!({"bytes": 100_000})))
+                .await
+                .unwrap()
+                .id,
+            Some(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
+    let stored: usize = tasks
+        .iter()
+        .filter_map(|t| t.output.as_ref())
+        .map(|o| o.to_string().len())
+        .sum();
+    assert!(stored <= 1024 * 1024, "{stored} bytes stored");
+    let refused: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.last_error_kind.as_deref() == Some("context_too_large"))
+        .collect();
+    assert!(refused.len() >= 50, "{} refused", refused.len());
+    let message = refused[0].last_error.clone().unwrap_or_default();
+    assert!(message.contains("max_execution_output_bytes"), "{message}");
+    victim_completed(r, victim).await;
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
 culvert_tests::both_backends!(
     task_attacks_fail_alone,
     hostile_outputs_fail_alone,
     hostile_registrations_write_nothing,
     a_tenant_cannot_reach_another_by_context_or_name,
+    a_bloated_final_context_fails_alone,
+    a_bloated_fan_in_fails_alone,
+    a_quadratic_merge_blocks_no_one,
+    stored_outputs_are_capped_per_execution,
 );

@@ -167,6 +167,7 @@ async fn rewrite_hash(db: &TestDb, id: uuid::Uuid, hash: &str, bytes: &[u8]) {
             metadata: &meta,
             content_hash: hash,
             bytes,
+            max_packages: u32::MAX,
         })
         .await
         .unwrap();
@@ -225,6 +226,7 @@ async fn insert_raw(store: &Arc<dyn Store>, name: &str, bytes: &[u8]) -> uuid::U
             metadata: &meta,
             content_hash: &culvert::ContentHash::of(bytes).to_hex(),
             bytes,
+            max_packages: u32::MAX,
         })
         .await
         .unwrap()

@@ -215,6 +215,97 @@ async fn quotas_are_enforced_and_named() {
     );
 }
 
+/// 32 concurrent requests against `max_queued_executions = 2` and
+/// `max_packages = 2`: the count and the insert are one transaction (the
+/// tenant's row locked on PostgreSQL), so exactly 2 of each get through.
+/// Counting before the inserting transaction let 5 executions in on SQLite
+/// and 4 on PostgreSQL.
+async fn quotas_hold_under_concurrency(db: Db) {
+    let db = TestDb::new(db).await;
+    // No executor: every execution stays pending, so all count.
+    let r = std::sync::Arc::new(runner(&db).await);
+    r.create_tenant(
+        "racer",
+        &limits(|l| {
+            l.max_queued_executions = 2;
+            l.max_packages = 2;
+        }),
+    )
+    .await
+    .unwrap();
+    r.register_package("public", &read(artifacts::HELLO))
+        .await
+        .unwrap();
+    // Packages: 8 distinct ones, each sent 4 times at once.
+    let packages = [
+        artifacts::HELLO,
+        artifacts::ETL,
+        artifacts::FLAKY,
+        artifacts::SANDBOX_PROBE,
+        artifacts::SANDBOX_PROBE_V2,
+        artifacts::SHAPES,
+        artifacts::CAPABLE,
+        artifacts::LIAR,
+    ];
+    let mut handles = Vec::new();
+    for i in 0..32 {
+        let r = r.clone();
+        let bytes = read(packages[i % packages.len()]);
+        handles.push(tokio::spawn(async move {
+            r.register_package("racer", &bytes).await
+        }));
+    }
+    let mut quota_errors = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => {}
+            Err(Error::Quota(m)) => {
+                assert!(m.contains("max_packages"), "{m}");
+                quota_errors += 1;
+            }
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    let stored = r.list_packages(Some("racer")).await.unwrap();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(quota_errors >= 24, "{quota_errors} refusals");
+    // Executions: 32 at once.
+    let workflow = stored[0].metadata.workflows[0].name.clone();
+    let package = stored[0].name.clone();
+    let mut handles = Vec::new();
+    for _ in 0..32 {
+        let r = r.clone();
+        let workflow = format!("{package}::{workflow}");
+        handles.push(tokio::spawn(async move {
+            r.start_execution("racer", &workflow, None, obj(json!({})))
+                .await
+        }));
+    }
+    let (mut started, mut refused) = (0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => started += 1,
+            Err(Error::Quota(m)) => {
+                assert!(m.contains("max_queued_executions"), "{m}");
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((started, refused), (2, 30));
+    assert_eq!(r.store().count_unfinished("racer").await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_hold_under_concurrency_sqlite() {
+    quotas_hold_under_concurrency(Db::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_hold_under_concurrency_postgres() {
+    quotas_hold_under_concurrency(Db::Postgres).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_limits_follow_the_tenant() {
     let db = TestDb::new(Db::Sqlite).await;

@@ -229,6 +229,7 @@ async fn seed(
                 metadata: &metadata,
                 content_hash: &ContentHash::of(&bytes).to_hex(),
                 bytes: &bytes,
+                max_packages: u32::MAX,
             })
             .await?;
     }

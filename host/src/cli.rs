@@ -1534,7 +1534,7 @@ fn limits_text(l: &TenantLimits) -> String {
         .iter()
         .map(|k| {
             let mark = if v[k] == d[k] { " (default)" } else { "" };
-            format!("  {k:<24} {}{mark}", v[k])
+            format!("  {k:<28} {}{mark}", v[k])
         })
         .collect::<Vec<_>>()
         .join("\n")

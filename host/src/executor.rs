@@ -27,12 +27,13 @@
 use crate::cache::{Compiled, ContentHash};
 use crate::invoke::{self, FailureKind, TaskCall};
 use crate::loader::PackageLoader;
-use crate::metadata::{PackageMetadata, RetryOn, RetryPolicy};
+use crate::metadata::{PackageMetadata, RetryOn, RetryPolicy, TaskMeta};
 use crate::registry::Registry;
 use crate::sandbox::{CallLabels, CancelFlag, SandboxLimits};
-use crate::scheduler::ExecutionPlan;
+use crate::scheduler::{BoundedMerge, Decision, DepState, ExecutionPlan, decide};
 use crate::store::{ClaimedTask, Completion, Store, StoreError, TaskOutcome, now_ms};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -590,6 +591,7 @@ impl Executor {
             fuel: l.fuel_per_call.or(base.fuel),
             output_bytes: l.max_output_bytes.min(usize::MAX as u64) as usize,
             cpu_cores: l.max_cpu_cores,
+            max_context_bytes: l.max_context_bytes.min(usize::MAX as u64) as usize,
             grants: Arc::new(crate::tenants::resolve_grants(
                 &metadata.capabilities,
                 &grants,
@@ -690,14 +692,35 @@ impl Executor {
         };
         match &outcome {
             TaskOutcome::Succeeded { .. } => {
-                self.counters.succeeded.fetch_add(1, Ordering::Relaxed)
+                self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
             }
-            TaskOutcome::Failed { .. } => self.counters.failed.fetch_add(1, Ordering::Relaxed),
+            TaskOutcome::Failed { .. } => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            TaskOutcome::Skipped { .. } => {}
         };
         let mut delay = Duration::from_millis(20);
         for attempt in 0.. {
             match self.record(&task, outcome.clone(), &plan).await {
-                Ok(done) => {
+                Ok(mut done) => {
+                    if done.finalize {
+                        // The execution's last task: its final context is
+                        // assembled now, outside the recording transaction.
+                        // If this fails, the finalisation lease lapses and a
+                        // recovery sweep finishes it.
+                        match self
+                            .store
+                            .finalize_execution(self.host_id, task.execution_id)
+                            .await
+                        {
+                            Ok(status) => done.finished = status,
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                execution = %task.execution_id,
+                                "finishing the execution failed; a recovery sweep will retry"
+                            ),
+                        }
+                    }
                     if !done.accepted {
                         self.counters.discarded.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
@@ -735,6 +758,70 @@ impl Executor {
         self.running.lock().expect("executor lock").remove(&key);
     }
 
+    /// The input of a task with dependencies: their outputs merged one at
+    /// a time (only the merge so far and one output in memory, the merge on
+    /// a blocking thread, no write transaction open), stopping at the
+    /// tenant's `max_context_bytes`. Then its trigger rule decides: `Ok`
+    /// with the input to run with, or `Err` with the outcome to record (a
+    /// skip, or a failure).
+    async fn merged_input(
+        &self,
+        task: &ClaimedTask,
+        meta: &TaskMeta,
+    ) -> Result<String, TaskOutcome> {
+        let host_failure = |message: String| TaskOutcome::Failed {
+            kind: FailureKind::Host,
+            retry_at: retry_decision(&meta.retry, task.attempt, FailureKind::Host, now_ms()),
+            message,
+        };
+        let limit = task.limits.max_context_bytes.min(usize::MAX as u64) as usize;
+        let mut merge = BoundedMerge::new(limit);
+        let mut deps = Vec::with_capacity(meta.dependencies.len());
+        for dep in &meta.dependencies {
+            let (status, output) = self
+                .store
+                .task_output(task.execution_id, dep)
+                .await
+                .map_err(|e| {
+                    host_failure(format!("reading the output of dependency '{dep}': {e}"))
+                })?;
+            deps.push(DepState {
+                task_id: dep.clone(),
+                status,
+            });
+            let Some(text) = output else { continue };
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                // An output this host cannot parse was stored by no
+                // version of it; it is left out, as a failed task's is.
+                let result = match serde_json::from_str::<Map<String, Value>>(&text) {
+                    Ok(map) => merge.add(&map, text.len()),
+                    Err(_) => Ok(()),
+                };
+                (merge, result)
+            })
+            .await
+            .map_err(|e| host_failure(format!("merging the input: {e}")))?;
+            merge = back;
+            if let Err(e) = result {
+                return Err(TaskOutcome::Failed {
+                    kind: FailureKind::ContextTooLarge,
+                    message: format!(
+                        "task '{}': its input context, merged from its dependencies' outputs, reached {} bytes when the output of '{dep}' was merged in, over the tenant's max_context_bytes of {}",
+                        task.task_id, e.size, e.limit
+                    ),
+                    retry_at: None,
+                });
+            }
+        }
+        match decide(meta, &deps, merge.finish()) {
+            Decision::Run { input } => Ok(Value::Object(input).to_string()),
+            Decision::Skip { reason, input } => Err(TaskOutcome::Skipped {
+                reason,
+                output: input,
+            }),
+        }
+    }
+
     async fn attempt(&self, task: &ClaimedTask, info: &ExecInfo, flag: CancelFlag) -> TaskOutcome {
         let Some(meta) = info.plan.task(&task.task_id) else {
             return TaskOutcome::Failed {
@@ -743,12 +830,24 @@ impl Executor {
                 retry_at: None,
             };
         };
-        if task.input.len() > info.limits.max_context_bytes {
+        let merged;
+        let input = match &task.input {
+            Some(root) => root.as_str(),
+            None => match self.merged_input(task, meta).await {
+                Ok(text) => {
+                    merged = text;
+                    merged.as_str()
+                }
+                Err(outcome) => return outcome,
+            },
+        };
+        if input.len() > info.limits.max_context_bytes {
             return TaskOutcome::Failed {
-                kind: FailureKind::InvalidOutput,
+                kind: FailureKind::ContextTooLarge,
                 message: format!(
-                    "the merged input context is {} bytes, over the limit of {}",
-                    task.input.len(),
+                    "task '{}': its input context is {} bytes, over the tenant's max_context_bytes of {}",
+                    task.task_id,
+                    input.len(),
                     info.limits.max_context_bytes
                 ),
                 retry_at: None,
@@ -781,7 +880,7 @@ impl Executor {
         let call = TaskCall {
             workflow: &info.plan.workflow.name,
             task: &task.task_id,
-            context_json: &task.input,
+            context_json: input,
             execution_id: &execution_id,
             attempt: task.attempt,
             max_attempts: task.max_attempts,

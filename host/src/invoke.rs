@@ -45,6 +45,11 @@ pub enum FailureKind {
     /// The returned context is too large, not JSON, too deep, or not an
     /// object.
     InvalidOutput,
+    /// A context around the call is over the tenant's limit: the input
+    /// merged from the dependencies' outputs (`max_context_bytes`), or the
+    /// output would bring the execution's stored outputs over
+    /// `max_execution_output_bytes`. Never retried.
+    ContextTooLarge,
     /// The call was cancelled.
     Cancelled,
     /// The host could not run the call (for example, no free instance slot).
@@ -79,6 +84,7 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::OutputLimit => "output_limit",
             FailureKind::InvalidOutput => "invalid_output",
+            FailureKind::ContextTooLarge => "context_too_large",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Host => "host",
         }
@@ -98,6 +104,7 @@ impl FailureKind {
             Trap,
             OutputLimit,
             InvalidOutput,
+            ContextTooLarge,
             Cancelled,
             Host,
         ]

@@ -48,7 +48,7 @@ pub enum Error {
     Load(#[from] LoadError),
     /// The database said no, or could not be reached.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A workflow or package lookup failed.
     #[error(transparent)]
     Lookup(#[from] LookupError),
@@ -61,6 +61,16 @@ pub enum Error {
     /// A tenant quota would be exceeded; the message names the quota.
     #[error("{0}")]
     Quota(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // The store checks count quotas where it inserts.
+            StoreError::Quota(message) => Error::Quota(message),
+            other => Error::Store(other),
+        }
+    }
 }
 
 impl Error {
@@ -297,18 +307,8 @@ impl Runner {
         }
         let package = self.loader.load(bytes).await?;
         let hash = package.content_hash.to_hex();
-        let existing = self.store.list_packages(Some(tenant)).await?;
-        let already = existing.iter().any(|p| {
-            p.name == package.metadata.name
-                && p.version == package.metadata.version
-                && p.content_hash == hash
-        });
-        if !already && existing.len() as u64 >= limits.max_packages as u64 {
-            return Err(Error::Quota(format!(
-                "tenant '{tenant}' has {} packages, its max_packages quota",
-                existing.len()
-            )));
-        }
+        // max_packages is checked in the inserting transaction, so that
+        // concurrent registrations cannot overshoot it.
         let registration = self
             .store
             .register_package(NewPackage {
@@ -316,6 +316,7 @@ impl Runner {
                 metadata: &package.metadata,
                 content_hash: &hash,
                 bytes,
+                max_packages: limits.max_packages,
             })
             .await?;
         self.reconciler.trigger();
@@ -381,10 +382,11 @@ impl Runner {
         let limits = self.tenant(tenant).await?.limits;
         let packages = self.store.list_packages(Some(tenant)).await?;
         let (package, index) = find_workflow(&packages, tenant, workflow, version)?;
-        let queued = self.store.count_unfinished(tenant).await?;
-        if queued >= limits.max_queued_executions as i64 {
+        let context_bytes = crate::scheduler::json_len(&context) as u64;
+        if context_bytes > limits.max_context_bytes {
             return Err(Error::Quota(format!(
-                "tenant '{tenant}' has {queued} unfinished executions, its max_queued_executions quota"
+                "tenant '{tenant}': the initial context is {context_bytes} bytes, over the max_context_bytes limit of {}",
+                limits.max_context_bytes
             )));
         }
         let plan = ExecutionPlan::new(package.metadata.workflows[index].clone());
@@ -398,6 +400,7 @@ impl Runner {
                 content_hash: &package.content_hash,
                 plan: &plan,
                 context: &context,
+                limits: &limits,
             })
             .await?;
         self.executor.wake();

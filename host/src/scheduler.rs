@@ -1,9 +1,12 @@
 //! The scheduling rules, as pure functions: when a task runs or is skipped,
 //! what context it receives, and what an execution's final context is.
 //!
-//! The [`store`](crate::store) applies them inside the transaction that
-//! records a task's completion, so that a completion, the unlocking of its
-//! dependents and their skips commit together.
+//! None of them runs inside a write transaction: the executor merges a
+//! task's input with [`BoundedMerge`] and [`decide`]s when it claims the
+//! task, and the store assembles the final context the same way after the
+//! transaction that recorded the last completion. Merges are linear in the
+//! size of what they merge (arrays are unioned through a hash index) and
+//! stop at a byte limit.
 //!
 //! ## Context passing (cloacina's rules)
 //!
@@ -36,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
 /// A task's status within an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -218,8 +222,6 @@ pub struct DepState {
     pub task_id: String,
     /// Its status (finished).
     pub status: TaskStatus,
-    /// Its output context, if any.
-    pub output: Option<Map<String, Value>>,
 }
 
 /// Whether a task whose dependencies are finished runs.
@@ -239,11 +241,18 @@ pub enum Decision {
     },
 }
 
-/// Merge `next` into `base` with cloacina's rules (see the module docs).
+/// Merge `next` into `base` with cloacina's rules (see the module docs), in
+/// time linear in the size of both: arrays are unioned through a hash index
+/// of `base`'s items, not by scanning `base` for each item of `next`.
 pub fn merge_into(base: &mut Map<String, Value>, next: &Map<String, Value>) {
+    let hasher = RandomState::new();
+    merge_map(base, next, &hasher);
+}
+
+fn merge_map(base: &mut Map<String, Value>, next: &Map<String, Value>, hasher: &RandomState) {
     for (k, v) in next {
         match base.get_mut(k) {
-            Some(existing) => merge_value(existing, v),
+            Some(existing) => merge_value(existing, v, hasher),
             None => {
                 base.insert(k.clone(), v.clone());
             }
@@ -251,29 +260,149 @@ pub fn merge_into(base: &mut Map<String, Value>, next: &Map<String, Value>) {
     }
 }
 
-fn merge_value(existing: &mut Value, next: &Value) {
+fn merge_value(existing: &mut Value, next: &Value, hasher: &RandomState) {
     match (existing, next) {
-        (Value::Object(a), Value::Object(b)) => merge_into(a, b),
+        (Value::Object(a), Value::Object(b)) => merge_map(a, b, hasher),
         (Value::Array(a), Value::Array(b)) => {
+            // Items by hash; equal hashes are compared in full, so a
+            // collision costs time, never correctness. The hasher's keys
+            // are random per merge: a guest cannot aim for collisions.
+            let mut seen: HashMap<u64, Vec<usize>> = HashMap::with_capacity(a.len() + b.len());
+            for (i, item) in a.iter().enumerate() {
+                seen.entry(value_hash(item, hasher)).or_default().push(i);
+            }
             for item in b {
-                if !a.contains(item) {
-                    a.push(item.clone());
+                let h = value_hash(item, hasher);
+                let slot = seen.entry(h).or_default();
+                if slot.iter().any(|&i| a[i] == *item) {
+                    continue;
                 }
+                slot.push(a.len());
+                a.push(item.clone());
             }
         }
         (slot, v) => *slot = v.clone(),
     }
 }
 
-/// Decide whether `task` runs, given its finished dependencies (in
-/// declared order).
-pub fn decide(task: &TaskMeta, deps: &[DepState]) -> Decision {
-    let mut input = Map::new();
-    for d in deps {
-        if let Some(out) = &d.output {
-            merge_into(&mut input, out);
+/// A hash of a JSON value that agrees with `Value`'s equality: an object's
+/// entries are combined without regard to their order.
+fn value_hash(v: &Value, hasher: &RandomState) -> u64 {
+    let mut h = hasher.build_hasher();
+    match v {
+        Value::Null => 0u8.hash(&mut h),
+        Value::Bool(b) => (1u8, b).hash(&mut h),
+        Value::Number(n) => (2u8, n.to_string()).hash(&mut h),
+        Value::String(s) => (3u8, s).hash(&mut h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(&mut h);
+            for item in items {
+                value_hash(item, hasher).hash(&mut h);
+            }
+        }
+        Value::Object(map) => {
+            let mut sum = 0u64;
+            for (k, v) in map {
+                let mut e = hasher.build_hasher();
+                k.hash(&mut e);
+                value_hash(v, hasher).hash(&mut e);
+                sum = sum.wrapping_add(e.finish());
+            }
+            (5u8, map.len(), sum).hash(&mut h);
         }
     }
+    h.finish()
+}
+
+/// The size of `v` as compact JSON, without building the text.
+pub fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
+/// A merge grew past its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextTooLarge {
+    /// The merged size reached, in bytes of compact JSON (at least this
+    /// much: the merge stops as soon as it is over).
+    pub size: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// A merge of many contexts that never grows past `limit` bytes (as
+/// compact JSON), fed one context at a time so that only the merge so far
+/// and the next context are in memory.
+///
+/// Checking is cheap while the sizes fed in add up to at most the limit:
+/// a merge is never larger than the sum of its parts. Past that, the merge
+/// is measured after each step and refused as soon as it is over.
+#[derive(Debug)]
+pub struct BoundedMerge {
+    value: Map<String, Value>,
+    /// An upper bound of `value`'s size.
+    upper: usize,
+    limit: usize,
+    hasher: RandomState,
+}
+
+impl BoundedMerge {
+    /// An empty merge that may grow to `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            value: Map::new(),
+            upper: 2,
+            limit,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Merge `next`, whose compact JSON is `next_len` bytes long, in.
+    ///
+    /// # Errors
+    /// [`ContextTooLarge`] when the merge is now over the limit; the merge
+    /// is then left in an unspecified state.
+    pub fn add(
+        &mut self,
+        next: &Map<String, Value>,
+        next_len: usize,
+    ) -> Result<(), ContextTooLarge> {
+        merge_map(&mut self.value, next, &self.hasher);
+        self.upper = self.upper.saturating_add(next_len);
+        if self.upper > self.limit {
+            let exact = json_len(&self.value);
+            self.upper = exact;
+            if exact > self.limit {
+                return Err(ContextTooLarge {
+                    size: exact,
+                    limit: self.limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The merged context.
+    pub fn finish(self) -> Map<String, Value> {
+        self.value
+    }
+}
+
+/// Decide whether `task` runs, given its finished dependencies (in
+/// declared order) and its merged input context.
+pub fn decide(task: &TaskMeta, deps: &[DepState], input: Map<String, Value>) -> Decision {
     evaluate(task, deps, input)
 }
 
@@ -340,21 +469,6 @@ fn condition_holds(
     }
 }
 
-/// The final context: the merged outputs of the leaves, in declaration
-/// order.
-pub fn final_context<'a>(
-    plan: &ExecutionPlan,
-    outputs: impl Fn(&str) -> Option<&'a Map<String, Value>>,
-) -> Map<String, Value> {
-    let mut out = Map::new();
-    for leaf in plan.leaves() {
-        if let Some(o) = outputs(&leaf.id) {
-            merge_into(&mut out, o);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,12 +497,26 @@ mod tests {
         }
     }
 
-    fn dep(id: &str, status: TaskStatus, out: Option<Value>) -> DepState {
-        DepState {
-            task_id: id.into(),
-            status,
-            output: out.map(obj),
+    fn dep(id: &str, status: TaskStatus, out: Option<Value>) -> (DepState, Option<Value>) {
+        (
+            DepState {
+                task_id: id.into(),
+                status,
+            },
+            out,
+        )
+    }
+
+    /// Merge the dependencies' outputs (as the executor does) and decide.
+    fn decide_deps(t: &TaskMeta, deps: &[(DepState, Option<Value>)]) -> Decision {
+        let mut merge = BoundedMerge::new(usize::MAX);
+        for (_, out) in deps {
+            if let Some(Value::Object(o)) = out {
+                merge.add(o, json_len(o)).unwrap();
+            }
         }
+        let states: Vec<DepState> = deps.iter().map(|(d, _)| d.clone()).collect();
+        decide(t, &states, merge.finish())
     }
 
     #[test]
@@ -405,9 +533,57 @@ mod tests {
     }
 
     #[test]
+    fn array_union_is_linear_and_keeps_order() {
+        // 200,000 distinct items on each side: a scan per item would take
+        // 4 * 10^10 comparisons; the hash index takes a fraction of a second.
+        let n = 200_000;
+        let a: Vec<Value> = (0..n).map(|i| json!(i)).collect();
+        let b: Vec<Value> = (n / 2..n + n / 2).map(|i| json!(i)).collect();
+        let mut base = obj(json!({ "xs": a }));
+        merge_into(&mut base, &obj(json!({ "xs": b })));
+        let xs = base["xs"].as_array().unwrap();
+        assert_eq!(xs.len(), (n + n / 2) as usize);
+        assert!(xs.iter().enumerate().all(|(i, v)| v == &json!(i)));
+        // Equal objects with their keys in another order are one item.
+        let mut base = obj(json!({"o": [{"a": 1, "b": [1, {"c": null}]}]}));
+        merge_into(
+            &mut base,
+            &obj(json!({"o": [{"b": [1, {"c": null}], "a": 1}, {"a": 2}]})),
+        );
+        assert_eq!(
+            base["o"],
+            json!([{"a": 1, "b": [1, {"c": null}]}, {"a": 2}])
+        );
+    }
+
+    #[test]
+    fn bounded_merges_stop_at_the_limit() {
+        let part = |k: &str| obj(json!({ k: "x".repeat(100) }));
+        let mut merge = BoundedMerge::new(350);
+        for k in ["a", "b", "c"] {
+            let p = part(k);
+            merge.add(&p, json_len(&p)).unwrap();
+        }
+        // Overlapping keys: the parts add up to more than the limit, the
+        // merge does not.
+        let again = part("a");
+        merge.add(&again, json_len(&again)).unwrap();
+        let p = part("d");
+        let err = merge.add(&p, json_len(&p)).unwrap_err();
+        assert_eq!(err.limit, 350);
+        assert!(err.size > 350, "{err:?}");
+        let done = {
+            let mut m = BoundedMerge::new(1000);
+            m.add(&part("a"), 108).unwrap();
+            m.finish()
+        };
+        assert_eq!(json_len(&done), 108);
+    }
+
+    #[test]
     fn fan_in_merges_in_declared_order() {
         let t = task("load", &["clean", "enrich"], None);
-        let d = decide(
+        let d = decide_deps(
             &t,
             &[
                 dep(
@@ -433,7 +609,7 @@ mod tests {
     #[test]
     fn without_a_rule_a_failed_dependency_skips() {
         let t = task("b", &["a"], None);
-        match decide(&t, &[dep("a", TaskStatus::Failed, None)]) {
+        match decide_deps(&t, &[dep("a", TaskStatus::Failed, None)]) {
             Decision::Skip { reason, .. } => assert_eq!(reason, "dependency 'a' failed"),
             other => panic!("{other:?}"),
         }
@@ -449,11 +625,11 @@ mod tests {
             }])),
         );
         assert!(matches!(
-            decide(&cleanup, &[dep("a", TaskStatus::Failed, None)]),
+            decide_deps(&cleanup, &[dep("a", TaskStatus::Failed, None)]),
             Decision::Run { .. }
         ));
         assert!(matches!(
-            decide(
+            decide_deps(
                 &cleanup,
                 &[dep("a", TaskStatus::Completed, Some(json!({})))]
             ),
@@ -479,13 +655,13 @@ mod tests {
             TaskStatus::Completed,
             Some(json!({"total": 11, "tags": ["x", "y"]})),
         );
-        assert!(matches!(decide(&gated, &[run]), Decision::Run { .. }));
+        assert!(matches!(decide_deps(&gated, &[run]), Decision::Run { .. }));
         let low = dep(
             "a",
             TaskStatus::Completed,
             Some(json!({"total": 3, "tags": ["x"]})),
         );
-        assert!(matches!(decide(&gated, &[low]), Decision::Skip { .. }));
+        assert!(matches!(decide_deps(&gated, &[low]), Decision::Skip { .. }));
         let none = task(
             "z",
             &["a"],
@@ -494,7 +670,7 @@ mod tests {
             }])),
         );
         let stop = dep("a", TaskStatus::Completed, Some(json!({"stop": 1})));
-        assert!(matches!(decide(&none, &[stop]), Decision::Skip { .. }));
+        assert!(matches!(decide_deps(&none, &[stop]), Decision::Skip { .. }));
     }
 
     #[test]

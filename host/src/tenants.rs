@@ -13,7 +13,12 @@
 //! - when tasks are claimed: `max_concurrent_tasks`, over every host;
 //! - in each task's sandbox: `max_memory_bytes`, `max_task_timeout_ms` (a
 //!   ceiling over what the package declares), `fuel_per_call` (when the
-//!   engine counts fuel), `max_output_bytes` and `max_cpu_cores`.
+//!   engine counts fuel), `max_output_bytes` and `max_cpu_cores`;
+//! - on the data around the sandbox: `max_context_bytes` (a task's output,
+//!   and its merged input, checked while merging), `max_final_context_bytes`
+//!   (an execution's final context, assembled one leaf at a time) and
+//!   `max_execution_output_bytes` (every output an execution stores,
+//!   counted in the transaction that stores each).
 //!
 //! A request over a quota fails with [`crate::Error::Quota`], naming it.
 //!
@@ -64,6 +69,16 @@ pub struct TenantLimits {
     /// half a core), on each host. Default none: its fair share (see
     /// [`crate::sandbox::CpuLedger`]).
     pub max_cpu_cores: Option<f64>,
+    /// One context, in bytes of compact JSON: a task's output, and a task's
+    /// input merged from its dependencies' outputs (checked while merging).
+    /// Default 16 MiB.
+    pub max_context_bytes: u64,
+    /// An execution's final context (the merge of its leaves' outputs), in
+    /// bytes. Default 16 MiB.
+    pub max_final_context_bytes: u64,
+    /// All task outputs one execution stores together (skipped tasks'
+    /// pass-through outputs included), in bytes. Default 256 MiB.
+    pub max_execution_output_bytes: u64,
 }
 
 impl Default for TenantLimits {
@@ -78,6 +93,9 @@ impl Default for TenantLimits {
             max_packages: 100,
             max_output_bytes: 1024 * 1024,
             max_cpu_cores: None,
+            max_context_bytes: 16 * 1024 * 1024,
+            max_final_context_bytes: 16 * 1024 * 1024,
+            max_execution_output_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -118,6 +136,9 @@ impl TenantLimits {
             "max_package_bytes" => next.max_package_bytes = bytes(value)?,
             "max_packages" => next.max_packages = small(count(value)?),
             "max_output_bytes" => next.max_output_bytes = bytes(value)?,
+            "max_context_bytes" => next.max_context_bytes = bytes(value)?,
+            "max_final_context_bytes" => next.max_final_context_bytes = bytes(value)?,
+            "max_execution_output_bytes" => next.max_execution_output_bytes = bytes(value)?,
             "max_cpu_cores" => {
                 next.max_cpu_cores = if value == "none" {
                     None
@@ -142,6 +163,9 @@ impl TenantLimits {
         if next.max_concurrent_tasks == 0
             || next.max_task_timeout_ms == 0
             || next.max_memory_bytes == 0
+            || next.max_context_bytes == 0
+            || next.max_final_context_bytes == 0
+            || next.max_execution_output_bytes == 0
         {
             return Err(format!("{key} must be above 0"));
         }
@@ -160,6 +184,9 @@ impl TenantLimits {
         "max_packages",
         "max_output_bytes",
         "max_cpu_cores",
+        "max_context_bytes",
+        "max_final_context_bytes",
+        "max_execution_output_bytes",
     ];
 }
 

@@ -3,9 +3,11 @@
 
 use crate::invoke::FailureKind;
 use crate::scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
+use crate::tenants::TenantLimits;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::Result;
@@ -27,6 +29,9 @@ pub struct NewExecution<'a> {
     pub plan: &'a ExecutionPlan,
     /// The initial context.
     pub context: &'a Map<String, Value>,
+    /// The tenant's limits: `max_queued_executions` is checked (with the
+    /// tenant's row locked) in the inserting transaction.
+    pub limits: &'a TenantLimits,
 }
 
 /// A workflow execution.
@@ -138,8 +143,13 @@ pub struct ClaimedTask {
     pub attempt: u32,
     /// The retry policy's limit.
     pub max_attempts: u32,
-    /// The input context (JSON).
-    pub input: String,
+    /// The input context (JSON): a root's initial context. `None` for a
+    /// task with dependencies: the host that runs it merges their outputs
+    /// (outside any write transaction, bounded by `max_context_bytes`) and
+    /// decides whether it runs or is skipped.
+    pub input: Option<String>,
+    /// The tenant's limits, as the claim read them.
+    pub limits: Arc<TenantLimits>,
     /// When it became ready, in ms.
     pub ready_at: Option<i64>,
     /// When it was claimed, in ms.
@@ -154,6 +164,14 @@ pub enum TaskOutcome {
     /// It succeeded with this output.
     Succeeded {
         /// The output context.
+        output: Map<String, Value>,
+    },
+    /// Its trigger rule did not hold (or a dependency did not complete):
+    /// it did not run, and its merged input passes through as its output.
+    Skipped {
+        /// Why.
+        reason: String,
+        /// Its merged input context, its output.
         output: Map<String, Value>,
     },
     /// It failed.
@@ -178,7 +196,22 @@ pub struct Completion {
     /// The execution's final status, if it just finished (or was
     /// cancelled).
     pub finished: Option<ExecutionStatus>,
+    /// The execution's last task just finished: the caller assembles its
+    /// final context with
+    /// [`finalize_execution`](ExecutionStore::finalize_execution), outside
+    /// the transaction (it holds the finalisation lease for
+    /// [`FINALIZE_LEASE_MS`]).
+    pub finalize: bool,
 }
+
+/// How long a host holds an execution's finalisation before another host's
+/// recovery sweep may take it over.
+pub const FINALIZE_LEASE_MS: i64 = 30_000;
+
+/// How many times an execution's finalisation may be started (a host that
+/// dies or runs out of memory while assembling the final context leaves it
+/// unfinished) before the sweep fails the execution instead.
+pub const MAX_FINALIZE_ATTEMPTS: i64 = 3;
 
 /// A task taken back from a host whose lease expired.
 #[derive(Debug, Clone)]
@@ -274,8 +307,28 @@ pub trait ExecutionStore: Send + Sync {
     ) -> Result<u64>;
 
     /// Take back tasks whose lease expired: ready again with one more
-    /// recovery counted, or failed once `max_recoveries` is exceeded.
+    /// recovery counted, or failed once `max_recoveries` is exceeded. Also
+    /// takes over finalisations whose lease expired and finishes them, or
+    /// fails the execution after [`MAX_FINALIZE_ATTEMPTS`].
     async fn recover_expired(&self, host: Uuid, max_recoveries: u32) -> Result<Vec<Recovered>>;
+
+    /// The status and stored output (JSON) of one task, read outside any
+    /// write transaction.
+    async fn task_output(
+        &self,
+        execution_id: Uuid,
+        task_id: &str,
+    ) -> Result<(TaskStatus, Option<String>)>;
+
+    /// Finish an execution whose last task finished: merge its leaves'
+    /// outputs one at a time (outside any write transaction, bounded by the
+    /// tenant's `max_final_context_bytes`), then record its final status
+    /// and context in a short transaction. Returns the status it has then,
+    /// or `None` if it is not finished (some task is still unfinished).
+    async fn finalize_execution(&self, host: Uuid, id: Uuid) -> Result<Option<ExecutionStatus>>;
+
+    /// Executions of `tenant` not finished yet.
+    async fn count_unfinished(&self, tenant: &str) -> Result<i64>;
 
     /// Cancel an execution of `tenant`: pending tasks are skipped, and
     /// hosts interrupt the running ones.
@@ -284,9 +337,6 @@ pub trait ExecutionStore: Send + Sync {
     /// `(execution, task)` pairs that `host` runs for executions that were
     /// cancelled.
     async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>>;
-
-    /// Executions of `tenant` not finished yet.
-    async fn count_unfinished(&self, tenant: &str) -> Result<i64>;
 }
 
 /// Parse a stored JSON text column.

@@ -30,6 +30,11 @@ pub(crate) const SQLITE: &[Entry] = &[
         "grants",
         include_str!("../../migrations/sqlite/0003_grants.sql"),
     ),
+    (
+        4,
+        "data bounds",
+        include_str!("../../migrations/sqlite/0004_data_bounds.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -48,6 +53,11 @@ pub(crate) const POSTGRES: &[Entry] = &[
         3,
         "grants",
         include_str!("../../migrations/postgres/0003_grants.sql"),
+    ),
+    (
+        4,
+        "data bounds",
+        include_str!("../../migrations/postgres/0004_data_bounds.sql"),
     ),
 ];
 

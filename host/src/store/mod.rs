@@ -20,8 +20,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use executions::{
-    ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore, NewExecution,
-    Recovered, TaskOutcome, TaskRow,
+    ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
+    FINALIZE_LEASE_MS, MAX_FINALIZE_ATTEMPTS, NewExecution, Recovered, TaskOutcome, TaskRow,
 };
 
 #[macro_use]
@@ -55,6 +55,10 @@ pub enum StoreError {
     /// The database could not be reached or was busy; retrying may help.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A tenant quota would be exceeded (checked in the transaction that
+    /// would exceed it); the message names the quota.
+    #[error("{0}")]
+    Quota(String),
     /// Anything else.
     #[error("database error: {0}")]
     Other(String),
@@ -110,6 +114,9 @@ pub struct NewPackage<'a> {
     pub content_hash: &'a str,
     /// The component.
     pub bytes: &'a [u8],
+    /// The tenant's `max_packages` quota, checked (with the tenant's row
+    /// locked) in the transaction that inserts the package.
+    pub max_packages: u32,
 }
 
 /// The outcome of a registration.

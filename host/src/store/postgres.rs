@@ -40,6 +40,10 @@ impl PgStore {
     /// tenant.
     pub(crate) const TENANT_LIMITS_SQL: &'static str =
         "SELECT limits FROM tenants WHERE name = $1 FOR UPDATE";
+    /// Executions whose last task finished but whose finalisation lease
+    /// expired (or was never taken), skipping rows another host is taking
+    /// over. `$1` now.
+    pub(crate) const FINALIZE_SWEEP_SQL: &'static str = "SELECT id, finalize_attempts FROM executions WHERE status IN ('pending', 'running') AND tasks_remaining <= 0 AND (finalize_lease_until IS NULL OR finalize_lease_until < $1) ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED";
     /// Tasks whose lease expired, skipping rows another host is
     /// recovering. `$1` now.
     pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100 FOR UPDATE SKIP LOCKED";

@@ -56,6 +56,20 @@ macro_rules! shared_store {
                 // and version can win the race between our check and insert.
                 for _ in 0..2 {
                     let mut tx = self.begin_write().await?;
+                    // Locks the tenant's row on PostgreSQL (SQLite's write
+                    // transaction excludes every other writer already), so
+                    // that the count below and the insert are one step.
+                    let tenant: Option<(String,)> = sqlx::query_as(Self::TENANT_LIMITS_SQL)
+                        .bind(p.tenant)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if tenant.is_none() {
+                        tx.rollback().await?;
+                        return Err(StoreError::NotFound(format!(
+                            "tenant '{}' does not exist (create it with `culvert tenant create {}`)",
+                            p.tenant, p.tenant
+                        )));
+                    }
                     let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
                         "SELECT id, content_hash FROM packages WHERE tenant = $1 AND name = $2 AND version = $3",
                     )
@@ -78,16 +92,16 @@ macro_rules! shared_store {
                             )))
                         };
                     }
-                    let tenant: Option<(String,)> =
-                        sqlx::query_as("SELECT name FROM tenants WHERE name = $1")
+                    let (count,): (i64,) =
+                        sqlx::query_as("SELECT COUNT(*) FROM packages WHERE tenant = $1")
                             .bind(p.tenant)
-                            .fetch_optional(&mut *tx)
+                            .fetch_one(&mut *tx)
                             .await?;
-                    if tenant.is_none() {
+                    if count >= p.max_packages as i64 {
                         tx.rollback().await?;
-                        return Err(StoreError::NotFound(format!(
-                            "tenant '{}' does not exist (create it with `culvert tenant create {}`)",
-                            p.tenant, p.tenant
+                        return Err(StoreError::Quota(format!(
+                            "tenant '{}' has {count} packages, its max_packages quota",
+                            p.tenant
                         )));
                     }
                     let now = now_ms();

@@ -53,191 +53,71 @@ macro_rules! shared_execution_store {
                 Self::insert_event_rows(tx, host, at, &rows).await
             }
 
-            /// Fetch one task's status and output inside a transaction.
-            async fn dep_state(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                execution_id: uuid::Uuid,
-                task_id: &str,
-            ) -> $crate::store::Result<$crate::scheduler::DepState> {
-                let (status, output): (String, Option<String>) = sqlx::query_as(
-                    "SELECT status, output FROM task_executions WHERE execution_id = $1 AND task_id = $2",
-                )
-                .bind(execution_id)
-                .bind(task_id)
-                .fetch_one(&mut **tx)
-                .await?;
-                Ok($crate::scheduler::DepState {
-                    task_id: task_id.to_string(),
-                    status: $crate::scheduler::TaskStatus::parse(&status)
-                        .unwrap_or($crate::scheduler::TaskStatus::Failed),
-                    output: output
-                        .and_then(|o| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&o).ok()),
-                })
-            }
-
-            /// After `finished` tasks reached a final status: unlock or
-            /// skip their dependents (transitively). Returns (tasks that
-            /// became ready, tasks that reached a final status, skips
-            /// included), the count [`finalize`](Self::finalize) takes.
+            /// After the tasks `finished` reached a final status: lower
+            /// their dependents' counts of unfinished dependencies, and make
+            /// those at 0 `ready` with no input. Nothing is merged or
+            /// decided here: the host that claims such a task merges its
+            /// dependencies' outputs outside any write transaction and runs
+            /// or skips it. Returns (tasks that became ready, tasks that
+            /// reached a final status), the count
+            /// [`finalize`](Self::finalize) takes.
             async fn propagate(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 plan: &$crate::scheduler::ExecutionPlan,
                 execution_id: uuid::Uuid,
-                mut finished: Vec<(String, $crate::scheduler::TaskStatus, Option<serde_json::Map<String, serde_json::Value>>)>,
+                finished: &[String],
                 now: i64,
                 events: &mut Vec<(Option<String>, &'static str, Option<String>)>,
             ) -> $crate::store::Result<(u32, i64)> {
-                use $crate::scheduler::{Decision, DepState, TaskStatus, decide};
-                use std::collections::HashMap;
-                let mut known: HashMap<String, DepState> = HashMap::new();
-                let mut finished_count: i64 = 0;
                 let mut became_ready = 0u32;
-                while let Some((done, status, output)) = finished.pop() {
-                    finished_count += 1;
-                    known.insert(
-                        done.clone(),
-                        DepState {
-                            task_id: done.clone(),
-                            status,
-                            output,
-                        },
-                    );
-                    for dependent in plan.dependents(&done) {
-                        let remaining: Option<(i64,)> = sqlx::query_as(
-                            "UPDATE task_executions SET deps_remaining = deps_remaining - 1 WHERE execution_id = $1 AND task_id = $2 AND status = 'not_started' RETURNING deps_remaining",
+                for done in finished {
+                    for dependent in plan.dependents(done) {
+                        let ready: Option<(i64,)> = sqlx::query_as(
+                            "UPDATE task_executions SET deps_remaining = deps_remaining - 1, status = CASE WHEN deps_remaining = 1 THEN 'ready' ELSE status END, input = NULL, next_run_at = CASE WHEN deps_remaining = 1 THEN $3 ELSE next_run_at END, ready_at = CASE WHEN deps_remaining = 1 THEN $3 ELSE ready_at END WHERE execution_id = $1 AND task_id = $2 AND status = 'not_started' RETURNING deps_remaining",
                         )
                         .bind(execution_id)
                         .bind(&dependent.id)
+                        .bind(now)
                         .fetch_optional(&mut **tx)
                         .await?;
-                        if remaining.map(|r| r.0) != Some(0) {
-                            continue;
-                        }
-                        let mut deps = Vec::with_capacity(dependent.dependencies.len());
-                        for d in &dependent.dependencies {
-                            let state = match known.get(d) {
-                                Some(s) => s.clone(),
-                                None => {
-                                    let s = Self::dep_state(tx, execution_id, d).await?;
-                                    known.insert(d.clone(), s.clone());
-                                    s
-                                }
-                            };
-                            deps.push(state);
-                        }
-                        match decide(dependent, &deps) {
-                            Decision::Run { input } => {
-                                sqlx::query(
-                                    "UPDATE task_executions SET status = 'ready', input = $3, next_run_at = $4, ready_at = $4 WHERE execution_id = $1 AND task_id = $2",
-                                )
-                                .bind(execution_id)
-                                .bind(&dependent.id)
-                                .bind(serde_json::Value::Object(input).to_string())
-                                .bind(now)
-                                .execute(&mut **tx)
-                                .await?;
-                                became_ready += 1;
-                                events.push((Some(dependent.id.clone()), "task_ready", None));
-                            }
-                            Decision::Skip { reason, input } => {
-                                sqlx::query(
-                                    "UPDATE task_executions SET status = 'skipped', skip_reason = $3, output = $4, finished_at = $5 WHERE execution_id = $1 AND task_id = $2",
-                                )
-                                .bind(execution_id)
-                                .bind(&dependent.id)
-                                .bind(&reason)
-                                .bind(serde_json::Value::Object(input.clone()).to_string())
-                                .bind(now)
-                                .execute(&mut **tx)
-                                .await?;
-                                events.push((Some(dependent.id.clone()), "skipped", Some(reason)));
-                                finished.push((dependent.id.clone(), TaskStatus::Skipped, Some(input)));
-                            }
+                        if let Some((0,)) = ready {
+                            became_ready += 1;
+                            events.push((Some(dependent.id.clone()), "task_ready", None));
                         }
                     }
                 }
-                Ok((became_ready, finished_count))
+                Ok((became_ready, finished.len() as i64))
             }
 
             /// After `finished_count` more tasks of `execution_id` reached a
-            /// final status: count them, and if none is left, record the
-            /// execution's final status and context. Returns the final status
-            /// if the execution just finished (or is cancelled).
+            /// final status: count them. If none is left, take the
+            /// execution's finalisation lease: the caller assembles the final
+            /// context after the commit, with
+            /// [`finalize_execution`](Self::finalize_execution). Returns
+            /// whether to do that, and `Cancelled` for a cancelled execution.
             async fn finalize(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                plan: &$crate::scheduler::ExecutionPlan,
                 execution_id: uuid::Uuid,
                 finished_count: i64,
                 now: i64,
-                events: &mut Vec<(Option<String>, &'static str, Option<String>)>,
-            ) -> $crate::store::Result<Option<$crate::scheduler::ExecutionStatus>> {
+            ) -> $crate::store::Result<(bool, Option<$crate::scheduler::ExecutionStatus>)> {
                 use $crate::scheduler::ExecutionStatus;
-                use std::collections::HashMap;
-                let mut any_failed = false;
                 if finished_count == 0 {
-                    return Ok(None);
+                    return Ok((false, None));
                 }
                 let remaining: Option<(i64, String)> = sqlx::query_as(
-                    "UPDATE executions SET tasks_remaining = tasks_remaining - $2 WHERE id = $1 RETURNING tasks_remaining, status",
+                    "UPDATE executions SET tasks_remaining = tasks_remaining - $2, finalize_attempts = CASE WHEN tasks_remaining - $2 <= 0 AND status IN ('pending', 'running') THEN finalize_attempts + 1 ELSE finalize_attempts END, finalize_lease_until = CASE WHEN tasks_remaining - $2 <= 0 AND status IN ('pending', 'running') THEN $3 ELSE finalize_lease_until END WHERE id = $1 RETURNING tasks_remaining, status",
                 )
                 .bind(execution_id)
                 .bind(finished_count)
+                .bind(now + $crate::store::FINALIZE_LEASE_MS)
                 .fetch_optional(&mut **tx)
                 .await?;
                 let (remaining, exec_status) = remaining.unwrap_or((1, String::new()));
                 if exec_status == "cancelled" {
-                    return Ok(Some(ExecutionStatus::Cancelled));
+                    return Ok((false, Some(ExecutionStatus::Cancelled)));
                 }
-                if remaining != 0 {
-                    return Ok(None);
-                }
-                // The last task finished: the final status and context.
-                let rows: Vec<(String, String, Option<String>, Option<String>, Option<String>)> =
-                    sqlx::query_as(
-                        "SELECT task_id, status, output, last_error_kind, last_error FROM task_executions WHERE execution_id = $1 ORDER BY finished_at, task_id",
-                    )
-                    .bind(execution_id)
-                    .fetch_all(&mut **tx)
-                    .await?;
-                let mut outputs: HashMap<String, serde_json::Map<String, serde_json::Value>> = HashMap::new();
-                let mut first_failure: Option<String> = None;
-                for (task, status, output, kind, error) in &rows {
-                    if status == "failed" {
-                        any_failed = true;
-                        if first_failure.is_none() {
-                            first_failure = Some(format!(
-                                "task '{task}' failed: {}: {}",
-                                kind.as_deref().unwrap_or("error"),
-                                error.as_deref().unwrap_or("")
-                            ));
-                        }
-                    }
-                    if let Some(o) = output.as_deref().and_then(|o| serde_json::from_str(o).ok()) {
-                        outputs.insert(task.clone(), o);
-                    }
-                }
-                let final_context = $crate::scheduler::final_context(plan, |id| outputs.get(id));
-                let status = if any_failed {
-                    ExecutionStatus::Failed
-                } else {
-                    ExecutionStatus::Completed
-                };
-                sqlx::query(
-                    "UPDATE executions SET status = $2, output = $3, error = $4, finished_at = $5 WHERE id = $1 AND status IN ('pending', 'running')",
-                )
-                .bind(execution_id)
-                .bind(status.as_str())
-                .bind(serde_json::Value::Object(final_context).to_string())
-                .bind(first_failure.clone())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-                events.push((
-                    None,
-                    if any_failed { "execution_failed" } else { "execution_completed" },
-                    first_failure,
-                ));
-                Ok(Some(status))
+                Ok((remaining <= 0 && matches!(exec_status.as_str(), "pending" | "running"), None))
             }
 
             /// Record one completion inside `tx` (see
@@ -255,11 +135,10 @@ macro_rules! shared_execution_store {
                 plan: &$crate::scheduler::ExecutionPlan,
                 events_out: &mut Vec<(uuid::Uuid, Option<String>, &'static str, Option<String>)>,
             ) -> $crate::store::Result<($crate::store::Completion, i64)> {
-                use $crate::scheduler::TaskStatus;
                 use $crate::store::{Completion, TaskOutcome};
                 let now = $crate::store::now_ms();
                 // A cancelled execution's task is not retried.
-                let outcome = match outcome {
+                let mut outcome = match outcome {
                     TaskOutcome::Failed { kind, message, retry_at: Some(at) } => {
                         let status: Option<(String,)> =
                             sqlx::query_as("SELECT status FROM executions WHERE id = $1")
@@ -275,13 +154,59 @@ macro_rules! shared_execution_store {
                     }
                     other => other,
                 };
+                // An output is charged to the execution's
+                // max_execution_output_bytes in this transaction, so
+                // concurrent completions cannot overshoot it; one that does
+                // not fit fails the task instead of being stored.
+                let mut text = match &outcome {
+                    TaskOutcome::Succeeded { output } | TaskOutcome::Skipped { output, .. } => {
+                        Some(serde_json::to_string(output).map_err(|e| {
+                            $crate::store::StoreError::Other(format!("task output: {e}"))
+                        })?)
+                    }
+                    TaskOutcome::Failed { .. } => None,
+                };
+                let mut charged = 0i64;
+                if let Some(t) = &text {
+                    let n = t.len() as i64;
+                    let budget = task.limits.max_execution_output_bytes.min(i64::MAX as u64) as i64;
+                    let fits = sqlx::query(
+                        "UPDATE executions SET output_bytes = output_bytes + $2 WHERE id = $1 AND output_bytes + $2 <= $3",
+                    )
+                    .bind(task.execution_id)
+                    .bind(n)
+                    .bind(budget)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if fits {
+                        charged = n;
+                    } else {
+                        let used: Option<(i64,)> =
+                            sqlx::query_as("SELECT output_bytes FROM executions WHERE id = $1")
+                                .bind(task.execution_id)
+                                .fetch_optional(&mut **tx)
+                                .await?;
+                        let used = used.map(|u| u.0).unwrap_or(0);
+                        outcome = TaskOutcome::Failed {
+                            kind: $crate::invoke::FailureKind::ContextTooLarge,
+                            message: format!(
+                                "task '{}': its output of {n} bytes would bring the bytes of task output the execution stores to {}, over the tenant's max_execution_output_bytes of {budget}",
+                                task.task_id,
+                                used.saturating_add(n)
+                            ),
+                            retry_at: None,
+                        };
+                        text = None;
+                    }
+                }
                 // Every update is fenced on the claim: a result from a claim
                 // that is no longer current changes nothing.
                 let mut events = Vec::new();
                 let mut finished = Vec::new();
                 let updated = match outcome {
-                    TaskOutcome::Succeeded { output } => {
-                        let text = serde_json::Value::Object(output.clone()).to_string();
+                    TaskOutcome::Succeeded { .. } => {
                         let done = sqlx::query(
                             "UPDATE task_executions SET status = 'completed', output = $3, finished_at = $4, duration_ms = $4 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $5 AND claim_token = $6",
                         )
@@ -294,7 +219,25 @@ macro_rules! shared_execution_store {
                         .execute(&mut **tx)
                         .await?;
                         events.push((Some(task.task_id.clone()), "completed", Some(format!("attempt {}", task.attempt))));
-                        finished.push((task.task_id.clone(), TaskStatus::Completed, Some(output)));
+                        finished.push(task.task_id.clone());
+                        done.rows_affected()
+                    }
+                    TaskOutcome::Skipped { reason, .. } => {
+                        // It never ran: the claim's attempt is given back.
+                        let done = sqlx::query(
+                            "UPDATE task_executions SET status = 'skipped', skip_reason = $3, output = $4, finished_at = $5, attempt = attempt - 1, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $6 AND claim_token = $7",
+                        )
+                        .bind(task.execution_id)
+                        .bind(&task.task_id)
+                        .bind(&reason)
+                        .bind(text)
+                        .bind(now)
+                        .bind(host)
+                        .bind(task.claim_token)
+                        .execute(&mut **tx)
+                        .await?;
+                        events.push((Some(task.task_id.clone()), "skipped", Some(reason)));
+                        finished.push(task.task_id.clone());
                         done.rows_affected()
                     }
                     TaskOutcome::Failed { kind, message, retry_at: Some(at) } => {
@@ -336,18 +279,23 @@ macro_rules! shared_execution_store {
                             "failed",
                             Some(format!("attempt {}: {kind}: {message}", task.attempt)),
                         ));
-                        finished.push((task.task_id.clone(), TaskStatus::Failed, None));
+                        finished.push(task.task_id.clone());
                         done.rows_affected()
                     }
                 };
                 if updated == 0 {
+                    if charged > 0 {
+                        // Discarded: its output is not stored after all.
+                        sqlx::query("UPDATE executions SET output_bytes = output_bytes - $2 WHERE id = $1")
+                            .bind(task.execution_id)
+                            .bind(charged)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
                     return Ok((Completion::default(), 0));
                 }
-                let (became_ready, finished_count) = if finished.is_empty() {
-                    (0, 0)
-                } else {
-                    Self::propagate(tx, plan, task.execution_id, finished, now, &mut events).await?
-                };
+                let (became_ready, finished_count) =
+                    Self::propagate(tx, plan, task.execution_id, &finished, now, &mut events).await?;
                 events_out.extend(
                     events
                         .into_iter()
@@ -358,6 +306,7 @@ macro_rules! shared_execution_store {
                         accepted: true,
                         became_ready,
                         finished: None,
+                        finalize: false,
                     },
                     finished_count,
                 ))
@@ -407,16 +356,64 @@ macro_rules! shared_execution_store {
                 &self,
                 new: $crate::store::NewExecution<'_>,
             ) -> $crate::store::Result<$crate::store::ExecutionRow> {
-                use $crate::scheduler::{Decision, TaskStatus, decide_root};
+                use $crate::scheduler::{Decision, decide_root};
                 let id = uuid::Uuid::now_v7();
                 let now = $crate::store::now_ms();
                 let wf = &new.plan.workflow;
                 let dag = serde_json::to_string(wf)
                     .map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
                 let context = serde_json::Value::Object(new.context.clone()).to_string();
+                // Skipped roots store the initial context as their output:
+                // charged to max_execution_output_bytes like any output.
+                let skipping = wf
+                    .tasks
+                    .iter()
+                    .filter(|t| {
+                        t.dependencies.is_empty()
+                            && matches!(decide_root(t, new.context), Decision::Skip { .. })
+                    })
+                    .count() as u64;
+                let skipped_bytes = skipping.saturating_mul(context.len() as u64);
+                if skipped_bytes > new.limits.max_execution_output_bytes {
+                    return Err($crate::store::StoreError::Quota(format!(
+                        "tenant '{}': {skipping} root tasks of workflow '{}' would be skipped, each passing on the {}-byte initial context: {skipped_bytes} bytes of task output, over the max_execution_output_bytes limit of {}",
+                        new.tenant,
+                        wf.name,
+                        context.len(),
+                        new.limits.max_execution_output_bytes
+                    )));
+                }
                 let mut tx = self.begin_write().await?;
+                // Counted and inserted in one transaction, with the tenant's
+                // row locked on PostgreSQL (SQLite's write transaction
+                // excludes every other writer already): concurrent starts
+                // cannot overshoot max_queued_executions.
+                let tenant_row: Option<(String,)> = sqlx::query_as(Self::TENANT_LIMITS_SQL)
+                    .bind(new.tenant)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if tenant_row.is_none() {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotFound(format!(
+                        "tenant '{}' does not exist (create it with `culvert tenant create {}`)",
+                        new.tenant, new.tenant
+                    )));
+                }
+                let (queued,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(new.tenant)
+                .fetch_one(&mut *tx)
+                .await?;
+                if queued >= new.limits.max_queued_executions as i64 {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::Quota(format!(
+                        "tenant '{}' has {queued} unfinished executions, its max_queued_executions quota",
+                        new.tenant
+                    )));
+                }
                 sqlx::query(
-                    "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11)",
+                    "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at, output_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12)",
                 )
                 .bind(id)
                 .bind(new.tenant)
@@ -429,6 +426,7 @@ macro_rules! shared_execution_store {
                 .bind(&context)
                 .bind(wf.tasks.len() as i64)
                 .bind(now)
+                .bind(skipped_bytes as i64)
                 .execute(&mut *tx)
                 .await?;
                 let mut events: Vec<(Option<String>, &'static str, Option<String>)> =
@@ -449,7 +447,7 @@ macro_rules! shared_execution_store {
                                 Decision::Skip { reason, input } => {
                                     events.push((Some(t.id.clone()), "skipped", Some(reason.clone())));
                                     let out = serde_json::Value::Object(input.clone()).to_string();
-                                    skipped_roots.push((t.id.clone(), TaskStatus::Skipped, Some(input)));
+                                    skipped_roots.push(t.id.clone());
                                     rows.push((t, "skipped", None, None, Some(out), Some(reason), Some(now), None));
                                 }
                             }
@@ -473,13 +471,18 @@ macro_rules! shared_execution_store {
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
+                let mut finalize = false;
                 if !skipped_roots.is_empty() {
                     let (_, finished) =
-                        Self::propagate(&mut tx, new.plan, id, skipped_roots, now, &mut events).await?;
-                    Self::finalize(&mut tx, new.plan, id, finished, now, &mut events).await?;
+                        Self::propagate(&mut tx, new.plan, id, &skipped_roots, now, &mut events).await?;
+                    finalize = Self::finalize(&mut tx, id, finished, now).await?.0;
                 }
                 Self::insert_events(&mut tx, id, None, now, &events).await?;
                 tx.commit().await?;
+                if finalize {
+                    // Every root was skipped and nothing else is left.
+                    self.finalize_execution(uuid::Uuid::nil(), id).await?;
+                }
                 self.get_execution(None, id).await
             }
 
@@ -627,17 +630,17 @@ macro_rules! shared_execution_store {
                 // Tenant limits; on PostgreSQL this also locks the rows of
                 // the tenants being served, so that hosts claiming at once
                 // cannot both fill the same tenant's last slot.
-                let mut limits: HashMap<String, u32> = HashMap::new();
+                let mut limits: HashMap<String, std::sync::Arc<$crate::tenants::TenantLimits>> =
+                    HashMap::new();
                 for (tenant, _) in &ready {
                     let row: Option<(String,)> = sqlx::query_as(Self::TENANT_LIMITS_SQL)
                         .bind(tenant)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let max = row
+                    let parsed = row
                         .and_then(|(l,)| serde_json::from_str::<$crate::tenants::TenantLimits>(&l).ok())
-                        .unwrap_or_default()
-                        .max_concurrent_tasks;
-                    limits.insert(tenant.clone(), max);
+                        .unwrap_or_default();
+                    limits.insert(tenant.clone(), std::sync::Arc::new(parsed));
                 }
                 let running: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
                     "SELECT tenant, COUNT(*) FROM task_executions WHERE status = 'running' GROUP BY tenant",
@@ -651,7 +654,8 @@ macro_rules! shared_execution_store {
                     .iter()
                     .map(|(t, n)| {
                         let run = running.get(t).copied().unwrap_or(0);
-                        let room = (limits.get(t).copied().unwrap_or(64) as i64 - run).max(0);
+                        let max = limits.get(t).map(|l| l.max_concurrent_tasks).unwrap_or(64);
+                        let room = (max as i64 - run).max(0);
                         (t.clone(), run, (*n).min(room))
                     })
                     .filter(|(_, _, cap)| *cap > 0)
@@ -723,12 +727,13 @@ macro_rules! shared_execution_store {
                     .into_iter()
                     .map(|(execution_id, task_id, tenant, attempt, max_attempts, input, ready_at)| {
                         $crate::store::ClaimedTask {
+                            limits: limits.get(&tenant).cloned().unwrap_or_default(),
                             execution_id,
                             task_id,
                             tenant,
                             attempt: attempt as u32,
                             max_attempts: max_attempts as u32,
-                            input: input.unwrap_or_else(|| "{}".to_string()),
+                            input,
                             ready_at,
                             claimed_at: now,
                             claim_token: token,
@@ -750,11 +755,8 @@ macro_rules! shared_execution_store {
                 let (mut done, finished) =
                     Self::complete_in_tx(&mut tx, host, task, outcome, plan, &mut events).await?;
                 if done.accepted {
-                    let mut final_events = Vec::new();
-                    done.finished =
-                        Self::finalize(&mut tx, plan, task.execution_id, finished, now, &mut final_events)
-                            .await?;
-                    events.extend(final_events.into_iter().map(|(t, k, d)| (task.execution_id, t, k, d)));
+                    (done.finalize, done.finished) =
+                        Self::finalize(&mut tx, task.execution_id, finished, now).await?;
                 }
                 Self::insert_event_rows(&mut tx, Some(host), now, &events).await?;
                 tx.commit().await?;
@@ -803,14 +805,8 @@ macro_rules! shared_execution_store {
                 let mut per_execution: Vec<(uuid::Uuid, (i64, usize))> = per_execution.into_iter().collect();
                 per_execution.sort_by_key(|(id, _)| *id);
                 for (execution_id, (finished, last)) in per_execution {
-                    let plan = &batch[last].2;
-                    let mut final_events = Vec::new();
-                    let status =
-                        Self::finalize(&mut tx, plan, execution_id, finished, now, &mut final_events).await?;
-                    if status.is_some() {
-                        out[last].finished = status;
-                    }
-                    events.extend(final_events.into_iter().map(|(t, k, d)| (execution_id, t, k, d)));
+                    (out[last].finalize, out[last].finished) =
+                        Self::finalize(&mut tx, execution_id, finished, now).await?;
                 }
                 Self::insert_event_rows(&mut tx, Some(host), now, &events).await?;
                 tx.commit().await?;
@@ -850,7 +846,6 @@ macro_rules! shared_execution_store {
                 host: uuid::Uuid,
                 max_recoveries: u32,
             ) -> $crate::store::Result<Vec<$crate::store::Recovered>> {
-                use $crate::scheduler::TaskStatus;
                 let now = $crate::store::now_ms();
                 let mut tx = self.begin_write().await?;
                 let expired: Vec<(uuid::Uuid, String, i64, Option<uuid::Uuid>)> =
@@ -859,6 +854,7 @@ macro_rules! shared_execution_store {
                         .fetch_all(&mut *tx)
                         .await?;
                 let mut out = Vec::with_capacity(expired.len());
+                let mut to_finalize = Vec::new();
                 for (execution_id, task_id, recoveries, from_host) in expired {
                     let (exec_status,): (String,) =
                         sqlx::query_as("SELECT status FROM executions WHERE id = $1")
@@ -915,12 +911,14 @@ macro_rules! shared_execution_store {
                             &mut tx,
                             &plan,
                             execution_id,
-                            vec![(task_id.clone(), TaskStatus::Failed, None)],
+                            std::slice::from_ref(&task_id),
                             now,
                             &mut events,
                         )
                         .await?;
-                        Self::finalize(&mut tx, &plan, execution_id, finished, now, &mut events).await?;
+                        if Self::finalize(&mut tx, execution_id, finished, now).await?.0 {
+                            to_finalize.push(execution_id);
+                        }
                     } else {
                         // A recovery does not use up an attempt of the retry
                         // policy: the attempt never reported.
@@ -946,8 +944,200 @@ macro_rules! shared_execution_store {
                         gave_up,
                     });
                 }
+                // Finalisations whose host died (or ran out of memory)
+                // before it finished one: taken over, or given up on after
+                // MAX_FINALIZE_ATTEMPTS so that no host crash-loops on an
+                // execution's stored data.
+                let stuck: Vec<(uuid::Uuid, i64)> = sqlx::query_as(Self::FINALIZE_SWEEP_SQL)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (execution_id, attempts) in stuck {
+                    if attempts >= $crate::store::MAX_FINALIZE_ATTEMPTS {
+                        let message = format!(
+                            "finalize_failed: assembling the final context was started {attempts} times and never finished (a host died or ran out of memory); the execution is failed so that no host tries again"
+                        );
+                        sqlx::query(
+                            "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, finalize_lease_until = NULL WHERE id = $1 AND status IN ('pending', 'running')",
+                        )
+                        .bind(execution_id)
+                        .bind(&message)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        Self::insert_events(
+                            &mut tx,
+                            execution_id,
+                            Some(host),
+                            now,
+                            &[(None, "execution_failed", Some(message))],
+                        )
+                        .await?;
+                    } else {
+                        sqlx::query(
+                            "UPDATE executions SET finalize_attempts = finalize_attempts + 1, finalize_lease_until = $2 WHERE id = $1",
+                        )
+                        .bind(execution_id)
+                        .bind(now + $crate::store::FINALIZE_LEASE_MS)
+                        .execute(&mut *tx)
+                        .await?;
+                        to_finalize.push(execution_id);
+                    }
+                }
                 tx.commit().await?;
+                for id in to_finalize {
+                    self.finalize_execution(host, id).await?;
+                }
                 Ok(out)
+            }
+
+            async fn task_output(
+                &self,
+                execution_id: uuid::Uuid,
+                task_id: &str,
+            ) -> $crate::store::Result<($crate::scheduler::TaskStatus, Option<String>)> {
+                let row: Option<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT status, output FROM task_executions WHERE execution_id = $1 AND task_id = $2",
+                )
+                .bind(execution_id)
+                .bind(task_id)
+                .fetch_optional(self.pool())
+                .await?;
+                let (status, output) = row.ok_or_else(|| {
+                    $crate::store::StoreError::NotFound(format!(
+                        "task '{task_id}' of execution {execution_id} not found"
+                    ))
+                })?;
+                let status = $crate::scheduler::TaskStatus::parse(&status).ok_or_else(|| {
+                    $crate::store::StoreError::Other(format!("unknown task status '{status}'"))
+                })?;
+                Ok((status, output))
+            }
+
+            async fn finalize_execution(
+                &self,
+                host: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::Result<Option<$crate::scheduler::ExecutionStatus>> {
+                use $crate::scheduler::{BoundedMerge, ExecutionStatus};
+                // Everything up to the last statement reads through the
+                // pool, outside any write transaction.
+                let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
+                    "SELECT e.status, e.dag, e.tasks_remaining, t.limits FROM executions e LEFT JOIN tenants t ON t.name = e.tenant WHERE e.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+                let Some((status, dag, remaining, limits)) = row else {
+                    return Err($crate::store::StoreError::NotFound(format!("execution {id} not found")));
+                };
+                let status = ExecutionStatus::parse(&status).ok_or_else(|| {
+                    $crate::store::StoreError::Other(format!("unknown execution status '{status}'"))
+                })?;
+                if status.is_finished() {
+                    return Ok(Some(status));
+                }
+                if remaining > 0 {
+                    return Ok(None);
+                }
+                let limits: $crate::tenants::TenantLimits = limits
+                    .and_then(|l| serde_json::from_str(&l).ok())
+                    .unwrap_or_default();
+                let wf: $crate::metadata::WorkflowMeta = serde_json::from_str(&dag)
+                    .map_err(|e| $crate::store::StoreError::Other(format!("stored DAG: {e}")))?;
+                let plan = $crate::scheduler::ExecutionPlan::new(wf);
+                let failure: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT task_id, last_error_kind, last_error FROM task_executions WHERE execution_id = $1 AND status = 'failed' ORDER BY finished_at, task_id LIMIT 1",
+                )
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+                let mut error = failure.map(|(task, kind, error)| {
+                    format!(
+                        "task '{task}' failed: {}: {}",
+                        kind.as_deref().unwrap_or("error"),
+                        error.as_deref().unwrap_or("")
+                    )
+                });
+                // The leaves' outputs, one at a time: only the merge so far
+                // and one output are in memory, and the merge stops at the
+                // tenant's max_final_context_bytes.
+                let limit = limits.max_final_context_bytes.min(usize::MAX as u64) as usize;
+                let mut merge = BoundedMerge::new(limit);
+                let mut too_large = None;
+                for leaf in plan.leaves() {
+                    let (_, output) = self.task_output(id, &leaf.id).await?;
+                    let Some(text) = output else { continue };
+                    let leaf_id = leaf.id.clone();
+                    let (back, result) = tokio::task::spawn_blocking(move || {
+                        let result = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+                            Ok(map) => merge.add(&map, text.len()),
+                            Err(_) => Ok(()),
+                        };
+                        (merge, result)
+                    })
+                    .await
+                    .map_err(|e| $crate::store::StoreError::Other(format!("merging the final context: {e}")))?;
+                    merge = back;
+                    if let Err(e) = result {
+                        too_large = Some(format!(
+                            "context_too_large: the final context reached {} bytes when the output of task '{leaf_id}' was merged in, over the tenant's max_final_context_bytes of {}",
+                            e.size, e.limit
+                        ));
+                        break;
+                    }
+                }
+                let (status, output) = match too_large {
+                    Some(message) => {
+                        error = Some(match error {
+                            Some(first) => format!("{message}; {first}"),
+                            None => message,
+                        });
+                        (ExecutionStatus::Failed, None)
+                    }
+                    None => {
+                        let text = serde_json::to_string(&merge.finish())
+                            .map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
+                        let status = if error.is_some() {
+                            ExecutionStatus::Failed
+                        } else {
+                            ExecutionStatus::Completed
+                        };
+                        (status, Some(text))
+                    }
+                };
+                let now = $crate::store::now_ms();
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE executions SET status = $2, output = $3, error = $4, finished_at = $5, finalize_lease_until = NULL WHERE id = $1 AND status IN ('pending', 'running') AND tasks_remaining <= 0",
+                )
+                .bind(id)
+                .bind(status.as_str())
+                .bind(output)
+                .bind(error.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if done == 0 {
+                    // Another host finished it first, or it was cancelled.
+                    tx.rollback().await?;
+                    let (now_status,): (String,) =
+                        sqlx::query_as("SELECT status FROM executions WHERE id = $1")
+                            .bind(id)
+                            .fetch_one(self.pool())
+                            .await?;
+                    return Ok(ExecutionStatus::parse(&now_status).filter(|s| s.is_finished()));
+                }
+                let kind = if status == ExecutionStatus::Failed {
+                    "execution_failed"
+                } else {
+                    "execution_completed"
+                };
+                let host = (!host.is_nil()).then_some(host);
+                Self::insert_events(&mut tx, id, host, now, &[(None, kind, error)]).await?;
+                tx.commit().await?;
+                Ok(Some(status))
             }
 
             async fn cancel_execution(

@@ -32,6 +32,9 @@ impl SqliteStore {
     pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions SET status = 'running', claimed_by = $1, claim_token = $6, lease_expires_at = $2, attempt = attempt + 1, started_at = $3 WHERE rowid IN (SELECT rowid FROM task_executions WHERE status = 'ready' AND tenant = $5 AND next_run_at <= $3 AND ($7 IS NULL OR execution_id = $7) ORDER BY next_run_at LIMIT $4) RETURNING execution_id, task_id, tenant, attempt, max_attempts, input, ready_at";
     /// A tenant's limits. `$1` tenant.
     pub(crate) const TENANT_LIMITS_SQL: &'static str = "SELECT limits FROM tenants WHERE name = $1";
+    /// Executions whose last task finished but whose finalisation lease
+    /// expired (or was never taken). `$1` now.
+    pub(crate) const FINALIZE_SWEEP_SQL: &'static str = "SELECT id, finalize_attempts FROM executions WHERE status IN ('pending', 'running') AND tasks_remaining <= 0 AND (finalize_lease_until IS NULL OR finalize_lease_until < $1) ORDER BY id LIMIT 100";
     /// Tasks whose lease expired. `$1` now.
     pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100";
 

@@ -3,9 +3,22 @@
 //!
 //! - `ten`: a root, 8 parallel tasks, and a join: 10 tasks;
 //! - `fanout1000`: a root and 1,000 parallel tasks;
-//! - `chain200`: 200 tasks in a line.
+//! - `chain200`: 200 tasks in a line;
 //!
-//! Every task returns its input context unchanged.
+//! and the data-plane attacks of a hostile tenant (each task stays inside
+//! every per-call limit; the harm is in what the host does with the
+//! results):
+//!
+//! - `bloat`: 64 independent leaves `l0`..`l63`, each returning a string of
+//!   `bytes` bytes (from the initial context) under its own key: the final
+//!   context is their merge;
+//! - `bloat_join`: the same leaves and a `join` that depends on all of
+//!   them: its input is their merge;
+//! - `ints_join`: roots `a` and `b` each return `ints` distinct integers
+//!   under the key `xs`, and `join` depends on both: a merge that is
+//!   quadratic if arrays are unioned by scanning.
+//!
+//! Every other task returns its input context unchanged.
 
 use culvert_sdk::bindings::culvert::plugin::types::{
     AttemptInfo, Backoff, Capabilities, PackageInfo, RetryOn, RetryPolicy, TaskError, TaskSpec,
@@ -59,6 +72,17 @@ impl metadata::Guest for Shapes {
         for i in 1..200 {
             chain.push(spec(format!("c{i}"), vec![format!("c{}", i - 1)]));
         }
+        let leaves: Vec<TaskSpec> = (0..64).map(|i| spec(format!("l{i}"), vec![])).collect();
+        let mut bloat_join = leaves.clone();
+        bloat_join.push(spec(
+            "join".into(),
+            (0..64).map(|i| format!("l{i}")).collect(),
+        ));
+        let ints_join = vec![
+            spec("a".into(), vec![]),
+            spec("b".into(), vec![]),
+            spec("join".into(), vec!["a".into(), "b".into()]),
+        ];
         PackageInfo {
             name: "shapes".into(),
             version: "0.1.0".into(),
@@ -70,6 +94,9 @@ impl metadata::Guest for Shapes {
                 workflow("ten", ten),
                 workflow("fanout1000", fan),
                 workflow("chain200", chain),
+                workflow("bloat", leaves),
+                workflow("bloat_join", bloat_join),
+                workflow("ints_join", ints_join),
             ],
             capabilities: Capabilities {
                 env: Vec::new(),
@@ -84,13 +111,40 @@ impl metadata::Guest for Shapes {
 
 impl task::Guest for Shapes {
     fn run(
-        _workflow: String,
-        _task: String,
+        workflow: String,
+        task: String,
         context_json: String,
         _attempt: AttemptInfo,
     ) -> Result<String, TaskError> {
-        Ok(context_json)
+        Ok(match (workflow.as_str(), task.as_str()) {
+            ("bloat" | "bloat_join", leaf) if leaf != "join" => {
+                let n = number(&context_json, "bytes");
+                format!("{{\"{leaf}\":\"{}\"}}", "x".repeat(n))
+            }
+            ("ints_join", side @ ("a" | "b")) => {
+                let n = number(&context_json, "ints");
+                let start = if side == "a" { 0 } else { n };
+                let items: Vec<String> = (start..start + n).map(|i| i.to_string()).collect();
+                format!("{{\"xs\":[{}]}}", items.join(","))
+            }
+            _ => context_json,
+        })
     }
+}
+
+/// The unsigned integer under `"key":` in a flat JSON object, or 0.
+fn number(json: &str, key: &str) -> usize {
+    let pattern = format!("\"{key}\":");
+    json.find(&pattern)
+        .map(|at| {
+            json[at + pattern.len()..]
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(0)
 }
 
 culvert_sdk::bindings::export!(Shapes with_types_in culvert_sdk::bindings);
