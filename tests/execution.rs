@@ -67,6 +67,7 @@ culvert_tests::both_backends!(
     executions_stay_pinned_to_their_version,
     bad_input_creates_nothing,
     the_event_log_tells_the_story,
+    finalisations_are_taken_over_then_given_up,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -459,4 +460,60 @@ async fn the_event_log_tells_the_story(db: Db) {
         ]
     );
     r.shutdown().await;
+}
+
+/// Recovery cannot crash-loop: an execution whose last task finished but
+/// whose finalisation never finished (its host died, or ran out of memory
+/// assembling the final context) is taken over by the recovery sweep while
+/// tries remain, and failed (`finalize_failed`) once
+/// `MAX_FINALIZE_ATTEMPTS` were used, without merging anything.
+async fn finalisations_are_taken_over_then_given_up(db: Db) {
+    use culvert_tests::execute_for_id;
+    let db = TestDb::new(db).await;
+    // No executor: the sweep below is the only thing that acts.
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::HELLO))
+        .await
+        .unwrap();
+    let start = || r.start_execution("public", "hello", None, ctx(json!({})));
+    let (doomed, resumed) = (start().await.unwrap().id, start().await.unwrap().id);
+    for id in [doomed, resumed] {
+        execute_for_id(
+            &db,
+            "UPDATE task_executions SET status = 'completed', output = '{\"greeting\":\"hi\"}' WHERE execution_id = $1",
+            id,
+        )
+        .await;
+        // The last completion took the lease; its host died right after.
+        execute_for_id(
+            &db,
+            "UPDATE executions SET status = 'running', tasks_remaining = 0, finalize_attempts = 1, finalize_lease_until = 0 WHERE id = $1",
+            id,
+        )
+        .await;
+    }
+    execute_for_id(
+        &db,
+        "UPDATE executions SET finalize_attempts = 3 WHERE id = $1",
+        doomed,
+    )
+    .await;
+    let host = uuid::Uuid::now_v7();
+    r.store().recover_expired(host, 3).await.unwrap();
+
+    let row = r.store().get_execution(None, resumed).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Completed, "{:?}", row.error);
+    assert_eq!(row.output.unwrap()["greeting"], "hi");
+
+    let row = r.store().get_execution(None, doomed).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Failed);
+    let error = row.error.unwrap_or_default();
+    assert!(error.starts_with("finalize_failed"), "{error}");
+    assert!(row.output.is_none());
+    let events = r.store().execution_events(doomed).await.unwrap();
+    assert_eq!(events.last().unwrap().kind, "execution_failed");
+    // Nothing is left for a later sweep (or a restarted host) to retry.
+    r.store().recover_expired(host, 3).await.unwrap();
+    let again = r.store().execution_events(doomed).await.unwrap();
+    assert_eq!(again.len(), events.len());
 }

@@ -681,6 +681,10 @@ pub async fn tenants(
         max_memory_bytes: 32 << 20,
         max_concurrent_tasks: hostile_slots.max(1),
         max_cpu_cores: hostile_cpu,
+        // The data-plane attacks, scaled down: 64 leaves of 64 KiB against
+        // 1 MiB limits on a merged input and on the final context.
+        max_context_bytes: 1 << 20,
+        max_final_context_bytes: 1 << 20,
         ..crate::TenantLimits::default()
     };
     runner
@@ -692,6 +696,9 @@ pub async fn tenants(
         .await?;
     runner
         .register_package("evil", &packages.read("sandbox_probe")?)
+        .await?;
+    runner
+        .register_package("evil", &packages.read("shapes")?)
         .await?;
     runner.start_executor();
     good_tenant_phase(&runner, 20).await?; // warm up
@@ -715,16 +722,25 @@ pub async fn tenants(
             tokio::spawn(async move {
                 // A second handle on the same database keeps the hostile
                 // queue full: the `probe` workflow runs every sandbox attack
-                // at once.
+                // at once; `bloat`, `bloat_join` and `ints_join` attack the
+                // data the host merges around the sandbox (an oversized
+                // final context, an oversized fan-in, a merge that was
+                // quadratic).
                 let r = Runner::open(bench_config(&url, &attacker_cache))
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let mut rounds = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     if store.count_unfinished("evil").await? < 3 {
-                        for workflow in ["probe", "spin"] {
-                            r.start_execution("evil", workflow, None, serde_json::Map::new())
-                                .await?;
+                        for (workflow, context) in [
+                            ("probe", json!({})),
+                            ("spin", json!({})),
+                            ("bloat", json!({"bytes": 65536})),
+                            ("bloat_join", json!({"bytes": 65536})),
+                            ("ints_join", json!({"ints": 150_000})),
+                        ] {
+                            let context = context.as_object().cloned().unwrap_or_default();
+                            r.start_execution("evil", workflow, None, context).await?;
                         }
                         rounds += 1;
                     }

@@ -149,6 +149,21 @@ impl Drop for TestDb {
     }
 }
 
+/// Run one SQL statement with `id` bound to `$1`, as a foreign writer or a
+/// crash might leave the database.
+pub async fn execute_for_id(db: &TestDb, sql: &'static str, id: uuid::Uuid) {
+    match db.kind {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(sql).bind(id).execute(&pool).await.unwrap();
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(sql).bind(id).execute(&pool).await.unwrap();
+        }
+    }
+}
+
 /// `bytes` with a custom section appended: a different content hash, the
 /// same behaviour.
 pub fn with_custom_section(bytes: &[u8], payload: &str) -> Vec<u8> {
