@@ -139,6 +139,20 @@ type Pending = (
     tokio::sync::oneshot::Sender<Result<Completion, StoreError>>,
 );
 
+/// The output bytes one group commit stores before it stops taking more
+/// completions.
+const RECORD_BATCH_BYTES: usize = 4 << 20;
+
+/// The bytes an outcome stores (its output as compact JSON).
+fn stored_bytes(outcome: &TaskOutcome) -> usize {
+    match outcome {
+        TaskOutcome::Succeeded { output } | TaskOutcome::Skipped { output, .. } => {
+            crate::scheduler::json_len(output)
+        }
+        TaskOutcome::Failed { message, .. } => message.len(),
+    }
+}
+
 /// Compiled code and metadata of one content hash.
 type PackageEntry = (Arc<Compiled>, Arc<PackageMetadata>);
 
@@ -412,10 +426,17 @@ impl Executor {
     /// bad completion cannot hold back the others.
     async fn record_loop(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
         while let Some(first) = rx.recv().await {
+            // A batch also stops once its outputs add up to
+            // RECORD_BATCH_BYTES, so that storing them holds the write
+            // transaction for a bounded time (that much plus one output).
+            let mut bytes = stored_bytes(&first.1);
             let mut batch = vec![first];
-            while batch.len() < 64 {
+            while batch.len() < 64 && bytes < RECORD_BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(p) => {
+                        bytes += stored_bytes(&p.1);
+                        batch.push(p);
+                    }
                     Err(_) => break,
                 }
             }
