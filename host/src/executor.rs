@@ -30,10 +30,11 @@ use crate::loader::PackageLoader;
 use crate::metadata::{PackageMetadata, RetryOn, RetryPolicy, TaskMeta};
 use crate::registry::Registry;
 use crate::sandbox::{CallLabels, CancelFlag, SandboxLimits};
-use crate::scheduler::{BoundedMerge, Decision, DepState, ExecutionPlan, decide};
+use crate::scheduler::{Decision, ExecutionPlan, decide};
+use crate::store::executions::merge_outputs;
 use crate::store::{ClaimedTask, Completion, Store, StoreError, TaskOutcome, now_ms};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -779,10 +780,10 @@ impl Executor {
         self.running.lock().expect("executor lock").remove(&key);
     }
 
-    /// The input of a task with dependencies: their outputs merged one at
-    /// a time (only the merge so far and one output in memory, the merge on
-    /// a blocking thread, no write transaction open), stopping at the
-    /// tenant's `max_context_bytes`. Then its trigger rule decides: `Ok`
+    /// The input of a task with dependencies: their outputs merged a chunk
+    /// at a time ([`merge_outputs`]: only the merge so far and one chunk in
+    /// memory, the merge on a blocking thread, no write transaction open),
+    /// stopping at the tenant's `max_context_bytes`. Then its trigger rule decides: `Ok`
     /// with the input to run with, or `Err` with the outcome to record (a
     /// skip, or a failure).
     async fn merged_input(
@@ -796,45 +797,23 @@ impl Executor {
             message,
         };
         let limit = task.limits.max_context_bytes.min(usize::MAX as u64) as usize;
-        let mut merge = BoundedMerge::new(limit);
-        let mut deps = Vec::with_capacity(meta.dependencies.len());
-        for dep in &meta.dependencies {
-            let (status, output) = self
-                .store
-                .task_output(task.execution_id, dep)
-                .await
-                .map_err(|e| {
-                    host_failure(format!("reading the output of dependency '{dep}': {e}"))
-                })?;
-            deps.push(DepState {
-                task_id: dep.clone(),
-                status,
-            });
-            let Some(text) = output else { continue };
-            let (back, result) = tokio::task::spawn_blocking(move || {
-                // An output this host cannot parse was stored by no
-                // version of it; it is left out, as a failed task's is.
-                let result = match serde_json::from_str::<Map<String, Value>>(&text) {
-                    Ok(map) => merge.add(&map, text.len()),
-                    Err(_) => Ok(()),
-                };
-                (merge, result)
-            })
-            .await
-            .map_err(|e| host_failure(format!("merging the input: {e}")))?;
-            merge = back;
-            if let Err(e) = result {
-                return Err(TaskOutcome::Failed {
-                    kind: FailureKind::ContextTooLarge,
-                    message: format!(
-                        "task '{}': its input context, merged from its dependencies' outputs, reached {} bytes when the output of '{dep}' was merged in, over the tenant's max_context_bytes of {}",
-                        task.task_id, e.size, e.limit
-                    ),
-                    retry_at: None,
-                });
-            }
-        }
-        match decide(meta, &deps, merge.finish()) {
+        let found = merge_outputs(
+            self.store.as_ref(),
+            task.execution_id,
+            &meta.dependencies,
+            limit,
+        )
+        .await
+        .map_err(|e| host_failure(format!("reading its dependencies' outputs: {e}")))?;
+        let input = found.merged.map_err(|(e, dep)| TaskOutcome::Failed {
+            kind: FailureKind::ContextTooLarge,
+            message: format!(
+                "task '{}': its input context, merged from its dependencies' outputs, reached {} bytes when the output of '{dep}' was merged in, over the tenant's max_context_bytes of {}",
+                task.task_id, e.size, e.limit
+            ),
+            retry_at: None,
+        })?;
+        match decide(meta, &found.states, input) {
             Decision::Run { input } => Ok(Value::Object(input).to_string()),
             Decision::Skip { reason, input } => Err(TaskOutcome::Skipped {
                 reason,

@@ -2,11 +2,14 @@
 //! [`ExecutionStore`] trait whose calls are each one transaction.
 
 use crate::invoke::FailureKind;
-use crate::scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
+use crate::scheduler::{
+    BoundedMerge, ContextTooLarge, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
+};
 use crate::tenants::TenantLimits;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -312,13 +315,22 @@ pub trait ExecutionStore: Send + Sync {
     /// fails the execution after [`MAX_FINALIZE_ATTEMPTS`].
     async fn recover_expired(&self, host: Uuid, max_recoveries: u32) -> Result<Vec<Recovered>>;
 
-    /// The status and stored output (JSON) of one task, read outside any
-    /// write transaction.
-    async fn task_output(
+    /// The status and the stored output's length (in characters) of each
+    /// task of `ids` (at most 500) that exists, read outside any write
+    /// transaction.
+    async fn task_states(
         &self,
         execution_id: Uuid,
-        task_id: &str,
-    ) -> Result<(TaskStatus, Option<String>)>;
+        ids: &[String],
+    ) -> Result<Vec<(String, TaskStatus, Option<i64>)>>;
+
+    /// The stored outputs (JSON) of the tasks of `ids` (at most 500) that
+    /// have one, read outside any write transaction.
+    async fn task_outputs(
+        &self,
+        execution_id: Uuid,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>>;
 
     /// Finish an execution whose last task finished: merge its leaves'
     /// outputs one at a time (outside any write transaction, bounded by the
@@ -342,4 +354,100 @@ pub trait ExecutionStore: Send + Sync {
 /// Parse a stored JSON text column.
 pub(crate) fn json_column(text: Option<String>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Stored outputs read per query by [`merge_outputs`]: at most this many
+/// characters (plus one larger output on its own), or 500 tasks.
+const MERGE_CHUNK_CHARS: i64 = 1 << 20;
+
+/// What [`merge_outputs`] found.
+#[derive(Debug)]
+pub struct MergedOutputs {
+    /// The tasks' statuses, in the order asked for (a task with no row
+    /// counts as failed).
+    pub states: Vec<DepState>,
+    /// Their outputs merged in that order, or the limit that stopped the
+    /// merge and the task whose output took it over.
+    pub merged: std::result::Result<Map<String, Value>, (ContextTooLarge, String)>,
+}
+
+/// Merge the stored outputs of the tasks `ids` of `execution_id`, in that
+/// order, never past `limit` bytes, outside any write transaction: outputs
+/// are read a chunk at a time ([`MERGE_CHUNK_CHARS`]) and parsed and merged
+/// on a blocking thread, so only the merge so far and one chunk are in
+/// memory. An output that is not a JSON object is left out, as a failed
+/// task's (missing) output is.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn merge_outputs<S: ExecutionStore + ?Sized>(
+    store: &S,
+    execution_id: Uuid,
+    ids: &[String],
+    limit: usize,
+) -> Result<MergedOutputs> {
+    let mut found: HashMap<String, (TaskStatus, Option<i64>)> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        for (id, status, len) in store.task_states(execution_id, chunk).await? {
+            found.insert(id, (status, len));
+        }
+    }
+    let states = ids
+        .iter()
+        .map(|id| DepState {
+            task_id: id.clone(),
+            status: found.get(id).map(|f| f.0).unwrap_or(TaskStatus::Failed),
+        })
+        .collect();
+    let mut merge = BoundedMerge::new(limit);
+    let mut with_output: Vec<(String, i64)> = Vec::new();
+    for id in ids {
+        if let Some((_, Some(len))) = found.get(id) {
+            with_output.push((id.clone(), *len));
+        }
+    }
+    let mut next = 0;
+    while next < with_output.len() {
+        let mut batch = Vec::new();
+        let mut chars = 0;
+        while let Some((id, len)) = with_output.get(next) {
+            if !batch.is_empty() && (batch.len() >= 500 || chars + len > MERGE_CHUNK_CHARS) {
+                break;
+            }
+            chars += len;
+            batch.push(id.clone());
+            next += 1;
+        }
+        let outputs: HashMap<String, String> = store
+            .task_outputs(execution_id, &batch)
+            .await?
+            .into_iter()
+            .collect();
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            for id in batch {
+                let Some(text) = outputs.get(&id) else {
+                    continue;
+                };
+                if let Ok(map) = serde_json::from_str::<Map<String, Value>>(text)
+                    && let Err(e) = merge.add(&map, text.len())
+                {
+                    return (merge, Err((e, id)));
+                }
+            }
+            (merge, Ok(()))
+        })
+        .await
+        .map_err(|e| super::StoreError::Other(format!("merging task outputs: {e}")))?;
+        merge = back;
+        if let Err(stopped) = result {
+            return Ok(MergedOutputs {
+                states,
+                merged: Err(stopped),
+            });
+        }
+    }
+    Ok(MergedOutputs {
+        states,
+        merged: Ok(merge.finish()),
+    })
 }

@@ -991,27 +991,55 @@ macro_rules! shared_execution_store {
                 Ok(out)
             }
 
-            async fn task_output(
+            async fn task_states(
                 &self,
                 execution_id: uuid::Uuid,
-                task_id: &str,
-            ) -> $crate::store::Result<($crate::scheduler::TaskStatus, Option<String>)> {
-                let row: Option<(String, Option<String>)> = sqlx::query_as(
-                    "SELECT status, output FROM task_executions WHERE execution_id = $1 AND task_id = $2",
-                )
-                .bind(execution_id)
-                .bind(task_id)
-                .fetch_optional(self.pool())
-                .await?;
-                let (status, output) = row.ok_or_else(|| {
-                    $crate::store::StoreError::NotFound(format!(
-                        "task '{task_id}' of execution {execution_id} not found"
-                    ))
-                })?;
-                let status = $crate::scheduler::TaskStatus::parse(&status).ok_or_else(|| {
-                    $crate::store::StoreError::Other(format!("unknown task status '{status}'"))
-                })?;
-                Ok((status, output))
+                ids: &[String],
+            ) -> $crate::store::Result<Vec<(String, $crate::scheduler::TaskStatus, Option<i64>)>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT task_id, status, CAST(LENGTH(output) AS BIGINT) FROM task_executions WHERE execution_id = ",
+                );
+                qb.push_bind(execution_id);
+                qb.push(" AND task_id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(id.clone());
+                }
+                qb.push(")");
+                let rows: Vec<(String, String, Option<i64>)> =
+                    qb.build_query_as().fetch_all(self.pool()).await?;
+                rows.into_iter()
+                    .map(|(id, status, len)| {
+                        let status = $crate::scheduler::TaskStatus::parse(&status).ok_or_else(|| {
+                            $crate::store::StoreError::Other(format!("unknown task status '{status}'"))
+                        })?;
+                        Ok((id, status, len))
+                    })
+                    .collect()
+            }
+
+            async fn task_outputs(
+                &self,
+                execution_id: uuid::Uuid,
+                ids: &[String],
+            ) -> $crate::store::Result<Vec<(String, String)>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT task_id, output FROM task_executions WHERE output IS NOT NULL AND execution_id = ",
+                );
+                qb.push_bind(execution_id);
+                qb.push(" AND task_id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(id.clone());
+                }
+                qb.push(")");
+                Ok(qb.build_query_as().fetch_all(self.pool()).await?)
             }
 
             async fn finalize_execution(
@@ -1019,7 +1047,7 @@ macro_rules! shared_execution_store {
                 host: uuid::Uuid,
                 id: uuid::Uuid,
             ) -> $crate::store::Result<Option<$crate::scheduler::ExecutionStatus>> {
-                use $crate::scheduler::{BoundedMerge, ExecutionStatus};
+                use $crate::scheduler::ExecutionStatus;
                 // Everything up to the last statement reads through the
                 // pool, outside any write transaction.
                 let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
@@ -1059,34 +1087,22 @@ macro_rules! shared_execution_store {
                         error.as_deref().unwrap_or("")
                     )
                 });
-                // The leaves' outputs, one at a time: only the merge so far
-                // and one output are in memory, and the merge stops at the
-                // tenant's max_final_context_bytes.
+                // The leaves' outputs, a chunk at a time: only the merge
+                // so far and one chunk are in memory, and the merge stops at
+                // the tenant's max_final_context_bytes.
                 let limit = limits.max_final_context_bytes.min(usize::MAX as u64) as usize;
-                let mut merge = BoundedMerge::new(limit);
-                let mut too_large = None;
-                for leaf in plan.leaves() {
-                    let (_, output) = self.task_output(id, &leaf.id).await?;
-                    let Some(text) = output else { continue };
-                    let leaf_id = leaf.id.clone();
-                    let (back, result) = tokio::task::spawn_blocking(move || {
-                        let result = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
-                            Ok(map) => merge.add(&map, text.len()),
-                            Err(_) => Ok(()),
-                        };
-                        (merge, result)
-                    })
-                    .await
-                    .map_err(|e| $crate::store::StoreError::Other(format!("merging the final context: {e}")))?;
-                    merge = back;
-                    if let Err(e) = result {
-                        too_large = Some(format!(
+                let leaves: Vec<String> = plan.leaves().map(|t| t.id.clone()).collect();
+                let merged = $crate::store::executions::merge_outputs(self, id, &leaves, limit).await?.merged;
+                let (merged, too_large) = match merged {
+                    Ok(map) => (map, None),
+                    Err((e, leaf_id)) => (
+                        serde_json::Map::new(),
+                        Some(format!(
                             "context_too_large: the final context reached {} bytes when the output of task '{leaf_id}' was merged in, over the tenant's max_final_context_bytes of {}",
                             e.size, e.limit
-                        ));
-                        break;
-                    }
-                }
+                        )),
+                    ),
+                };
                 let (status, output) = match too_large {
                     Some(message) => {
                         error = Some(match error {
@@ -1096,7 +1112,7 @@ macro_rules! shared_execution_store {
                         (ExecutionStatus::Failed, None)
                     }
                     None => {
-                        let text = serde_json::to_string(&merge.finish())
+                        let text = serde_json::to_string(&merged)
                             .map_err(|e| $crate::store::StoreError::Other(e.to_string()))?;
                         let status = if error.is_some() {
                             ExecutionStatus::Failed
