@@ -545,3 +545,97 @@ async fn tenant_and_grant_commands_speak_json() {
     assert_ne!(code, 0);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// Run `culvert` with `args`, killing it and failing the test if it has
+/// not exited within `limit` (a command that blocks must fail the test,
+/// not hang it).
+fn run_cli_within(db: &TestDb, args: &[&str], limit: Duration) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = culvert(db)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run culvert");
+    // Drain both pipes as the command writes, so a long output cannot
+    // block it.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).to_string()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`culvert {}` did not finish within {limit:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code().unwrap_or(-1),
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
+    )
+}
+
+/// `executions show` of a 10,000-task execution (the metadata limit): the
+/// `chain10000` chain of `shapes`, declared last task first, shown in
+/// dependency order, as text and as JSON.
+///
+/// The bound is generous on purpose. The quadratic ordering this replaced
+/// (a sweep over the tasks per chain link, then a linear search per task
+/// while sorting) took about 33 s per `show` of this execution in a debug
+/// build; the linear one takes about 0.2 s. 10 s leaves room for a loaded
+/// machine and still fails the quadratic version.
+#[tokio::test]
+async fn showing_a_10000_task_execution_is_fast() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::SHAPES]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_cli(&db, &["run", "chain10000"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_string();
+    let expected: Vec<String> = (0..10_000).map(|i| format!("c{i}")).collect();
+    for json in [false, true] {
+        let mut args = vec!["executions", "show", id.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let started = Instant::now();
+        let (code, out, err) = run_cli_within(&db, &args, Duration::from_secs(120));
+        let took = started.elapsed();
+        assert_eq!(code, 0, "{err}");
+        let shown: Vec<String> = if json {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            v["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect()
+        } else {
+            out.lines()
+                .skip(2) // the header and the column names
+                .take(10_000)
+                .map(|l| l.split_whitespace().next().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(shown, expected, "json: {json}");
+        assert!(
+            took < Duration::from_secs(10),
+            "show (json: {json}) took {took:?}"
+        );
+    }
+}

@@ -3,7 +3,10 @@
 //!
 //! - `ten`: a root, 8 parallel tasks, and a join: 10 tasks;
 //! - `fanout1000`: a root and 1,000 parallel tasks;
-//! - `chain200`: 200 tasks in a line.
+//! - `chain200`: 200 tasks in a line;
+//! - `chain10000`: 10,000 tasks in a line (the metadata limit), declared
+//!   last task first: the worst declaration order for a naive topological
+//!   sort, and the shape of `executions show`'s speed test.
 //!
 //! Every task returns its input context unchanged.
 
@@ -59,6 +62,18 @@ impl metadata::Guest for Shapes {
         for i in 1..200 {
             chain.push(spec(format!("c{i}"), vec![format!("c{}", i - 1)]));
         }
+        // c9999 <- c9998 <- ... <- c0, listed from c9999 down.
+        let long: Vec<TaskSpec> = (0..10_000)
+            .rev()
+            .map(|i| {
+                let deps = if i == 0 {
+                    vec![]
+                } else {
+                    vec![format!("c{}", i - 1)]
+                };
+                spec(format!("c{i}"), deps)
+            })
+            .collect();
         PackageInfo {
             name: "shapes".into(),
             version: "0.1.0".into(),
@@ -70,6 +85,7 @@ impl metadata::Guest for Shapes {
                 workflow("ten", ten),
                 workflow("fanout1000", fan),
                 workflow("chain200", chain),
+                workflow("chain10000", long),
             ],
             capabilities: Capabilities {
                 env: Vec::new(),
