@@ -3,6 +3,7 @@
 //! Every command prints plain text by default and one JSON document with
 //! `--json`. Errors are one line on stderr and a non-zero exit code.
 
+use crate::files;
 use crate::loader::LoadedPackage;
 use crate::metadata::{Condition, PackageMetadata, RetryPolicy, TriggerRule};
 use crate::scheduler::{ExecutionStatus, TaskStatus};
@@ -546,9 +547,35 @@ fn local_loader(global: &GlobalArgs) -> anyhow::Result<PackageLoader> {
     Ok(PackageLoader::new(Arc::new(cache), LoaderConfig::default()))
 }
 
-/// Read a package file, with an error that names it.
+/// Read a package file, with an error that names it. Only a regular file
+/// (or a link to one) is read, and only up to the loader's size limit plus
+/// one byte: a FIFO, a directory or a device is refused without blocking,
+/// and `/dev/zero` or a huge file cannot exhaust memory.
 fn read_package(file: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+    let limit = LoaderConfig::default().max_component_bytes as u64;
+    let (handle, meta) = files::open_regular(file, files::Links::Follow).map_err(|e| match e {
+        files::OpenError::Io(e) => anyhow::anyhow!("cannot read {}: {e}", file.display()),
+        other => anyhow::anyhow!(
+            "cannot read {}: {other}; give the path of a package file (a .wasm component)",
+            file.display()
+        ),
+    })?;
+    let too_large = |size: String| {
+        anyhow::anyhow!(
+            "cannot read {}: it is {size} bytes, over the package size limit of {limit} bytes",
+            file.display()
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_large(meta.len().to_string()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    let read = files::read_bounded(handle, limit, &mut bytes)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if read > limit {
+        return Err(too_large(format!("more than {limit}")));
+    }
+    Ok(bytes)
 }
 
 async fn inspect(global: &GlobalArgs, file: &Path, format: Format) -> anyhow::Result<i32> {

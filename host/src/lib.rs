@@ -27,6 +27,7 @@
 //! - [`tenants`]: isolation, quotas and capability grants.
 //! - [`runner`]: the embedding API, [`Runner`].
 //! - [`cli`] and [`bench`]: the `culvert` command line and its benchmarks.
+//! - [`files`]: reading files that may not be regular.
 
 #![deny(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod cache;
 pub mod cli;
 pub mod engine;
 pub mod executor;
+pub mod files;
 pub mod invoke;
 pub mod loader;
 pub mod metadata;

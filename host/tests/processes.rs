@@ -590,6 +590,64 @@ fn run_cli_within(db: &TestDb, args: &[&str], limit: Duration) -> (i32, String, 
     )
 }
 
+/// `package add`, `exec` and `package inspect` read only regular files, up
+/// to the package size limit: a character device (`/dev/zero`, directly or
+/// through a link), a FIFO and a directory are refused at once, naming the
+/// path and what it is, and a 2 GiB (sparse) file is refused by its size.
+/// Before this, `/dev/zero` was read until the process ran out of memory
+/// and opening the FIFO blocked forever.
+#[tokio::test]
+async fn package_commands_refuse_what_is_not_a_regular_file() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let fifo = db.dir().join("package.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let dir = db.dir().join("folder.wasm");
+    std::fs::create_dir(&dir).unwrap();
+    let link = db.dir().join("zero.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let huge = db.dir().join("huge.wasm");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let cases = [
+        (
+            "/dev/zero".to_string(),
+            "is a character device, not a regular file",
+        ),
+        (path(&link), "is a character device, not a regular file"),
+        (path(&fifo), "is a FIFO (named pipe), not a regular file"),
+        (path(&dir), "is a directory, not a regular file"),
+        (
+            path(&huge),
+            "is 2147483648 bytes, over the package size limit of 33554432 bytes",
+        ),
+    ];
+    for (file, what) in &cases {
+        for args in [
+            vec!["package", "add", file],
+            vec!["exec", file, "--workflow", "w"],
+            vec!["package", "inspect", file],
+        ] {
+            let (code, out, err) = run_cli_within(&db, &args, Duration::from_secs(20));
+            assert_eq!(code, 1, "{args:?}: {err}");
+            assert!(out.is_empty(), "{args:?} printed {out}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+            assert!(
+                err.starts_with(&format!("error: cannot read {file}: it {what}")),
+                "{args:?}: {err}"
+            );
+            if !what.contains("size limit") {
+                assert!(err.contains("give the path of a package file"), "{err}");
+            }
+        }
+    }
+    let (_, out, _) = run_cli(&db, &["package", "list", "--json"]);
+    assert_eq!(out.trim(), "[]");
+}
+
 /// `executions show` of a 10,000-task execution (the metadata limit): the
 /// `chain10000` chain of `shapes`, declared last task first, shown in
 /// dependency order, as text and as JSON.
