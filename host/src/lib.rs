@@ -27,7 +27,8 @@
 //! - [`tenants`]: isolation, quotas and capability grants.
 //! - [`runner`]: the embedding API, [`Runner`].
 //! - [`cli`] and [`bench`]: the `culvert` command line and its benchmarks.
-//! - [`files`]: reading files that may not be regular.
+//! - [`files`] and [`guest_text`]: reading files that may not be regular,
+//!   and escaping guest text before it is logged.
 
 #![deny(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod engine;
 pub mod executor;
 pub mod files;
+pub mod guest_text;
 pub mod invoke;
 pub mod loader;
 pub mod metadata;

@@ -697,3 +697,80 @@ async fn showing_a_10000_task_execution_is_fast() {
         );
     }
 }
+
+/// Guest text cannot forge lines of the host's log. The probe's `forge`
+/// workflow writes, in a log record (message, field name, field value), on
+/// stdout, on stderr, in a task error and in a panic message, a newline or
+/// carriage return followed by a line dressed as the host's, with escape
+/// sequences, a bidi override and U+2028. Run by `culvert exec` with every
+/// `info` line logged, as text and as JSON: each piece reaches the log,
+/// escaped; no line of the log (or of the printed task table) starts with
+/// the forged text or holds a raw control character, and every JSON log
+/// line parses.
+#[tokio::test]
+async fn guest_text_cannot_forge_log_lines() {
+    const FORGED: &str = "2099-01-01T00:00:00Z ERROR culvert::executor: FORGED";
+    let db = TestDb::new(Db::Sqlite).await;
+    let pieces = [
+        "by a log message",
+        "after a CR",
+        "by a field name",
+        "by a field value",
+        "by stdout",
+        "after U+2028",
+        "by stderr",
+        "by a task error",
+        "by a panic",
+    ];
+    let raw = ['\r', '\x1b', '\x07', '\x0b', '\x0c', '\u{2028}', '\u{202e}'];
+    for format in ["text", "json"] {
+        let out = culvert(&db)
+            .env("CULVERT_LOG", "info")
+            .env("CULVERT_LOG_FORMAT", format)
+            .args(["exec", artifacts::SANDBOX_PROBE, "--workflow", "forge"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(culvert::cli::EXIT_WORKFLOW_FAILED),
+            "{log}"
+        );
+        let mut messages = String::new();
+        for line in log.split('\n').filter(|l| !l.is_empty()) {
+            assert!(!line.starts_with(FORGED), "{format}: a forged line: {line}");
+            assert!(!line.contains(raw), "{format}: a raw control: {line:?}");
+            if format == "json" {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                messages.push_str(&v["fields"].to_string());
+            } else {
+                messages.push_str(line);
+            }
+            messages.push('\n');
+        }
+        // In JSON the escapes are themselves JSON-escaped.
+        let escaped_newline = if format == "json" { "\\\\n" } else { "\\n" };
+        for piece in pieces {
+            assert!(
+                messages.contains(&format!("{FORGED} {piece}")),
+                "{format}: '{piece}' is not in the log:\n{log}"
+            );
+        }
+        assert!(
+            messages.contains(&format!(
+                "log message{escaped_newline}{FORGED} by a log message"
+            )),
+            "{format}: {log}"
+        );
+        for line in stdout.split('\n') {
+            assert!(!line.starts_with(FORGED), "stdout: {line}");
+            assert!(!line.contains(raw), "stdout: {line:?}");
+        }
+        assert!(
+            stdout.contains(&format!("{FORGED} by a task error")),
+            "{stdout}"
+        );
+    }
+}
