@@ -596,6 +596,98 @@ mod cache {
         .await;
     }
 
+    /// Run `recompiles_after(damage)` on a thread of its own and fail if it
+    /// has not finished within 60 s: a load that blocks (on a FIFO, say)
+    /// must fail the test, not hang it. (A tokio timeout would not do: a
+    /// blocking read cannot be cancelled, and the runtime would wait for
+    /// it when dropped.)
+    fn recompiles_within_a_minute(
+        damage: impl FnOnce(&std::path::Path, &PackageLoader) + Send + 'static,
+    ) {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.block_on(recompiles_after(damage))
+            }));
+            let _ = done.send(outcome);
+        });
+        match finished.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the load did not finish within 60 s: it blocks"),
+        }
+    }
+
+    fn replace_with_fifo(path: &std::path::Path) {
+        std::fs::remove_file(path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_an_artifact_is_recompiled() {
+        recompiles_within_a_minute(|path, _| replace_with_fifo(path));
+    }
+
+    /// The peak resident memory of this test process, in bytes.
+    fn peak_rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/self/status");
+        kib * 1024
+    }
+
+    #[test]
+    fn a_link_to_dev_zero_in_place_of_an_artifact_is_recompiled() {
+        recompiles_within_a_minute(|path, _| {
+            std::fs::remove_file(path).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+        });
+        // Following the link reads zeros until memory runs out (or a
+        // memory limit stops the read, several GiB in); this whole test
+        // binary peaks at a few hundred MiB.
+        let peak = peak_rss();
+        assert!(peak < 1 << 30, "peak resident memory {peak} bytes");
+    }
+
+    #[test]
+    fn a_link_to_a_valid_artifact_elsewhere_is_recompiled() {
+        // The right artifact, byte for byte, but outside the cache: the
+        // cache reads only files it wrote, so it does not follow the link.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("planted.cwasm");
+        let planted = target.clone();
+        recompiles_within_a_minute(move |path, _| {
+            std::fs::rename(path, &planted).unwrap();
+            std::os::unix::fs::symlink(&planted, path).unwrap();
+        });
+        assert!(
+            target.exists(),
+            "discarding the link leaves its target alone"
+        );
+    }
+
+    #[test]
+    fn an_artifact_longer_than_its_header_says_is_recompiled() {
+        // Valid up to the stated length, then padding: refused by size,
+        // before the padding is read.
+        recompiles_within_a_minute(|path, _| {
+            let mut f = std::fs::File::options().append(true).open(path).unwrap();
+            std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
+        });
+    }
+
     #[tokio::test]
     async fn another_engine_config_gets_another_key() {
         let fuel = SandboxEngine::new(EngineConfig {

@@ -16,8 +16,13 @@
 //! wasmtime's own output. The cache only passes it bytes whose header
 //! matches this engine and this component and whose payload hash checks
 //! out. A truncated, bit-flipped, foreign or swapped file fails those checks;
-//! it is logged, deleted and recompiled, never deserialized. Any other disk
-//! problem is a miss, never an error.
+//! it is logged, deleted and recompiled, never deserialized. The file is
+//! opened without following a symbolic link and without blocking, must be a
+//! regular file (checked on the open handle), and is read no further than
+//! its header says, at most [`MAX_ARTIFACT_BYTES`]: a FIFO, a device, or a
+//! link (to `/dev/zero`, or to a valid artifact elsewhere) in its place is
+//! discarded the same way, without hanging or reading without bound. Any
+//! other disk problem is a miss, never an error.
 //!
 //! The disk cache has a size bound: after each write, the least recently
 //! used files (by modification time, which a disk hit refreshes at most once
@@ -25,6 +30,7 @@
 
 use crate::bindings::PluginPre;
 use crate::engine::SandboxEngine;
+use crate::files::{self, Links, OpenError};
 use crate::loader::{IncompatibleComponent, prepare};
 use crate::sandbox::HostState;
 use serde::Serialize;
@@ -234,6 +240,11 @@ impl fmt::Debug for CompiledCache {
 const MAGIC: &[u8; 8] = b"CULVCWA1";
 const HEADER_LEN: usize = 8 + 32 + 32 + 32 + 8;
 
+/// The largest compiled payload the disk cache writes or reads: 1 GiB, far
+/// above what a component within the loader's 32 MiB limit compiles to. A
+/// header stating more marks a file this host did not write.
+pub const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+
 impl CompiledCache {
     /// A cache for `engine`. With a directory, the engine's own
     /// subdirectory is created if missing; if that fails the cache logs a
@@ -438,23 +449,27 @@ impl CompiledCache {
         let path2 = path.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
-            let data = match std::fs::read(&path2) {
-                Ok(d) => d,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            let (mut file, meta) = match files::open_regular(&path2, Links::Refuse) {
+                Ok(opened) => opened,
+                Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(None);
+                }
                 Err(e) => return Err(format!("unreadable: {e}")),
             };
+            let data = read_artifact(&mut file, meta.len())?;
             let t1 = Instant::now();
             let payload = verify_artifact(&data, &key, &hash)?;
             let t2 = Instant::now();
             // SAFETY: `Component::deserialize` requires bytes produced by
             // `Component::serialize` on a compatible engine. These bytes come
-            // from this host's own cache directory, where only
-            // `write_artifact` puts files (atomically, by rename), and
-            // `verify_artifact` has just checked that the header names this
-            // engine's compatibility key and this component's content hash,
-            // and that the payload's blake3 hash and length match the header.
-            // A truncated, altered, foreign or swapped file fails one of
-            // those checks and never gets here.
+            // from a regular file (not a link, FIFO or device) in this
+            // host's own cache directory, where only `write_artifact` puts
+            // files (atomically, by rename), and `verify_artifact` has just
+            // checked that the header names this engine's compatibility key
+            // and this component's content hash, and that the payload's
+            // blake3 hash and length match the header. A truncated, altered,
+            // foreign or swapped file fails one of those checks and never
+            // gets here.
             let component = unsafe { Component::deserialize(engine.engine(), payload) }
                 .map_err(|e| format!("deserialize: {e:#}"))?;
             let t3 = Instant::now();
@@ -469,13 +484,14 @@ impl CompiledCache {
                 "disk cache load"
             );
             // Refresh the modification time (the LRU order), at most once a
-            // minute per file: a hit should not cost a write.
+            // minute per file: a hit should not cost a write. Through the
+            // handle already open, so no second open can meet another file.
             let now = SystemTime::now();
-            let fresh = std::fs::metadata(&path2)
-                .and_then(|m| m.modified())
+            let fresh = meta
+                .modified()
                 .is_ok_and(|m| now.duration_since(m).unwrap_or_default() < Duration::from_secs(60));
-            if !fresh && let Ok(f) = std::fs::File::options().write(true).open(&path2) {
-                let _ = f.set_modified(now);
+            if !fresh {
+                let _ = file.set_modified(now);
             }
             Ok(Some((component, pre)))
         })
@@ -514,6 +530,12 @@ impl CompiledCache {
         let Some(path) = self.artifact_path(&hash) else {
             return Ok(());
         };
+        if payload.len() as u64 > MAX_ARTIFACT_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the artifact is {} bytes, over the cache's cap of {MAX_ARTIFACT_BYTES}",
+                payload.len()
+            )));
+        }
         let dir = path.parent().expect("artifact has a parent");
         let tmp = dir.join(format!(
             ".{}.{}.{}.tmp",
@@ -640,6 +662,37 @@ fn key_bytes(key: &str) -> [u8; 32] {
     let n = b.len().min(32);
     out[..n].copy_from_slice(&b[..n]);
     out
+}
+
+/// Read an artifact from its open handle (`size`: its length per
+/// `fstat`): the header, then no more than the payload length the header
+/// states and one byte, so that a file which lies about its size or keeps
+/// growing is refused without being read to its end. The result still goes
+/// through [`verify_artifact`].
+fn read_artifact(file: &mut std::fs::File, size: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let header_len = HEADER_LEN as u64;
+    if size < header_len {
+        return Err(format!("truncated: {size} bytes, shorter than the header"));
+    }
+    let mut data = vec![0u8; HEADER_LEN];
+    file.read_exact(&mut data)
+        .map_err(|e| format!("unreadable header: {e}"))?;
+    let stated = u64::from_le_bytes(data[104..112].try_into().expect("8 bytes"));
+    if stated > MAX_ARTIFACT_BYTES {
+        return Err(format!(
+            "the header states a payload of {stated} bytes, over the cap of {MAX_ARTIFACT_BYTES}"
+        ));
+    }
+    if size != header_len + stated {
+        return Err(format!(
+            "truncated or padded: the file is {size} bytes, the header says {}",
+            header_len + stated
+        ));
+    }
+    data.reserve_exact(stated as usize + 1);
+    files::read_bounded(file, stated, &mut data).map_err(|e| format!("unreadable: {e}"))?;
+    Ok(data)
 }
 
 /// Check an artifact file's header against this engine and component, and

@@ -3,6 +3,8 @@
 //! Every command prints plain text by default and one JSON document with
 //! `--json`. Errors are one line on stderr and a non-zero exit code.
 
+use crate::files;
+use crate::guest_text::{self, Escaped};
 use crate::loader::LoadedPackage;
 use crate::metadata::{Condition, PackageMetadata, RetryPolicy, TriggerRule};
 use crate::scheduler::{ExecutionStatus, TaskStatus};
@@ -18,6 +20,7 @@ use crate::{
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,25 @@ pub struct GlobalArgs {
     /// Log filter, as in `RUST_LOG` (e.g. `info`, `culvert=debug`).
     #[arg(long, global = true, env = "CULVERT_LOG", default_value = "warn")]
     pub log: String,
+    /// Log line format: `text`, or `json` for one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "CULVERT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines: time, level, target, message, fields.
+    Text,
+    /// One JSON object per line, with `timestamp`, `level`, `target` and
+    /// `fields` (the message included).
+    Json,
 }
 
 impl GlobalArgs {
@@ -453,7 +475,7 @@ pub const EXIT_WORKFLOW_FAILED: i32 = 3;
 /// (it failed or was cancelled).
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing(&cli.global.log);
+    init_tracing(&cli.global.log, cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -473,18 +495,26 @@ pub fn main() -> i32 {
     }
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line. Errors can quote a guest (a panic
+/// in `describe`, say): any control character left after joining the lines
+/// is escaped (see [`crate::guest_text`]).
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    guest_text::escape(&format!("{e:#}").replace('\n', " ")).into_owned()
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    // Colours only on a terminal: a log file or pipe gets plain lines, in
+    // which any escape byte would have come from a guest (and is escaped).
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -546,9 +576,35 @@ fn local_loader(global: &GlobalArgs) -> anyhow::Result<PackageLoader> {
     Ok(PackageLoader::new(Arc::new(cache), LoaderConfig::default()))
 }
 
-/// Read a package file, with an error that names it.
+/// Read a package file, with an error that names it. Only a regular file
+/// (or a link to one) is read, and only up to the loader's size limit plus
+/// one byte: a FIFO, a directory or a device is refused without blocking,
+/// and `/dev/zero` or a huge file cannot exhaust memory.
 fn read_package(file: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+    let limit = LoaderConfig::default().max_component_bytes as u64;
+    let (handle, meta) = files::open_regular(file, files::Links::Follow).map_err(|e| match e {
+        files::OpenError::Io(e) => anyhow::anyhow!("cannot read {}: {e}", file.display()),
+        other => anyhow::anyhow!(
+            "cannot read {}: {other}; give the path of a package file (a .wasm component)",
+            file.display()
+        ),
+    })?;
+    let too_large = |size: String| {
+        anyhow::anyhow!(
+            "cannot read {}: it is {size} bytes, over the package size limit of {limit} bytes",
+            file.display()
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_large(meta.len().to_string()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    let read = files::read_bounded(handle, limit, &mut bytes)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if read > limit {
+        return Err(too_large(format!("more than {limit}")));
+    }
+    Ok(bytes)
 }
 
 async fn inspect(global: &GlobalArgs, file: &Path, format: Format) -> anyhow::Result<i32> {
@@ -1147,7 +1203,9 @@ fn execution_json(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventR
     v
 }
 
-/// An execution as text: a header, a task table, the final context.
+/// An execution as text: a header, a task table, the final context. What
+/// a guest wrote (errors, context keys and values) is escaped (see
+/// [`crate::guest_text`]): a line of this table is one line.
 fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventRow]>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -1161,7 +1219,7 @@ fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventR
         row.id, row.workflow, row.package_name, row.package_version, row.tenant, row.status
     );
     if let Some(e) = &row.error {
-        let _ = writeln!(out, "  error: {e}");
+        let _ = writeln!(out, "  error: {}", Escaped(e));
     }
     let _ = writeln!(
         out,
@@ -1174,7 +1232,7 @@ fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventR
             (Some(err), _) => format!(
                 "{}: {}{}",
                 t.last_error_kind.as_deref().unwrap_or("error"),
-                err,
+                Escaped(err),
                 if t.status == TaskStatus::Completed {
                     " (then retried)"
                 } else {
@@ -1204,7 +1262,7 @@ fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventR
                 fmt_ms(e.at),
                 e.kind,
                 e.task_id.as_deref().unwrap_or("-"),
-                e.detail.as_deref().unwrap_or("")
+                Escaped(e.detail.as_deref().unwrap_or(""))
             );
         }
     }
@@ -1225,11 +1283,11 @@ fn execution_text(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[EventR
                             text.truncate(cut);
                             text.push('…');
                         }
-                        let _ = writeln!(out, "    {k}: {text}");
+                        let _ = writeln!(out, "    {}: {}", Escaped(k), Escaped(&text));
                     }
                 }
                 _ => {
-                    let _ = writeln!(out, "    {ctx}");
+                    let _ = writeln!(out, "    {}", Escaped(&ctx.to_string()));
                 }
             }
         }

@@ -907,7 +907,7 @@ impl Executor {
                     attempt = task.attempt,
                     kind = %f.kind,
                     retry = retry_at.is_some(),
-                    "task attempt failed: {}", f.message
+                    "task attempt failed: {}", crate::guest_text::Escaped(&f.message)
                 );
                 TaskOutcome::Failed {
                     kind: f.kind,

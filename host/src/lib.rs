@@ -27,6 +27,8 @@
 //! - [`tenants`]: isolation, quotas and capability grants.
 //! - [`runner`]: the embedding API, [`Runner`].
 //! - [`cli`] and [`bench`]: the `culvert` command line and its benchmarks.
+//! - [`files`] and [`guest_text`]: reading files that may not be regular,
+//!   and escaping guest text before it is logged.
 
 #![deny(missing_docs)]
 
@@ -36,6 +38,8 @@ pub mod cache;
 pub mod cli;
 pub mod engine;
 pub mod executor;
+pub mod files;
+pub mod guest_text;
 pub mod invoke;
 pub mod loader;
 pub mod metadata;

@@ -326,6 +326,10 @@ impl Reconciler {
                     result.packages_loaded.push(id);
                 }
                 Err(reason) => {
+                    // A load error can quote the guest (a panic in
+                    // `describe`, a trap): escaped once, here, for the log,
+                    // the status and any error returned.
+                    let reason = crate::guest_text::escape(&reason).into_owned();
                     let attempts = state
                         .failed
                         .get(&id)

@@ -21,6 +21,7 @@
 use crate::bindings::culvert::plugin::host;
 use crate::bindings::types::LogLevel;
 use crate::engine::SandboxEngine;
+use crate::guest_text::Escaped;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -535,7 +536,8 @@ impl OutputCapture {
         self.0.lock().expect("output lock").cap
     }
 
-    /// Send what was captured to `tracing`, line by line, and clear it.
+    /// Send what was captured to `tracing`, line by line, each line's
+    /// control characters escaped (see [`crate::guest_text`]), and clear it.
     pub(crate) fn flush_to_tracing(&self, labels: &CallLabels) {
         let (stdout, stderr) = {
             let mut inner = self.0.lock().expect("output lock");
@@ -556,7 +558,8 @@ impl OutputCapture {
                     task = %labels.task,
                     execution = %labels.execution,
                     stream,
-                    "{line}"
+                    "{}",
+                    Escaped(line)
                 );
             }
         }
@@ -650,8 +653,9 @@ impl tokio::io::AsyncWrite for CapturedStream {
     }
 }
 
-/// The guest's log records: forwarded to `tracing`, charged to the output
-/// budget, and scanned for the SDK's panic marker.
+/// The guest's log records: forwarded to `tracing` with the message and
+/// every field name and value escaped (see [`crate::guest_text`]), charged
+/// to the output budget, and scanned for the SDK's panic marker.
 impl host::Host for HostState {
     fn log(
         &mut self,
@@ -680,7 +684,7 @@ impl host::Host for HostState {
         }
         let fields = fields
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{}={}", Escaped(k), Escaped(v)))
             .collect::<Vec<_>>()
             .join(" ");
         let l = &self.labels;
@@ -693,7 +697,8 @@ impl host::Host for HostState {
                     task = %l.task,
                     execution = %l.execution,
                     fields = %fields,
-                    "{message}"
+                    "{}",
+                    Escaped(&message)
                 )
             };
         }

@@ -545,3 +545,232 @@ async fn tenant_and_grant_commands_speak_json() {
     assert_ne!(code, 0);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// Run `culvert` with `args`, killing it and failing the test if it has
+/// not exited within `limit` (a command that blocks must fail the test,
+/// not hang it).
+fn run_cli_within(db: &TestDb, args: &[&str], limit: Duration) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = culvert(db)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run culvert");
+    // Drain both pipes as the command writes, so a long output cannot
+    // block it.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).to_string()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`culvert {}` did not finish within {limit:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code().unwrap_or(-1),
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
+    )
+}
+
+/// `package add`, `exec` and `package inspect` read only regular files, up
+/// to the package size limit: a character device (`/dev/zero`, directly or
+/// through a link), a FIFO and a directory are refused at once, naming the
+/// path and what it is, and a 2 GiB (sparse) file is refused by its size.
+/// Before this, `/dev/zero` was read until the process ran out of memory
+/// and opening the FIFO blocked forever.
+#[tokio::test]
+async fn package_commands_refuse_what_is_not_a_regular_file() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let fifo = db.dir().join("package.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let dir = db.dir().join("folder.wasm");
+    std::fs::create_dir(&dir).unwrap();
+    let link = db.dir().join("zero.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let huge = db.dir().join("huge.wasm");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let cases = [
+        (
+            "/dev/zero".to_string(),
+            "is a character device, not a regular file",
+        ),
+        (path(&link), "is a character device, not a regular file"),
+        (path(&fifo), "is a FIFO (named pipe), not a regular file"),
+        (path(&dir), "is a directory, not a regular file"),
+        (
+            path(&huge),
+            "is 2147483648 bytes, over the package size limit of 33554432 bytes",
+        ),
+    ];
+    for (file, what) in &cases {
+        for args in [
+            vec!["package", "add", file],
+            vec!["exec", file, "--workflow", "w"],
+            vec!["package", "inspect", file],
+        ] {
+            let (code, out, err) = run_cli_within(&db, &args, Duration::from_secs(20));
+            assert_eq!(code, 1, "{args:?}: {err}");
+            assert!(out.is_empty(), "{args:?} printed {out}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+            assert!(
+                err.starts_with(&format!("error: cannot read {file}: it {what}")),
+                "{args:?}: {err}"
+            );
+            if !what.contains("size limit") {
+                assert!(err.contains("give the path of a package file"), "{err}");
+            }
+        }
+    }
+    let (_, out, _) = run_cli(&db, &["package", "list", "--json"]);
+    assert_eq!(out.trim(), "[]");
+}
+
+/// `executions show` of a 10,000-task execution (the metadata limit): the
+/// `chain10000` chain of `shapes`, declared last task first, shown in
+/// dependency order, as text and as JSON.
+///
+/// The bound is generous on purpose. The quadratic ordering this replaced
+/// (a sweep over the tasks per chain link, then a linear search per task
+/// while sorting) took about 33 s per `show` of this execution in a debug
+/// build; the linear one takes about 0.2 s. 10 s leaves room for a loaded
+/// machine and still fails the quadratic version.
+#[tokio::test]
+async fn showing_a_10000_task_execution_is_fast() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::SHAPES]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_cli(&db, &["run", "chain10000"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_string();
+    let expected: Vec<String> = (0..10_000).map(|i| format!("c{i}")).collect();
+    for json in [false, true] {
+        let mut args = vec!["executions", "show", id.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let started = Instant::now();
+        let (code, out, err) = run_cli_within(&db, &args, Duration::from_secs(120));
+        let took = started.elapsed();
+        assert_eq!(code, 0, "{err}");
+        let shown: Vec<String> = if json {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            v["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect()
+        } else {
+            out.lines()
+                .skip(2) // the header and the column names
+                .take(10_000)
+                .map(|l| l.split_whitespace().next().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(shown, expected, "json: {json}");
+        assert!(
+            took < Duration::from_secs(10),
+            "show (json: {json}) took {took:?}"
+        );
+    }
+}
+
+/// Guest text cannot forge lines of the host's log. The probe's `forge`
+/// workflow writes, in a log record (message, field name, field value), on
+/// stdout, on stderr, in a task error and in a panic message, a newline or
+/// carriage return followed by a line dressed as the host's, with escape
+/// sequences, a bidi override and U+2028. Run by `culvert exec` with every
+/// `info` line logged, as text and as JSON: each piece reaches the log,
+/// escaped; no line of the log (or of the printed task table) starts with
+/// the forged text or holds a raw control character, and every JSON log
+/// line parses.
+#[tokio::test]
+async fn guest_text_cannot_forge_log_lines() {
+    const FORGED: &str = "2099-01-01T00:00:00Z ERROR culvert::executor: FORGED";
+    let db = TestDb::new(Db::Sqlite).await;
+    let pieces = [
+        "by a log message",
+        "after a CR",
+        "by a field name",
+        "by a field value",
+        "by stdout",
+        "after U+2028",
+        "by stderr",
+        "by a task error",
+        "by a panic",
+    ];
+    let raw = ['\r', '\x1b', '\x07', '\x0b', '\x0c', '\u{2028}', '\u{202e}'];
+    for format in ["text", "json"] {
+        let out = culvert(&db)
+            .env("CULVERT_LOG", "info")
+            .env("CULVERT_LOG_FORMAT", format)
+            .args(["exec", artifacts::SANDBOX_PROBE, "--workflow", "forge"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(culvert::cli::EXIT_WORKFLOW_FAILED),
+            "{log}"
+        );
+        let mut messages = String::new();
+        for line in log.split('\n').filter(|l| !l.is_empty()) {
+            assert!(!line.starts_with(FORGED), "{format}: a forged line: {line}");
+            assert!(!line.contains(raw), "{format}: a raw control: {line:?}");
+            if format == "json" {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                messages.push_str(&v["fields"].to_string());
+            } else {
+                messages.push_str(line);
+            }
+            messages.push('\n');
+        }
+        // In JSON the escapes are themselves JSON-escaped.
+        let escaped_newline = if format == "json" { "\\\\n" } else { "\\n" };
+        for piece in pieces {
+            assert!(
+                messages.contains(&format!("{FORGED} {piece}")),
+                "{format}: '{piece}' is not in the log:\n{log}"
+            );
+        }
+        assert!(
+            messages.contains(&format!(
+                "log message{escaped_newline}{FORGED} by a log message"
+            )),
+            "{format}: {log}"
+        );
+        for line in stdout.split('\n') {
+            assert!(!line.starts_with(FORGED), "stdout: {line}");
+            assert!(!line.contains(raw), "stdout: {line:?}");
+        }
+        assert!(
+            stdout.contains(&format!("{FORGED} by a task error")),
+            "{stdout}"
+        );
+    }
+}

@@ -407,6 +407,42 @@ mod parallel {
     }
 }
 
+/// What the `forge` tasks try to slip into the host's log as a line of
+/// its own.
+const FORGED: &str = "2099-01-01T00:00:00Z ERROR culvert::executor: FORGED";
+
+#[culvert_sdk::workflow(
+    name = "forge",
+    description = "Guest text that tries to forge host log lines: newlines, carriage returns, escape sequences, bidi overrides."
+)]
+mod forge {
+    use super::FORGED;
+
+    /// Logs, prints to stdout and stderr, and fails, each with forged lines.
+    #[task(id = "forge_output")]
+    fn forge_output(_ctx: &mut Context) -> Result<(), TaskError> {
+        culvert_sdk::log::log(
+            culvert_sdk::log::Level::Error,
+            &format!("log message\n{FORGED} by a log message\x1b[2J\r{FORGED} after a CR"),
+            &[
+                (&format!("key\n{FORGED} by a field name"), "v"),
+                ("key", &format!("value\n{FORGED} by a field value\u{202e}")),
+            ],
+        );
+        println!("stdout\r{FORGED} by stdout\x1b[31m\u{2028}{FORGED} after U+2028");
+        eprintln!("stderr\x1b]0;title\x07\r{FORGED} by stderr\x0b\x0c");
+        Err(TaskError::permanent(format!(
+            "error message\n{FORGED} by a task error\x1b[0m"
+        )))
+    }
+
+    /// Panics with a forged line in the message.
+    #[task(id = "forge_panic")]
+    fn forge_panic(_ctx: &mut Context) -> Result<(), TaskError> {
+        panic!("panic message\n{FORGED} by a panic\x1b[2J");
+    }
+}
+
 #[cfg(not(feature = "v2"))]
 culvert_sdk::export_package!(
     probe,
@@ -417,6 +453,7 @@ culvert_sdk::export_package!(
     permanent,
     slow,
     parallel,
+    forge,
     name = "sandbox-probe"
 );
 // The same package, registered as a newer version.
@@ -430,6 +467,7 @@ culvert_sdk::export_package!(
     permanent,
     slow,
     parallel,
+    forge,
     name = "sandbox-probe",
     version = "0.2.0"
 );

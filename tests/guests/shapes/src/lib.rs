@@ -4,6 +4,9 @@
 //! - `ten`: a root, 8 parallel tasks, and a join: 10 tasks;
 //! - `fanout1000`: a root and 1,000 parallel tasks;
 //! - `chain200`: 200 tasks in a line;
+//! - `chain10000`: 10,000 tasks in a line (the metadata limit), declared
+//!   last task first: the worst declaration order for a naive topological
+//!   sort, and the shape of `executions show`'s speed test.
 //!
 //! and the data-plane attacks of a hostile tenant (each task stays inside
 //! every per-call limit; the harm is in what the host does with the
@@ -83,6 +86,18 @@ impl metadata::Guest for Shapes {
             spec("b".into(), vec![]),
             spec("join".into(), vec!["a".into(), "b".into()]),
         ];
+        // c9999 <- c9998 <- ... <- c0, listed from c9999 down.
+        let long: Vec<TaskSpec> = (0..10_000)
+            .rev()
+            .map(|i| {
+                let deps = if i == 0 {
+                    vec![]
+                } else {
+                    vec![format!("c{}", i - 1)]
+                };
+                spec(format!("c{i}"), deps)
+            })
+            .collect();
         PackageInfo {
             name: "shapes".into(),
             version: "0.1.0".into(),
@@ -97,6 +112,7 @@ impl metadata::Guest for Shapes {
                 workflow("bloat", leaves),
                 workflow("bloat_join", bloat_join),
                 workflow("ints_join", ints_join),
+                workflow("chain10000", long),
             ],
             capabilities: Capabilities {
                 env: Vec::new(),
