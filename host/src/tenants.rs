@@ -369,6 +369,73 @@ mod tests {
         assert_eq!(parse_size("x"), None);
     }
 
+    fn dir_grant(package: &str, value: &str, writable: bool) -> Grant {
+        Grant {
+            tenant: "t".into(),
+            package: package.into(),
+            kind: GrantKind::Dir,
+            name: "/data".into(),
+            value: value.into(),
+            writable,
+        }
+    }
+
+    #[test]
+    fn a_directory_is_writable_only_when_both_keys_say_so() {
+        let declared = |writable: bool| crate::metadata::CapabilityRequest {
+            dirs: vec![crate::metadata::DirRequest {
+                guest_path: "/data".into(),
+                writable,
+            }],
+            ..Default::default()
+        };
+        for (package_wants, granted, expected) in [
+            (true, true, true),
+            (true, false, false),
+            // The package side: granted read-write, declared read-only.
+            (false, true, false),
+            (false, false, false),
+        ] {
+            let grants = [dir_grant("", "/srv/data", granted)];
+            let resolved = resolve_grants(&declared(package_wants), &grants, "p");
+            assert_eq!(
+                resolved.dirs,
+                vec![("/srv/data".into(), "/data".to_string(), expected)],
+                "declared writable {package_wants}, granted writable {granted}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_package_grant_wins_over_a_tenant_wide_one_in_any_order() {
+        let declared = crate::metadata::CapabilityRequest {
+            dirs: vec![crate::metadata::DirRequest {
+                guest_path: "/data".into(),
+                writable: true,
+            }],
+            ..Default::default()
+        };
+        let tenant_wide = dir_grant("", "/srv/tenant", true);
+        let for_p = dir_grant("p", "/srv/p", false);
+        let for_other = dir_grant("q", "/srv/q", true);
+        for grants in [
+            vec![tenant_wide.clone(), for_p.clone(), for_other.clone()],
+            vec![for_other.clone(), for_p.clone(), tenant_wide.clone()],
+        ] {
+            let resolved = resolve_grants(&declared, &grants, "p");
+            assert_eq!(
+                resolved.dirs,
+                vec![("/srv/p".into(), "/data".to_string(), false)]
+            );
+            // Another package without its own grant gets the tenant-wide one.
+            let resolved = resolve_grants(&declared, &grants, "r");
+            assert_eq!(
+                resolved.dirs,
+                vec![("/srv/tenant".into(), "/data".to_string(), true)]
+            );
+        }
+    }
+
     #[test]
     fn limits_are_set_by_name() {
         let mut l = TenantLimits::default();

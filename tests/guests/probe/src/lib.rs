@@ -407,6 +407,26 @@ mod parallel {
     }
 }
 
+#[culvert_sdk::workflow(
+    name = "burn",
+    description = "One CPU loop for `ms` of wall time (default 1000): returns how many iterations it got, a measure of the CPU time the host gave it."
+)]
+mod burn {
+    #[task(id = "burn")]
+    fn burn(ctx: &mut Context) -> Result<(), TaskError> {
+        let ms: u64 = ctx.get_or("ms", 1000)?;
+        let start = std::time::Instant::now();
+        let mut iterations: u64 = 0;
+        while start.elapsed().as_millis() < ms as u128 {
+            for _ in 0..1000 {
+                iterations = std::hint::black_box(iterations + 1);
+            }
+        }
+        ctx.set("iterations", iterations)?;
+        Ok(())
+    }
+}
+
 /// What the `forge` tasks try to slip into the host's log as a line of
 /// its own.
 const FORGED: &str = "2099-01-01T00:00:00Z ERROR culvert::executor: FORGED";
@@ -454,6 +474,7 @@ culvert_sdk::export_package!(
     slow,
     parallel,
     forge,
+    burn,
     name = "sandbox-probe"
 );
 // The same package, registered as a newer version.
@@ -468,6 +489,7 @@ culvert_sdk::export_package!(
     slow,
     parallel,
     forge,
+    burn,
     name = "sandbox-probe",
     version = "0.2.0"
 );
