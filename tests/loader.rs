@@ -748,6 +748,17 @@ mod cache {
         );
     }
 
+    /// Set a file's modification time (the cache's LRU order) to `ago`
+    /// before now.
+    fn age(path: &std::path::Path, ago: Duration) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - ago)
+            .unwrap();
+    }
+
+    /// Four artifacts, written A, B, C (A oldest), then A read back from
+    /// disk: the least recently *used* is B. A bound that leaves room for
+    /// three evicts B, not A (the oldest written) and not C.
     #[tokio::test]
     async fn the_disk_bound_evicts_the_least_recently_used() {
         let dir = tempfile::tempdir().unwrap();
@@ -764,25 +775,140 @@ mod cache {
                 LoaderConfig::default(),
             )
         };
-        let hello = read(artifacts::HELLO);
-        let flaky = read(artifacts::FLAKY);
-        let l = make(u64::MAX);
-        let h = l.load(&hello).await.unwrap();
-        let size = std::fs::metadata(l.cache().artifact_path(&h.content_hash).unwrap())
-            .unwrap()
-            .len();
-        // Room for one artifact and a bit: loading a second evicts the first.
-        let bounded = make(size + size / 2);
-        std::thread::sleep(Duration::from_millis(20));
-        let f = bounded.load(&flaky).await.unwrap();
+        let [a, b, c, d] = [
+            artifacts::HELLO,
+            artifacts::FLAKY,
+            artifacts::ETL,
+            artifacts::SHAPES,
+        ]
+        .map(read);
+        let writer = make(u64::MAX);
+        let mut paths = Vec::new();
+        for (bytes, hours) in [(&a, 3), (&b, 2), (&c, 1)] {
+            let loaded = writer.load(bytes).await.unwrap();
+            let path = writer.cache().artifact_path(&loaded.content_hash).unwrap();
+            age(&path, Duration::from_secs(hours * 3600));
+            paths.push(path);
+        }
+        let size = |p: &std::path::PathBuf| std::fs::metadata(p).unwrap().len();
+        // A disk hit on A refreshes its place in the LRU order.
+        let reader = make(u64::MAX);
+        assert_eq!(reader.load(&a).await.unwrap().source, CacheSource::Disk);
+        // Room for A, C and D: writing D must evict exactly B.
+        let d_size = {
+            let scratch = tempfile::tempdir().unwrap();
+            let l = disk_loader(scratch.path());
+            let loaded = l.load(&d).await.unwrap();
+            size(&l.cache().artifact_path(&loaded.content_hash).unwrap())
+        };
+        let bounded = make(size(&paths[0]) + size(&paths[2]) + d_size);
+        let loaded = bounded.load(&d).await.unwrap();
+        assert_eq!(loaded.source, CacheSource::Compiled);
         assert_eq!(bounded.cache().stats().evictions, 1);
-        assert!(!l.cache().artifact_path(&h.content_hash).unwrap().exists());
+        assert!(paths[0].exists(), "A was used last: kept");
+        assert!(!paths[1].exists(), "B was least recently used: evicted");
+        assert!(paths[2].exists(), "C: kept");
         assert!(
             bounded
                 .cache()
-                .artifact_path(&f.content_hash)
+                .artifact_path(&loaded.content_hash)
                 .unwrap()
                 .exists()
         );
+    }
+
+    /// Temporary files a crash left mid-write are deleted once over an
+    /// hour old; a fresh one (a write in progress) is left alone.
+    #[tokio::test]
+    async fn stale_temporary_files_are_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = disk_loader(dir.path());
+        first.load(&read(artifacts::HELLO)).await.unwrap();
+        let key_dir = first.cache().dir().unwrap().to_path_buf();
+        let stale = key_dir.join(".deadbeef.1.1.tmp");
+        let fresh = key_dir.join(".cafebabe.2.2.tmp");
+        std::fs::write(&stale, b"half an artifact").unwrap();
+        std::fs::write(&fresh, b"being written").unwrap();
+        age(&stale, Duration::from_secs(2 * 3600));
+        // Housekeeping runs after the next artifact is written.
+        disk_loader(dir.path())
+            .load(&read(artifacts::FLAKY))
+            .await
+            .unwrap();
+        assert!(!stale.exists(), "a stale temporary file was left behind");
+        assert!(fresh.exists(), "a fresh temporary file was deleted");
+    }
+
+    /// The engine-key directory is made private (0700) even if it existed
+    /// with wider permissions, and a cache root others can write to draws
+    /// a warning.
+    #[test]
+    fn the_cache_directory_is_private_and_a_shared_root_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let key_dir = root.join(engine().compatibility_key());
+        std::fs::create_dir_all(&key_dir).unwrap();
+        std::fs::set_permissions(&key_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let logs = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = {
+            let logs = logs.clone();
+            move || Captured(logs.clone())
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish();
+        let cache = tracing::subscriber::with_default(subscriber, || {
+            CompiledCache::new(
+                engine(),
+                CacheConfig {
+                    dir: Some(root.clone()),
+                    ..CacheConfig::default()
+                },
+            )
+        });
+        assert_eq!(cache.dir(), Some(key_dir.as_path()));
+        let mode = std::fs::metadata(&key_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "engine-key directory mode {mode:o}");
+        let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("WARN") && text.contains("writable by other users"),
+            "{text}"
+        );
+        // A private root: no warning.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        logs.lock().unwrap().clear();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let logs = logs.clone();
+                move || Captured(logs.clone())
+            })
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            CompiledCache::new(
+                engine(),
+                CacheConfig {
+                    dir: Some(root.clone()),
+                    ..CacheConfig::default()
+                },
+            )
+        });
+        assert!(logs.lock().unwrap().is_empty());
+    }
+
+    /// A log writer into a shared buffer.
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
