@@ -222,8 +222,10 @@ async fn a_cpu_loop_is_preempted_and_retried(db: Db) {
         "a timeout is transient: retried per the policy"
     );
     let each = t.duration_ms.unwrap();
+    // The loop never ends by itself: any bound shows the preemption. It
+    // is wide for a loaded 2-core machine.
     assert!(
-        (300..1500).contains(&each),
+        (300..5000).contains(&each),
         "an attempt took {each} ms for a 300 ms timeout"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -265,8 +267,10 @@ async fn cancelling_stops_pending_and_running_tasks(db: Db) {
             );
             break;
         }
+        // s1 sleeps 10 s: ending well before that shows the interrupt.
+        // (Room for a loaded machine: the interrupt itself takes a tick.)
         assert!(
-            t1.elapsed() < Duration::from_secs(3),
+            t1.elapsed() < Duration::from_secs(8),
             "the running task was not interrupted"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -178,7 +178,9 @@ mod sandbox {
             .await
             .unwrap_err();
         assert_eq!(e.kind, FailureKind::Timeout, "{e}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        // The guest would sleep forever; the bound is wide for a loaded
+        // machine.
+        assert!(started.elapsed() < Duration::from_secs(20));
         hello_still_works().await;
     }
 
