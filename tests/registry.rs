@@ -507,12 +507,31 @@ async fn postgres_notify_reaches_another_host_before_the_interval() {
     b.shutdown().await;
 }
 
-#[tokio::test]
+/// The defaults keep cloacina's names and values (a contract with its
+/// users), and behave as they say: with them, one pass over a database
+/// holding a broken package and a good one loads the good one and records
+/// the broken one (continue_on_package_error), well inside the operation
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciler_defaults_match_the_reference() {
     let c = ReconcilerConfig::default();
     assert!(c.enable_startup_reconciliation);
     assert!(c.continue_on_package_error);
     assert_eq!(c.package_operation_timeout, Duration::from_secs(30));
+
+    let db = TestDb::new(Db::Sqlite).await;
+    let r = Runner::open(RunnerConfig::new(&db.url).cache_dir(db.dir().join("cache")))
+        .await
+        .unwrap();
+    let junk = insert_raw(r.store(), "junk", b"not a component at all").await;
+    let good = r
+        .register_package("public", &read(artifacts::HELLO))
+        .await
+        .unwrap();
+    let pass = r.reconciler().reconcile().await.unwrap();
+    assert_eq!(pass.packages_loaded, vec![good.id]);
+    let status = r.status().await;
+    assert!(status.failed.iter().any(|f| f.id == junk), "{status:?}");
 }
 
 #[tokio::test]

@@ -726,6 +726,11 @@ pub(crate) fn grace(engine: &SandboxEngine) -> Duration {
 mod tests {
     use super::*;
 
+    // The tick counts below mirror the ledger's formula (a bucket of 100 ms
+    // of the tenant's share); they document it. What the formula does to a
+    // real guest is checked end to end by `cpu_caps_hold_end_to_end` in
+    // tests/tenants.rs (the CPU a capped guest gets) and by
+    // `culvert bench tenants`.
     #[test]
     fn a_tenant_alone_gets_every_core_and_pauses_when_over() {
         let ledger = CpuLedger::new(2, Duration::from_millis(10));
