@@ -349,22 +349,28 @@ async fn a_tenant_cannot_reach_another_by_context_or_name(db: Db) {
     r.shutdown().await;
 }
 
+/// An arena whose attacker has the `shapes` package and `limit` applied.
+async fn shapes_arena(db: Db, limit: impl FnOnce(&mut TenantLimits)) -> Arena {
+    let arena = arena(db).await;
+    let mut limits = TenantLimits::default();
+    limit(&mut limits);
+    arena.r.update_tenant("attacker", &limits).await.unwrap();
+    arena
+        .r
+        .register_package("attacker", &read(artifacts::SHAPES))
+        .await
+        .unwrap();
+    arena
+}
+
 /// The data around the sandbox, case 1: 64 leaves, each inside every
 /// per-call limit, whose outputs together are far over the final-context
 /// limit. The final context is assembled one output at a time and refused
 /// at the limit (the memory bound is checked on a real process in
 /// `host/tests/data_plane.rs`); the victim is not held up.
 async fn a_bloated_final_context_fails_alone(db: Db) {
-    let arena = arena(db).await;
+    let arena = shapes_arena(db, |l| l.max_final_context_bytes = 1024 * 1024).await;
     let r = &arena.r;
-    let small = TenantLimits {
-        max_final_context_bytes: 1024 * 1024,
-        ..TenantLimits::default()
-    };
-    r.update_tenant("attacker", &small).await.unwrap();
-    r.register_package("attacker", &read(artifacts::SHAPES))
-        .await
-        .unwrap();
     let victim = victim_starts(r).await;
     // 64 x 64 KiB = 4 MiB of leaf outputs against a 1 MiB final context.
     let attack = r
@@ -396,16 +402,8 @@ async fn a_bloated_final_context_fails_alone(db: Db) {
 /// host that claims it, outside any write transaction, and refused at the
 /// tenant's max_context_bytes before the join runs.
 async fn a_bloated_fan_in_fails_alone(db: Db) {
-    let arena = arena(db).await;
+    let arena = shapes_arena(db, |l| l.max_context_bytes = 1024 * 1024).await;
     let r = &arena.r;
-    let small = TenantLimits {
-        max_context_bytes: 1024 * 1024,
-        ..TenantLimits::default()
-    };
-    r.update_tenant("attacker", &small).await.unwrap();
-    r.register_package("attacker", &read(artifacts::SHAPES))
-        .await
-        .unwrap();
     let victim = victim_starts(r).await;
     let attack = r
         .start_execution("attacker", "bloat_join", None, obj(json!({"bytes": 65536})))
@@ -437,11 +435,8 @@ async fn a_bloated_fan_in_fails_alone(db: Db) {
 /// completions and heartbeats waited. Now it is linear and outside any
 /// transaction: the victim completes, and so does the attack.
 async fn a_quadratic_merge_blocks_no_one(db: Db) {
-    let arena = arena(db).await;
+    let arena = shapes_arena(db, |_| {}).await;
     let r = &arena.r;
-    r.register_package("attacker", &read(artifacts::SHAPES))
-        .await
-        .unwrap();
     let attack = r
         .start_execution("attacker", "ints_join", None, obj(json!({"ints": 150_000})))
         .await
@@ -463,16 +458,8 @@ async fn a_quadratic_merge_blocks_no_one(db: Db) {
 /// leaf fits every other limit; the outputs that would take the execution
 /// past max_execution_output_bytes fail instead of being stored.
 async fn stored_outputs_are_capped_per_execution(db: Db) {
-    let arena = arena(db).await;
+    let arena = shapes_arena(db, |l| l.max_execution_output_bytes = 1024 * 1024).await;
     let r = &arena.r;
-    let small = TenantLimits {
-        max_execution_output_bytes: 1024 * 1024,
-        ..TenantLimits::default()
-    };
-    r.update_tenant("attacker", &small).await.unwrap();
-    r.register_package("attacker", &read(artifacts::SHAPES))
-        .await
-        .unwrap();
     let victim = victim_starts(r).await;
     // 64 x 100 KB = 6.4 MB of outputs against 1 MiB.
     let done = r

@@ -336,6 +336,25 @@ macro_rules! shared_execution_store {
                 Ok(())
             }
 
+            /// `select` (ending in `WHERE` or `AND`) restricted to the tasks
+            /// `ids` of `execution_id`.
+            fn tasks_query(
+                select: &'static str,
+                execution_id: uuid::Uuid,
+                ids: &[String],
+            ) -> sqlx::QueryBuilder<$db> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select);
+                qb.push(" execution_id = ");
+                qb.push_bind(execution_id);
+                qb.push(" AND task_id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(id.clone());
+                }
+                qb.push(")");
+                qb
+            }
+
             async fn plan_in_tx(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 id: uuid::Uuid,
@@ -999,16 +1018,11 @@ macro_rules! shared_execution_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT task_id, status, CAST(LENGTH(output) AS BIGINT) FROM task_executions WHERE execution_id = ",
+                let mut qb = Self::tasks_query(
+                    "SELECT task_id, status, CAST(LENGTH(output) AS BIGINT) FROM task_executions WHERE",
+                    execution_id,
+                    ids,
                 );
-                qb.push_bind(execution_id);
-                qb.push(" AND task_id IN (");
-                let mut list = qb.separated(", ");
-                for id in ids {
-                    list.push_bind(id.clone());
-                }
-                qb.push(")");
                 let rows: Vec<(String, String, Option<i64>)> =
                     qb.build_query_as().fetch_all(self.pool()).await?;
                 rows.into_iter()
@@ -1029,16 +1043,11 @@ macro_rules! shared_execution_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT task_id, output FROM task_executions WHERE output IS NOT NULL AND execution_id = ",
+                let mut qb = Self::tasks_query(
+                    "SELECT task_id, output FROM task_executions WHERE output IS NOT NULL AND",
+                    execution_id,
+                    ids,
                 );
-                qb.push_bind(execution_id);
-                qb.push(" AND task_id IN (");
-                let mut list = qb.separated(", ");
-                for id in ids {
-                    list.push_bind(id.clone());
-                }
-                qb.push(")");
                 Ok(qb.build_query_as().fetch_all(self.pool()).await?)
             }
 
