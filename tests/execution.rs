@@ -351,18 +351,40 @@ async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
     r.shutdown().await;
 }
 
+/// Version pinning: an execution of 0.1.0 that is observably running (its
+/// first task claimed and running) when 0.2.0 is registered and 0.1.0
+/// removed finishes on 0.1.0's code (its tasks write `version: 1`); a new
+/// execution runs 0.2.0 (`version: 2`).
+///
+/// Catches: an executor that runs the package's current version instead
+/// of the execution's pinned hash (seen red: with `Executor::exec_info`
+/// looking up the newest registered package of that name, and not caching
+/// it per execution, the output said `version: 2`).
 async fn executions_stay_pinned_to_their_version(db: Db) {
     let db = TestDb::new(db).await;
     let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    // Compile 0.2.0 into the runner's cache now, so that registering it
+    // below is quick and happens while the first execution still runs.
+    r.loader()
+        .load(&read(artifacts::SANDBOX_PROBE_V2))
+        .await
+        .unwrap();
     let v1_hash = culvert::ContentHash::of(&read(artifacts::SANDBOX_PROBE)).to_hex();
     let running = r
-        .start_execution("public", "slow", None, ctx(json!({"ms": 200})))
+        .start_execution("public", "slow", None, ctx(json!({"ms": 1500})))
         .await
         .unwrap();
     assert_eq!(running.content_hash, v1_hash);
     assert_eq!(running.package_version, "0.1.0");
+    eventually(Duration::from_secs(30), "s1 to run", || {
+        let r = &r;
+        async move {
+            let ts = tasks(r, running.id).await;
+            (task(&ts, "s1").status == TaskStatus::Running).then_some(())
+        }
+    })
+    .await;
     // A new version arrives, and the old one is removed, mid-run.
-    tokio::time::sleep(Duration::from_millis(150)).await;
     let v2 = r
         .register_package("public", &read(artifacts::SANDBOX_PROBE_V2))
         .await
@@ -371,23 +393,25 @@ async fn executions_stay_pinned_to_their_version(db: Db) {
     r.remove_package("public", "sandbox-probe", Some("0.1.0"))
         .await
         .unwrap();
+    // Four 1.5 s tasks: s4 cannot start until 4.5 s after s1 did, ample
+    // room for a registration from the warm cache even on a loaded
+    // machine; so at least one task runs after the change.
+    let ts = tasks(&r, running.id).await;
+    assert_eq!(task(&ts, "s4").status, TaskStatus::NotStarted);
     let done = r
-        .wait(running.id, Some(Duration::from_secs(30)))
+        .wait(running.id, Some(Duration::from_secs(60)))
         .await
         .unwrap();
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
     assert_eq!(done.content_hash, v1_hash);
-    assert_eq!(
-        done.output.unwrap()["trail"],
-        json!(["s1", "s2", "s3", "s4"])
-    );
-    // New executions use the newest version.
-    let next = r
-        .start_execution("public", "chain", None, ctx(json!({})))
-        .await
-        .unwrap();
+    let out = done.output.unwrap();
+    assert_eq!(out["trail"], json!(["s1", "s2", "s3", "s4"]));
+    assert_eq!(out["version"], 1, "0.1.0's code ran every task");
+    // New executions use the newest version, and run its code.
+    let next = run_to_end(&r, "slow", json!({"ms": 1})).await;
     assert_eq!(next.package_version, "0.2.0");
     assert_eq!(next.content_hash, v2.content_hash);
+    assert_eq!(next.output.unwrap()["version"], 2);
     // An older version stays addressable while registered.
     r.register_package("public", &read(artifacts::SANDBOX_PROBE))
         .await
@@ -516,4 +540,22 @@ async fn finalisations_are_taken_over_then_given_up(db: Db) {
     r.store().recover_expired(host, 3).await.unwrap();
     let again = r.store().execution_events(doomed).await.unwrap();
     assert_eq!(again.len(), events.len());
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, or panic with `what`
+/// after `deadline`. The deadlines are generous (the machine running the
+/// suite may be loaded): they bound a hang, they do not measure anything.
+async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(t0.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
