@@ -68,6 +68,7 @@ culvert_tests::both_backends!(
     bad_input_creates_nothing,
     the_event_log_tells_the_story,
     finalisations_are_taken_over_then_given_up,
+    heartbeats_keep_a_task_longer_than_its_lease,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -558,4 +559,47 @@ where
         assert!(t0.elapsed() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Heartbeats extend leases: six tasks of 3 s each under a 1 s lease
+/// (heartbeat every 300 ms, recovery sweeps every 200 ms) each run once,
+/// are never recovered and never discarded.
+///
+/// Catches: the heartbeat loop not calling `store.heartbeat` (seen red:
+/// the sweep took the tasks back every second until the recovery limit
+/// failed them, "its host died 4 times").
+async fn heartbeats_keep_a_task_longer_than_its_lease(db: Db) {
+    let db = TestDb::new(db).await;
+    let mut c = config(&db);
+    c.executor.lease = Duration::from_secs(1);
+    c.executor.heartbeat_interval = Duration::from_millis(300);
+    let r = Runner::open(c).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r.start();
+    let done = run_to_end(&r, "parallel", json!({"ms": 3000})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let ts = tasks(&r, done.id).await;
+    assert_eq!(ts.len(), 6);
+    for t in &ts {
+        assert_eq!(
+            (t.attempt, t.recoveries),
+            (1, 0),
+            "task {} outlived its lease",
+            t.task_id
+        );
+        assert!(t.duration_ms.unwrap() >= 3000, "{t:?}");
+    }
+    let (_, _, events) = r.execution("public", done.id).await.unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == "lease_expired" || e.kind == "recovered"),
+        "{events:?}"
+    );
+    assert_eq!(events.iter().filter(|e| e.kind == "claimed").count(), 6);
+    let stats = r.executor().stats();
+    assert_eq!((stats.recovered, stats.discarded), (0, 0), "{stats:?}");
+    r.shutdown().await;
 }
