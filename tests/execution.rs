@@ -69,6 +69,7 @@ culvert_tests::both_backends!(
     the_event_log_tells_the_story,
     finalisations_are_taken_over_then_given_up,
     heartbeats_keep_a_task_longer_than_its_lease,
+    retries_wait_out_their_backoff,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -561,6 +562,15 @@ where
     }
 }
 
+/// The `at` of each event of `kind` for `task`, in order.
+fn event_times(events: &[culvert::store::EventRow], task: &str, kind: &str) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind && e.task_id.as_deref() == Some(task))
+        .map(|e| e.at)
+        .collect()
+}
+
 /// Heartbeats extend leases: six tasks of 3 s each under a 1 s lease
 /// (heartbeat every 300 ms, recovery sweeps every 200 ms) each run once,
 /// are never recovered and never discarded.
@@ -601,5 +611,43 @@ async fn heartbeats_keep_a_task_longer_than_its_lease(db: Db) {
     assert_eq!(events.iter().filter(|e| e.kind == "claimed").count(), 6);
     let stats = r.executor().stats();
     assert_eq!((stats.recovered, stats.discarded), (0, 0), "{stats:?}");
+    r.shutdown().await;
+}
+
+/// Backoff is honoured: the `backoff` workflow's tasks fail three times
+/// each; the next attempt is never claimed before the policy's delay has
+/// passed since the previous claim (the failed attempt ran after its
+/// claim, and its retry is due `delay` after it failed): 400 ms each time
+/// for `fixed`, 200, 400 then 800 ms for `exponential`. Only lower bounds
+/// are asserted, so a loaded machine cannot fail the test.
+///
+/// Catches: the claim transaction not checking `next_run_at <= now` (seen
+/// red with the check dropped from both of its queries, the per-tenant
+/// count in `shared_exec.rs` and `CLAIM_SQL` in `sqlite.rs` and
+/// `postgres.rs`: attempt 2 was claimed 14 ms after attempt 1). Dropping it
+/// from `CLAIM_SQL` alone changes nothing observable: the count, taken
+/// with the same `now`, caps each tenant's batch at its due tasks, and
+/// `CLAIM_SQL` takes the oldest `next_run_at` first, which are those.
+async fn retries_wait_out_their_backoff(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    let done = run_to_end(&r, "backoff", json!({"fail_times": 3})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let ts = tasks(&r, done.id).await;
+    let (_, _, events) = r.execution("public", done.id).await.unwrap();
+    for (id, delays) in [("fixed", [400, 400, 400]), ("exponential", [200, 400, 800])] {
+        assert_eq!(task(&ts, id).attempt, 4, "{id}");
+        let claims = event_times(&events, id, "claimed");
+        assert_eq!(claims.len(), 4, "{id}: {claims:?}");
+        for (i, delay) in delays.iter().enumerate() {
+            let gap = claims[i + 1] - claims[i];
+            assert!(
+                gap >= *delay,
+                "{id}: attempt {} was claimed {gap} ms after attempt {}, before its {delay} ms backoff",
+                i + 2,
+                i + 1
+            );
+        }
+    }
     r.shutdown().await;
 }
