@@ -70,6 +70,7 @@ culvert_tests::both_backends!(
     finalisations_are_taken_over_then_given_up,
     heartbeats_keep_a_task_longer_than_its_lease,
     retries_wait_out_their_backoff,
+    a_stale_claim_token_is_fenced_out_on_the_same_host,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -650,4 +651,101 @@ async fn retries_wait_out_their_backoff(db: Db) {
         }
     }
     r.shutdown().await;
+}
+
+/// Fencing by the claim token alone: a host re-claims a task it had lost
+/// (same host id, new token); the completion of its first claim is then
+/// refused and changes nothing, and a heartbeat with the old token extends
+/// nothing; the completion of the current claim is accepted.
+///
+/// Catches: the completion `UPDATE`s in `shared_exec.rs` not checking
+/// `claim_token` (seen red: the stale completion was accepted), and the
+/// heartbeat's `UPDATE` not checking it (seen red: the stale heartbeat
+/// extended the lease).
+async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
+    let db = TestDb::new(db).await;
+    // No executor: this test is the only host.
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let host = uuid::Uuid::now_v7();
+    let first = store
+        .claim_tasks(host, 10, culvert::store::now_ms() + 100, None)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // The lease runs out; a sweep makes the task ready again.
+    eventually(Duration::from_secs(10), "the lease to expire", || {
+        let store = store.clone();
+        async move {
+            let got = store.recover_expired(host, 3).await.unwrap();
+            (!got.is_empty()).then_some(())
+        }
+    })
+    .await;
+    let second = store
+        .claim_tasks(host, 10, culvert::store::now_ms() + 60_000, None)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].task_id, "a");
+    assert_ne!(first[0].claim_token, second[0].claim_token);
+    let before = tasks(&r, started.id).await;
+    let events_before = store.execution_events(started.id).await.unwrap().len();
+
+    let stale_beat = store
+        .heartbeat(
+            host,
+            culvert::store::now_ms() + 600_000,
+            &[(started.id, "a".to_string(), first[0].claim_token)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale_beat, 0, "a stale token extends no lease");
+    let plan = store.execution_plan(started.id).await.unwrap();
+    let stale = store
+        .complete_task(
+            host,
+            &first[0],
+            TaskOutcome::Succeeded {
+                output: ctx(json!({"stale": true})),
+            },
+            &plan,
+        )
+        .await
+        .unwrap();
+    assert!(!stale.accepted, "the first claim's completion was accepted");
+    let after = tasks(&r, started.id).await;
+    let a = task(&after, "a");
+    assert_eq!(a.status, TaskStatus::Running);
+    assert!(a.output.is_none());
+    assert_eq!(a.lease_expires_at, task(&before, "a").lease_expires_at);
+    assert_eq!(task(&after, "b").status, TaskStatus::NotStarted);
+    assert_eq!(
+        store.execution_events(started.id).await.unwrap().len(),
+        events_before,
+        "a refused completion records nothing"
+    );
+
+    let current = store
+        .complete_task(
+            host,
+            &second[0],
+            TaskOutcome::Succeeded {
+                output: ctx(json!({"current": true})),
+            },
+            &plan,
+        )
+        .await
+        .unwrap();
+    assert!(current.accepted);
+    let a = tasks(&r, started.id).await;
+    assert_eq!(task(&a, "a").output, Some(json!({"current": true})));
+    assert_eq!(task(&a, "b").status, TaskStatus::Ready);
 }
