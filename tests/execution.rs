@@ -71,6 +71,7 @@ culvert_tests::both_backends!(
     heartbeats_keep_a_task_longer_than_its_lease,
     retries_wait_out_their_backoff,
     a_stale_claim_token_is_fenced_out_on_the_same_host,
+    the_recovery_limit_fails_a_task_with_kind_host,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -748,4 +749,77 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
     let a = tasks(&r, started.id).await;
     assert_eq!(task(&a, "a").output, Some(json!({"current": true})));
     assert_eq!(task(&a, "b").status, TaskStatus::Ready);
+}
+
+/// The recovery limit: a task whose host dies once more than
+/// `max_recoveries` (2 here) fails for good with kind `host`, its
+/// dependents are skipped and the execution fails.
+///
+/// Catches: the sweep ignoring the limit (seen red: with `gave_up` forced
+/// to false in `recover_expired`, round 3 recovered the task again).
+async fn the_recovery_limit_fails_a_task_with_kind_host(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let sweeper = uuid::Uuid::now_v7();
+    // Three hosts in turn claim the root and die.
+    for round in 1..=3 {
+        let ghost = uuid::Uuid::now_v7();
+        let claimed = store
+            .claim_tasks(ghost, 10, culvert::store::now_ms() + 50, None)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "round {round}: the root is claimable");
+        let swept = eventually(Duration::from_secs(10), "the lease to expire", || {
+            let store = store.clone();
+            async move {
+                let got = store.recover_expired(sweeper, 2).await.unwrap();
+                (!got.is_empty()).then_some(got)
+            }
+        })
+        .await;
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].from_host, Some(ghost));
+        assert_eq!(swept[0].gave_up, round == 3, "round {round}");
+    }
+    let ts = tasks(&r, started.id).await;
+    let a = task(&ts, "a");
+    assert_eq!(a.status, TaskStatus::Failed);
+    assert_eq!(a.last_error_kind.as_deref(), Some("host"));
+    assert_eq!(a.recoveries, 3);
+    assert!(
+        a.last_error
+            .as_deref()
+            .unwrap()
+            .contains("the recovery limit is 2"),
+        "{:?}",
+        a.last_error
+    );
+    // Its dependent is unlocked; the host that claims it decides it is
+    // skipped, and the execution fails.
+    assert_eq!(task(&ts, "b").status, TaskStatus::Ready);
+    r.start();
+    let row = r
+        .wait(started.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(row.status, ExecutionStatus::Failed);
+    let error = row.error.unwrap_or_default();
+    assert!(error.contains("task 'a' failed: host"), "{error}");
+    let ts = tasks(&r, started.id).await;
+    for id in ["b", "c"] {
+        assert_eq!(task(&ts, id).status, TaskStatus::Skipped, "{id}");
+    }
+    assert_eq!(
+        task(&ts, "b").skip_reason.as_deref(),
+        Some("dependency 'a' failed")
+    );
+    r.shutdown().await;
 }
