@@ -72,6 +72,7 @@ culvert_tests::both_backends!(
     retries_wait_out_their_backoff,
     a_stale_claim_token_is_fenced_out_on_the_same_host,
     the_recovery_limit_fails_a_task_with_kind_host,
+    a_cancelled_executions_running_task_is_not_resurrected,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -821,5 +822,69 @@ async fn the_recovery_limit_fails_a_task_with_kind_host(db: Db) {
         task(&ts, "b").skip_reason.as_deref(),
         Some("dependency 'a' failed")
     );
+    r.shutdown().await;
+}
+
+/// A cancelled execution's running task is not resurrected: its host (a
+/// ghost) dies after the cancel; once the lease ran out, the live host's
+/// recovery sweep marks it skipped, not ready, and no attempt runs again.
+///
+/// Catches: the sweep recovering tasks of cancelled executions like any
+/// other (seen red: with the `cancelled` branch of `recover_expired`
+/// disabled, the task went back to `ready`, and on SQLite the live host
+/// claimed it and ran it to `completed`).
+async fn a_cancelled_executions_running_task_is_not_resurrected(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    let ghost = uuid::Uuid::now_v7();
+    let claimed = r
+        .store()
+        .claim_tasks(ghost, 10, culvert::store::now_ms() + 300, None)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    r.cancel("public", started.id).await.unwrap();
+    assert_eq!(
+        task(&tasks(&r, started.id).await, "a").status,
+        TaskStatus::Running,
+        "the ghost still holds it"
+    );
+    // A live host: its sweep finds the expired lease, its claim loop would
+    // run the task if it were made ready again.
+    r.start();
+    let a = eventually(
+        Duration::from_secs(20),
+        "the sweep to take the task",
+        || {
+            let r = &r;
+            async move {
+                let ts = tasks(r, started.id).await;
+                let a = task(&ts, "a").clone();
+                (a.status != TaskStatus::Running).then_some(a)
+            }
+        },
+    )
+    .await;
+    assert_eq!(a.status, TaskStatus::Skipped, "{a:?}");
+    assert_eq!(a.skip_reason.as_deref(), Some("execution cancelled"));
+    // Give a (wrong) claim loop time to pick it up: several recovery and
+    // poll intervals. Nothing must happen in that time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ts = tasks(&r, started.id).await;
+    assert_eq!(task(&ts, "a").status, TaskStatus::Skipped);
+    assert!(ts.iter().all(|t| t.status == TaskStatus::Skipped), "{ts:?}");
+    let (row, _, events) = r.execution("public", started.id).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Cancelled);
+    let claims: Vec<_> = events.iter().filter(|e| e.kind == "claimed").collect();
+    assert_eq!(claims.len(), 1, "only the ghost's claim: {events:?}");
+    assert!(!events.iter().any(|e| e.kind == "recovered"), "{events:?}");
+    assert_eq!(r.executor().stats().claimed, 0);
     r.shutdown().await;
 }
