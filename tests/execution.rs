@@ -73,6 +73,7 @@ culvert_tests::both_backends!(
     a_stale_claim_token_is_fenced_out_on_the_same_host,
     the_recovery_limit_fails_a_task_with_kind_host,
     a_cancelled_executions_running_task_is_not_resurrected,
+    the_newest_registration_wins_not_the_highest_version,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -886,5 +887,34 @@ async fn a_cancelled_executions_running_task_is_not_resurrected(db: Db) {
     assert_eq!(claims.len(), 1, "only the ghost's claim: {events:?}");
     assert!(!events.iter().any(|e| e.kind == "recovered"), "{events:?}");
     assert_eq!(r.executor().stats().claimed, 0);
+    r.shutdown().await;
+}
+
+/// New executions use the newest *registered* version: 0.2.0 registered
+/// first, then 0.1.0, so 0.1.0 runs (its tasks write `version: 1`);
+/// naming 0.2.0 still runs 0.2.0.
+///
+/// Catches: picking the highest version number instead (seen red: with
+/// `runner::find_workflow` keeping the greatest version, 0.2.0 ran).
+async fn the_newest_registration_wins_not_the_highest_version(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(
+        &db,
+        &[artifacts::SANDBOX_PROBE_V2, artifacts::SANDBOX_PROBE],
+    )
+    .await;
+    let done = run_to_end(&r, "slow", json!({"ms": 1})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.package_version, "0.1.0");
+    assert_eq!(done.output.unwrap()["version"], 1);
+    let named = r
+        .start_execution("public", "slow", Some("0.2.0"), ctx(json!({"ms": 1})))
+        .await
+        .unwrap();
+    let named = r
+        .wait(named.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(named.output.unwrap()["version"], 2);
     r.shutdown().await;
 }
