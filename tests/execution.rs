@@ -74,6 +74,7 @@ culvert_tests::both_backends!(
     the_recovery_limit_fails_a_task_with_kind_host,
     a_cancelled_executions_running_task_is_not_resurrected,
     the_newest_registration_wins_not_the_highest_version,
+    a_removed_packages_pending_execution_runs_on_a_fresh_host,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -917,4 +918,49 @@ async fn the_newest_registration_wins_not_the_highest_version(db: Db) {
         .unwrap();
     assert_eq!(named.output.unwrap()["version"], 2);
     r.shutdown().await;
+}
+
+/// A removed package's pending execution runs from the component bytes
+/// stored for it, on a host that never loaded the package: the first
+/// runner registers, starts and removes, then goes away; a second runner
+/// with its own empty cache directory, started afterwards, runs it.
+///
+/// Catches: garbage collection deleting bytes that a pending execution
+/// still needs (seen red: with the `executions` condition dropped from
+/// `GC_BLOBS`, the task failed with kind `host`, "cannot load the
+/// execution's package").
+async fn a_removed_packages_pending_execution_runs_on_a_fresh_host(db: Db) {
+    let db = TestDb::new(db).await;
+    let first = Runner::open(config(&db)).await.unwrap();
+    first
+        .register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let pending = first
+        .start_execution("public", "chain", None, ctx(json!({"seed": 7})))
+        .await
+        .unwrap();
+    first
+        .remove_package("public", "sandbox-probe", None)
+        .await
+        .unwrap();
+    assert!(first.list_packages(None).await.unwrap().is_empty());
+    drop(first);
+
+    let c = config(&db).cache_dir(db.dir().join("fresh-cache"));
+    let second = Runner::open(c).await.unwrap();
+    second.start();
+    let done = second
+        .wait(pending.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let out = done.output.unwrap();
+    assert_eq!(out["trail"], json!(["a", "b", "c"]));
+    assert_eq!(out["seed"], 7);
+    assert!(
+        second.registry().is_empty(),
+        "the second host never loaded the package"
+    );
+    second.shutdown().await;
 }
