@@ -7,6 +7,8 @@ use culvert::store::{ExecutionFilter, TaskOutcome};
 use culvert::{ExecutionStatus, Runner, RunnerConfig, TaskStatus};
 use culvert_tests::{Db, TestDb, artifacts, init_tracing, read};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn config(db: &TestDb) -> RunnerConfig {
@@ -75,6 +77,7 @@ culvert_tests::both_backends!(
     a_cancelled_executions_running_task_is_not_resurrected,
     the_newest_registration_wins_not_the_highest_version,
     a_removed_packages_pending_execution_runs_on_a_fresh_host,
+    completion_writes_are_retried_and_fall_back_to_single_writes,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -963,4 +966,295 @@ async fn a_removed_packages_pending_execution_runs_on_a_fresh_host(db: Db) {
         "the second host never loaded the package"
     );
     second.shutdown().await;
+}
+
+/// A store that fails completion writes on purpose, delegating everything
+/// else: to test the executor's retries of a completion write and its
+/// fallback from group commit to single writes without depending on when
+/// a real database happens to fail.
+mod faulty {
+    use async_trait::async_trait;
+    use culvert::scheduler::ExecutionPlan;
+    use culvert::store::{
+        Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
+        HostRecord, NewExecution, NewPackage, PackageEvent, PackageRow, Recovered, Registration,
+        Result, TaskOutcome, TaskRow,
+    };
+    use culvert::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
+    use culvert::{ExecutionStatus, Store, StoreError, TaskStatus};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use uuid::Uuid;
+
+    /// Fails the first `fail_first` group commits with `Unavailable`, and
+    /// every later group commit of more than one completion with `Other`;
+    /// single writes (`complete_task`) go through. Each group commit first
+    /// waits 100 ms, so that completions finishing meanwhile queue up and
+    /// the next batch holds several.
+    #[derive(Debug)]
+    pub struct Faulty {
+        pub inner: Arc<dyn Store>,
+        pub fail_first: AtomicU32,
+        /// Group commits refused because they held several completions.
+        pub refused_batches: AtomicU32,
+        /// Single writes (the fallback) that went through.
+        pub single_writes: AtomicU32,
+    }
+
+    impl Faulty {
+        pub fn new(inner: Arc<dyn Store>, fail_first: u32) -> Self {
+            Self {
+                inner,
+                fail_first: AtomicU32::new(fail_first),
+                refused_batches: AtomicU32::new(0),
+                single_writes: AtomicU32::new(0),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ExecutionStore for Faulty {
+        async fn create_execution(&self, new: NewExecution<'_>) -> Result<ExecutionRow> {
+            self.inner.create_execution(new).await
+        }
+        async fn get_execution(&self, tenant: Option<&str>, id: Uuid) -> Result<ExecutionRow> {
+            self.inner.get_execution(tenant, id).await
+        }
+        async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>> {
+            self.inner.list_executions(filter).await
+        }
+        async fn execution_tasks(&self, id: Uuid) -> Result<Vec<TaskRow>> {
+            self.inner.execution_tasks(id).await
+        }
+        async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
+            self.inner.execution_events(id).await
+        }
+        async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan> {
+            self.inner.execution_plan(id).await
+        }
+        async fn claim_tasks(
+            &self,
+            host: Uuid,
+            limit: u32,
+            lease_until: i64,
+            only_execution: Option<Uuid>,
+        ) -> Result<Vec<ClaimedTask>> {
+            self.inner
+                .claim_tasks(host, limit, lease_until, only_execution)
+                .await
+        }
+        async fn complete_task(
+            &self,
+            host: Uuid,
+            task: &ClaimedTask,
+            outcome: TaskOutcome,
+            plan: &ExecutionPlan,
+        ) -> Result<Completion> {
+            let done = self.inner.complete_task(host, task, outcome, plan).await;
+            self.single_writes.fetch_add(1, Ordering::SeqCst);
+            done
+        }
+        async fn complete_tasks(
+            &self,
+            host: Uuid,
+            batch: &[(ClaimedTask, TaskOutcome, Arc<ExecutionPlan>)],
+        ) -> Result<Vec<Completion>> {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if self
+                .fail_first
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Unavailable("injected outage".into()));
+            }
+            if batch.len() > 1 {
+                self.refused_batches.fetch_add(1, Ordering::SeqCst);
+                return Err(StoreError::Other("injected batch failure".into()));
+            }
+            self.inner.complete_tasks(host, batch).await
+        }
+        async fn heartbeat(
+            &self,
+            host: Uuid,
+            lease_until: i64,
+            claims: &[(Uuid, String, Uuid)],
+        ) -> Result<u64> {
+            self.inner.heartbeat(host, lease_until, claims).await
+        }
+        async fn recover_expired(&self, host: Uuid, max_recoveries: u32) -> Result<Vec<Recovered>> {
+            self.inner.recover_expired(host, max_recoveries).await
+        }
+        async fn task_states(
+            &self,
+            execution_id: Uuid,
+            ids: &[String],
+        ) -> Result<Vec<(String, TaskStatus, Option<i64>)>> {
+            self.inner.task_states(execution_id, ids).await
+        }
+        async fn task_outputs(
+            &self,
+            execution_id: Uuid,
+            ids: &[String],
+        ) -> Result<Vec<(String, String)>> {
+            self.inner.task_outputs(execution_id, ids).await
+        }
+        async fn finalize_execution(
+            &self,
+            host: Uuid,
+            id: Uuid,
+        ) -> Result<Option<ExecutionStatus>> {
+            self.inner.finalize_execution(host, id).await
+        }
+        async fn count_unfinished(&self, tenant: &str) -> Result<i64> {
+            self.inner.count_unfinished(tenant).await
+        }
+        async fn cancel_execution(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow> {
+            self.inner.cancel_execution(tenant, id).await
+        }
+        async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>> {
+            self.inner.cancelled_running(host).await
+        }
+    }
+
+    #[async_trait]
+    impl Store for Faulty {
+        fn backend(&self) -> Backend {
+            self.inner.backend()
+        }
+        fn display_url(&self) -> String {
+            self.inner.display_url()
+        }
+        async fn register_package(&self, package: NewPackage<'_>) -> Result<Registration> {
+            self.inner.register_package(package).await
+        }
+        async fn list_packages(&self, tenant: Option<&str>) -> Result<Vec<PackageRow>> {
+            self.inner.list_packages(tenant).await
+        }
+        async fn package_fingerprints(&self) -> Result<Vec<(Uuid, String)>> {
+            self.inner.package_fingerprints().await
+        }
+        async fn get_package(&self, id: Uuid) -> Result<PackageRow> {
+            self.inner.get_package(id).await
+        }
+        async fn blob(&self, content_hash: &str) -> Result<Vec<u8>> {
+            self.inner.blob(content_hash).await
+        }
+        async fn remove_packages(
+            &self,
+            tenant: &str,
+            name: &str,
+            version: Option<&str>,
+        ) -> Result<Vec<PackageRow>> {
+            self.inner.remove_packages(tenant, name, version).await
+        }
+        async fn collect_garbage(&self) -> Result<u64> {
+            self.inner.collect_garbage().await
+        }
+        fn package_events(&self) -> tokio::sync::broadcast::Receiver<PackageEvent> {
+            self.inner.package_events()
+        }
+        async fn upsert_host(&self, host: &HostRecord) -> Result<()> {
+            self.inner.upsert_host(host).await
+        }
+        async fn live_hosts(&self, since_ms: i64) -> Result<Vec<HostRecord>> {
+            self.inner.live_hosts(since_ms).await
+        }
+        async fn remove_host(&self, id: Uuid) -> Result<()> {
+            self.inner.remove_host(id).await
+        }
+        async fn create_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow> {
+            self.inner.create_tenant(name, limits).await
+        }
+        async fn get_tenant(&self, name: &str) -> Result<TenantRow> {
+            self.inner.get_tenant(name).await
+        }
+        async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
+            self.inner.list_tenants().await
+        }
+        async fn update_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow> {
+            self.inner.update_tenant(name, limits).await
+        }
+        async fn delete_tenant(&self, name: &str) -> Result<()> {
+            self.inner.delete_tenant(name).await
+        }
+        async fn add_grant(&self, grant: &Grant) -> Result<()> {
+            self.inner.add_grant(grant).await
+        }
+        async fn remove_grant(
+            &self,
+            tenant: &str,
+            package: &str,
+            kind: GrantKind,
+            name: &str,
+        ) -> Result<()> {
+            self.inner.remove_grant(tenant, package, kind, name).await
+        }
+        async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>> {
+            self.inner.list_grants(tenant).await
+        }
+    }
+}
+
+/// Every task of `id` has exactly one `completed` event and one completed
+/// row: nothing lost, nothing recorded twice.
+async fn each_task_completed_once(r: &Runner, id: uuid::Uuid) {
+    let (row, ts, events) = r.execution("public", id).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Completed, "{:?}", row.error);
+    for t in &ts {
+        assert_eq!(t.status, TaskStatus::Completed, "{t:?}");
+        let completed = events
+            .iter()
+            .filter(|e| e.kind == "completed" && e.task_id.as_deref() == Some(&t.task_id))
+            .count();
+        assert_eq!(completed, 1, "task {} of {id}: {events:?}", t.task_id);
+    }
+}
+
+/// Completion writes under trouble, injected by a store wrapper. First
+/// the chain's completions, one at a time: the first three group commits
+/// fail as if the database were down, and the executor retries until one
+/// goes through. Then six parallel tasks finishing together: every group
+/// commit of several completions fails outright, and the recorder writes
+/// them one by one. Every task is recorded exactly once, with one attempt
+/// and no recovery (nothing was handed to another attempt).
+///
+/// Catches: no retry of a failed completion write (seen red: with
+/// `attempt < 20` made `attempt < 0` in `Executor::run_one`, the result was
+/// dropped and the task recovered after its lease ran out), and no
+/// fallback to single writes (seen red: with the recorder's fallback
+/// replying the batch's error to every completion, no single write went
+/// through).
+async fn completion_writes_are_retried_and_fall_back_to_single_writes(db: Db) {
+    let db = TestDb::new(db).await;
+    let inner = culvert::store::open(&db.url).await.unwrap();
+    let faulty = Arc::new(faulty::Faulty::new(inner, 3));
+    let mut c = config(&db);
+    // Short enough that a dropped completion shows as a recovery within
+    // the test's wait.
+    c.executor.lease = Duration::from_secs(3);
+    c.executor.heartbeat_interval = Duration::from_secs(1);
+    let r = Runner::with_store(faulty.clone(), c).unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r.start();
+    let chain = run_to_end(&r, "chain", json!({})).await;
+    each_task_completed_once(&r, chain.id).await;
+    assert_eq!(faulty.fail_first.load(Ordering::SeqCst), 0);
+    let parallel = run_to_end(&r, "parallel", json!({"ms": 200})).await;
+    each_task_completed_once(&r, parallel.id).await;
+    for id in [chain.id, parallel.id] {
+        let ts = tasks(&r, id).await;
+        assert!(
+            ts.iter().all(|t| t.attempt == 1 && t.recoveries == 0),
+            "{ts:?}"
+        );
+    }
+    assert!(
+        faulty.refused_batches.load(Ordering::SeqCst) >= 1,
+        "no group commit held several completions"
+    );
+    assert!(faulty.single_writes.load(Ordering::SeqCst) >= 2);
+    assert_eq!(r.executor().stats().discarded, 0);
+    r.shutdown().await;
 }
