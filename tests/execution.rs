@@ -7,6 +7,8 @@ use culvert::store::{ExecutionFilter, TaskOutcome};
 use culvert::{ExecutionStatus, Runner, RunnerConfig, TaskStatus};
 use culvert_tests::{Db, TestDb, artifacts, init_tracing, read};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn config(db: &TestDb) -> RunnerConfig {
@@ -68,6 +70,15 @@ culvert_tests::both_backends!(
     bad_input_creates_nothing,
     the_event_log_tells_the_story,
     finalisations_are_taken_over_then_given_up,
+    heartbeats_keep_a_task_longer_than_its_lease,
+    retries_wait_out_their_backoff,
+    a_stale_claim_token_is_fenced_out_on_the_same_host,
+    the_recovery_limit_fails_a_task_with_kind_host,
+    a_cancelled_executions_running_task_is_not_resurrected,
+    the_newest_registration_wins_not_the_highest_version,
+    a_removed_packages_pending_execution_runs_on_a_fresh_host,
+    completion_writes_are_retried_and_fall_back_to_single_writes,
+    completions_survive_a_short_database_outage,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -355,18 +366,40 @@ async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
     r.shutdown().await;
 }
 
+/// Version pinning: an execution of 0.1.0 that is observably running (its
+/// first task claimed and running) when 0.2.0 is registered and 0.1.0
+/// removed finishes on 0.1.0's code (its tasks write `version: 1`); a new
+/// execution runs 0.2.0 (`version: 2`).
+///
+/// Catches: an executor that runs the package's current version instead
+/// of the execution's pinned hash (seen red: with `Executor::exec_info`
+/// looking up the newest registered package of that name, and not caching
+/// it per execution, the output said `version: 2`).
 async fn executions_stay_pinned_to_their_version(db: Db) {
     let db = TestDb::new(db).await;
     let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    // Compile 0.2.0 into the runner's cache now, so that registering it
+    // below is quick and happens while the first execution still runs.
+    r.loader()
+        .load(&read(artifacts::SANDBOX_PROBE_V2))
+        .await
+        .unwrap();
     let v1_hash = culvert::ContentHash::of(&read(artifacts::SANDBOX_PROBE)).to_hex();
     let running = r
-        .start_execution("public", "slow", None, ctx(json!({"ms": 200})))
+        .start_execution("public", "slow", None, ctx(json!({"ms": 1500})))
         .await
         .unwrap();
     assert_eq!(running.content_hash, v1_hash);
     assert_eq!(running.package_version, "0.1.0");
+    eventually(Duration::from_secs(30), "s1 to run", || {
+        let r = &r;
+        async move {
+            let ts = tasks(r, running.id).await;
+            (task(&ts, "s1").status == TaskStatus::Running).then_some(())
+        }
+    })
+    .await;
     // A new version arrives, and the old one is removed, mid-run.
-    tokio::time::sleep(Duration::from_millis(150)).await;
     let v2 = r
         .register_package("public", &read(artifacts::SANDBOX_PROBE_V2))
         .await
@@ -375,23 +408,25 @@ async fn executions_stay_pinned_to_their_version(db: Db) {
     r.remove_package("public", "sandbox-probe", Some("0.1.0"))
         .await
         .unwrap();
+    // Four 1.5 s tasks: s4 cannot start until 4.5 s after s1 did, ample
+    // room for a registration from the warm cache even on a loaded
+    // machine; so at least one task runs after the change.
+    let ts = tasks(&r, running.id).await;
+    assert_eq!(task(&ts, "s4").status, TaskStatus::NotStarted);
     let done = r
-        .wait(running.id, Some(Duration::from_secs(30)))
+        .wait(running.id, Some(Duration::from_secs(60)))
         .await
         .unwrap();
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
     assert_eq!(done.content_hash, v1_hash);
-    assert_eq!(
-        done.output.unwrap()["trail"],
-        json!(["s1", "s2", "s3", "s4"])
-    );
-    // New executions use the newest version.
-    let next = r
-        .start_execution("public", "chain", None, ctx(json!({})))
-        .await
-        .unwrap();
+    let out = done.output.unwrap();
+    assert_eq!(out["trail"], json!(["s1", "s2", "s3", "s4"]));
+    assert_eq!(out["version"], 1, "0.1.0's code ran every task");
+    // New executions use the newest version, and run its code.
+    let next = run_to_end(&r, "slow", json!({"ms": 1})).await;
     assert_eq!(next.package_version, "0.2.0");
     assert_eq!(next.content_hash, v2.content_hash);
+    assert_eq!(next.output.unwrap()["version"], 2);
     // An older version stays addressable while registered.
     r.register_package("public", &read(artifacts::SANDBOX_PROBE))
         .await
@@ -520,4 +555,801 @@ async fn finalisations_are_taken_over_then_given_up(db: Db) {
     r.store().recover_expired(host, 3).await.unwrap();
     let again = r.store().execution_events(doomed).await.unwrap();
     assert_eq!(again.len(), events.len());
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, or panic with `what`
+/// after `deadline`. The deadlines are generous (the machine running the
+/// suite may be loaded): they bound a hang, they do not measure anything.
+async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(t0.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `at` of each event of `kind` for `task`, in order.
+fn event_times(events: &[culvert::store::EventRow], task: &str, kind: &str) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind && e.task_id.as_deref() == Some(task))
+        .map(|e| e.at)
+        .collect()
+}
+
+/// Heartbeats extend leases: six tasks of 3 s each under a 1 s lease
+/// (heartbeat every 300 ms, recovery sweeps every 200 ms) each run once,
+/// are never recovered and never discarded.
+///
+/// Catches: the heartbeat loop not calling `store.heartbeat` (seen red:
+/// the sweep took the tasks back every second until the recovery limit
+/// failed them, "its host died 4 times").
+async fn heartbeats_keep_a_task_longer_than_its_lease(db: Db) {
+    let db = TestDb::new(db).await;
+    let mut c = config(&db);
+    c.executor.lease = Duration::from_secs(1);
+    c.executor.heartbeat_interval = Duration::from_millis(300);
+    let r = Runner::open(c).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r.start();
+    let done = run_to_end(&r, "parallel", json!({"ms": 3000})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let ts = tasks(&r, done.id).await;
+    assert_eq!(ts.len(), 6);
+    for t in &ts {
+        assert_eq!(
+            (t.attempt, t.recoveries),
+            (1, 0),
+            "task {} outlived its lease",
+            t.task_id
+        );
+        assert!(t.duration_ms.unwrap() >= 3000, "{t:?}");
+    }
+    let (_, _, events) = r.execution("public", done.id).await.unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == "lease_expired" || e.kind == "recovered"),
+        "{events:?}"
+    );
+    assert_eq!(events.iter().filter(|e| e.kind == "claimed").count(), 6);
+    let stats = r.executor().stats();
+    assert_eq!((stats.recovered, stats.discarded), (0, 0), "{stats:?}");
+    r.shutdown().await;
+}
+
+/// Backoff is honoured: the `backoff` workflow's tasks fail three times
+/// each; the next attempt is never claimed before the policy's delay has
+/// passed since the previous claim (the failed attempt ran after its
+/// claim, and its retry is due `delay` after it failed): 400 ms each time
+/// for `fixed`, 200, 400 then 800 ms for `exponential`. Only lower bounds
+/// are asserted, so a loaded machine cannot fail the test.
+///
+/// Catches: the claim transaction not checking `next_run_at <= now` (seen
+/// red with the check dropped from both of its queries, the per-tenant
+/// count in `shared_exec.rs` and `CLAIM_SQL` in `sqlite.rs` and
+/// `postgres.rs`: attempt 2 was claimed 14 ms after attempt 1). Dropping it
+/// from `CLAIM_SQL` alone changes nothing observable: the count, taken
+/// with the same `now`, caps each tenant's batch at its due tasks, and
+/// `CLAIM_SQL` takes the oldest `next_run_at` first, which are those.
+async fn retries_wait_out_their_backoff(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::SANDBOX_PROBE]).await;
+    let done = run_to_end(&r, "backoff", json!({"fail_times": 3})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let ts = tasks(&r, done.id).await;
+    let (_, _, events) = r.execution("public", done.id).await.unwrap();
+    for (id, delays) in [("fixed", [400, 400, 400]), ("exponential", [200, 400, 800])] {
+        assert_eq!(task(&ts, id).attempt, 4, "{id}");
+        let claims = event_times(&events, id, "claimed");
+        assert_eq!(claims.len(), 4, "{id}: {claims:?}");
+        for (i, delay) in delays.iter().enumerate() {
+            let gap = claims[i + 1] - claims[i];
+            assert!(
+                gap >= *delay,
+                "{id}: attempt {} was claimed {gap} ms after attempt {}, before its {delay} ms backoff",
+                i + 2,
+                i + 1
+            );
+        }
+    }
+    r.shutdown().await;
+}
+
+/// Fencing by the claim token alone: a host re-claims a task it had lost
+/// (same host id, new token); the completion of its first claim is then
+/// refused and changes nothing, and a heartbeat with the old token extends
+/// nothing; the completion of the current claim is accepted.
+///
+/// Catches: the completion `UPDATE`s in `shared_exec.rs` not checking
+/// `claim_token` (seen red: the stale completion was accepted), and the
+/// heartbeat's `UPDATE` not checking it (seen red: the stale heartbeat
+/// extended the lease).
+async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
+    let db = TestDb::new(db).await;
+    // No executor: this test is the only host.
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let host = uuid::Uuid::now_v7();
+    let first = store
+        .claim_tasks(host, 10, culvert::store::now_ms() + 100, None)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // The lease runs out; a sweep makes the task ready again.
+    eventually(Duration::from_secs(10), "the lease to expire", || {
+        let store = store.clone();
+        async move {
+            let got = store.recover_expired(host, 3).await.unwrap();
+            (!got.is_empty()).then_some(())
+        }
+    })
+    .await;
+    let second = store
+        .claim_tasks(host, 10, culvert::store::now_ms() + 60_000, None)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].task_id, "a");
+    assert_ne!(first[0].claim_token, second[0].claim_token);
+    let before = tasks(&r, started.id).await;
+    let events_before = store.execution_events(started.id).await.unwrap().len();
+
+    let stale_beat = store
+        .heartbeat(
+            host,
+            culvert::store::now_ms() + 600_000,
+            &[(started.id, "a".to_string(), first[0].claim_token)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale_beat, 0, "a stale token extends no lease");
+    let plan = store.execution_plan(started.id).await.unwrap();
+    let stale = store
+        .complete_task(
+            host,
+            &first[0],
+            TaskOutcome::Succeeded {
+                output: ctx(json!({"stale": true})),
+            },
+            &plan,
+        )
+        .await
+        .unwrap();
+    assert!(!stale.accepted, "the first claim's completion was accepted");
+    let after = tasks(&r, started.id).await;
+    let a = task(&after, "a");
+    assert_eq!(a.status, TaskStatus::Running);
+    assert!(a.output.is_none());
+    assert_eq!(a.lease_expires_at, task(&before, "a").lease_expires_at);
+    assert_eq!(task(&after, "b").status, TaskStatus::NotStarted);
+    assert_eq!(
+        store.execution_events(started.id).await.unwrap().len(),
+        events_before,
+        "a refused completion records nothing"
+    );
+
+    let current = store
+        .complete_task(
+            host,
+            &second[0],
+            TaskOutcome::Succeeded {
+                output: ctx(json!({"current": true})),
+            },
+            &plan,
+        )
+        .await
+        .unwrap();
+    assert!(current.accepted);
+    let a = tasks(&r, started.id).await;
+    assert_eq!(task(&a, "a").output, Some(json!({"current": true})));
+    assert_eq!(task(&a, "b").status, TaskStatus::Ready);
+}
+
+/// The recovery limit: a task whose host dies once more than
+/// `max_recoveries` (2 here) fails for good with kind `host`, its
+/// dependents are skipped and the execution fails.
+///
+/// Catches: the sweep ignoring the limit (seen red: with `gave_up` forced
+/// to false in `recover_expired`, round 3 recovered the task again).
+async fn the_recovery_limit_fails_a_task_with_kind_host(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let sweeper = uuid::Uuid::now_v7();
+    // Three hosts in turn claim the root and die.
+    for round in 1..=3 {
+        let ghost = uuid::Uuid::now_v7();
+        let claimed = store
+            .claim_tasks(ghost, 10, culvert::store::now_ms() + 50, None)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "round {round}: the root is claimable");
+        let swept = eventually(Duration::from_secs(10), "the lease to expire", || {
+            let store = store.clone();
+            async move {
+                let got = store.recover_expired(sweeper, 2).await.unwrap();
+                (!got.is_empty()).then_some(got)
+            }
+        })
+        .await;
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].from_host, Some(ghost));
+        assert_eq!(swept[0].gave_up, round == 3, "round {round}");
+    }
+    let ts = tasks(&r, started.id).await;
+    let a = task(&ts, "a");
+    assert_eq!(a.status, TaskStatus::Failed);
+    assert_eq!(a.last_error_kind.as_deref(), Some("host"));
+    assert_eq!(a.recoveries, 3);
+    assert!(
+        a.last_error
+            .as_deref()
+            .unwrap()
+            .contains("the recovery limit is 2"),
+        "{:?}",
+        a.last_error
+    );
+    // Its dependent is unlocked; the host that claims it decides it is
+    // skipped, and the execution fails.
+    assert_eq!(task(&ts, "b").status, TaskStatus::Ready);
+    r.start();
+    let row = r
+        .wait(started.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(row.status, ExecutionStatus::Failed);
+    let error = row.error.unwrap_or_default();
+    assert!(error.contains("task 'a' failed: host"), "{error}");
+    let ts = tasks(&r, started.id).await;
+    for id in ["b", "c"] {
+        assert_eq!(task(&ts, id).status, TaskStatus::Skipped, "{id}");
+    }
+    assert_eq!(
+        task(&ts, "b").skip_reason.as_deref(),
+        Some("dependency 'a' failed")
+    );
+    r.shutdown().await;
+}
+
+/// A cancelled execution's running task is not resurrected: its host (a
+/// ghost) dies after the cancel; once the lease ran out, the live host's
+/// recovery sweep marks it skipped, not ready, and no attempt runs again.
+///
+/// Catches: the sweep recovering tasks of cancelled executions like any
+/// other (seen red: with the `cancelled` branch of `recover_expired`
+/// disabled, the task went back to `ready`, and on SQLite the live host
+/// claimed it and ran it to `completed`).
+async fn a_cancelled_executions_running_task_is_not_resurrected(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = Runner::open(config(&db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    let ghost = uuid::Uuid::now_v7();
+    let claimed = r
+        .store()
+        .claim_tasks(ghost, 10, culvert::store::now_ms() + 300, None)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    r.cancel("public", started.id).await.unwrap();
+    assert_eq!(
+        task(&tasks(&r, started.id).await, "a").status,
+        TaskStatus::Running,
+        "the ghost still holds it"
+    );
+    // A live host: its sweep finds the expired lease, its claim loop would
+    // run the task if it were made ready again.
+    r.start();
+    let a = eventually(
+        Duration::from_secs(20),
+        "the sweep to take the task",
+        || {
+            let r = &r;
+            async move {
+                let ts = tasks(r, started.id).await;
+                let a = task(&ts, "a").clone();
+                (a.status != TaskStatus::Running).then_some(a)
+            }
+        },
+    )
+    .await;
+    assert_eq!(a.status, TaskStatus::Skipped, "{a:?}");
+    assert_eq!(a.skip_reason.as_deref(), Some("execution cancelled"));
+    // Give a (wrong) claim loop time to pick it up: several recovery and
+    // poll intervals. Nothing must happen in that time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ts = tasks(&r, started.id).await;
+    assert_eq!(task(&ts, "a").status, TaskStatus::Skipped);
+    assert!(ts.iter().all(|t| t.status == TaskStatus::Skipped), "{ts:?}");
+    let (row, _, events) = r.execution("public", started.id).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Cancelled);
+    let claims: Vec<_> = events.iter().filter(|e| e.kind == "claimed").collect();
+    assert_eq!(claims.len(), 1, "only the ghost's claim: {events:?}");
+    assert!(!events.iter().any(|e| e.kind == "recovered"), "{events:?}");
+    assert_eq!(r.executor().stats().claimed, 0);
+    r.shutdown().await;
+}
+
+/// New executions use the newest *registered* version: 0.2.0 registered
+/// first, then 0.1.0, so 0.1.0 runs (its tasks write `version: 1`);
+/// naming 0.2.0 still runs 0.2.0.
+///
+/// Catches: picking the highest version number instead (seen red: with
+/// `runner::find_workflow` keeping the greatest version, 0.2.0 ran).
+async fn the_newest_registration_wins_not_the_highest_version(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(
+        &db,
+        &[artifacts::SANDBOX_PROBE_V2, artifacts::SANDBOX_PROBE],
+    )
+    .await;
+    let done = run_to_end(&r, "slow", json!({"ms": 1})).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.package_version, "0.1.0");
+    assert_eq!(done.output.unwrap()["version"], 1);
+    let named = r
+        .start_execution("public", "slow", Some("0.2.0"), ctx(json!({"ms": 1})))
+        .await
+        .unwrap();
+    let named = r
+        .wait(named.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(named.output.unwrap()["version"], 2);
+    r.shutdown().await;
+}
+
+/// A removed package's pending execution runs from the component bytes
+/// stored for it, on a host that never loaded the package: the first
+/// runner registers, starts and removes, then goes away; a second runner
+/// with its own empty cache directory, started afterwards, runs it.
+///
+/// Catches: garbage collection deleting bytes that a pending execution
+/// still needs (seen red: with the `executions` condition dropped from
+/// `GC_BLOBS`, the task failed with kind `host`, "cannot load the
+/// execution's package").
+async fn a_removed_packages_pending_execution_runs_on_a_fresh_host(db: Db) {
+    let db = TestDb::new(db).await;
+    let first = Runner::open(config(&db)).await.unwrap();
+    first
+        .register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let pending = first
+        .start_execution("public", "chain", None, ctx(json!({"seed": 7})))
+        .await
+        .unwrap();
+    first
+        .remove_package("public", "sandbox-probe", None)
+        .await
+        .unwrap();
+    assert!(first.list_packages(None).await.unwrap().is_empty());
+    drop(first);
+
+    let c = config(&db).cache_dir(db.dir().join("fresh-cache"));
+    let second = Runner::open(c).await.unwrap();
+    second.start();
+    let done = second
+        .wait(pending.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let out = done.output.unwrap();
+    assert_eq!(out["trail"], json!(["a", "b", "c"]));
+    assert_eq!(out["seed"], 7);
+    assert!(
+        second.registry().is_empty(),
+        "the second host never loaded the package"
+    );
+    second.shutdown().await;
+}
+
+/// A store that fails completion writes on purpose, delegating everything
+/// else: to test the executor's retries of a completion write and its
+/// fallback from group commit to single writes without depending on when
+/// a real database happens to fail.
+mod faulty {
+    use async_trait::async_trait;
+    use culvert::scheduler::ExecutionPlan;
+    use culvert::store::{
+        Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
+        HostRecord, NewExecution, NewPackage, PackageEvent, PackageRow, Recovered, Registration,
+        Result, TaskOutcome, TaskRow,
+    };
+    use culvert::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
+    use culvert::{ExecutionStatus, Store, StoreError, TaskStatus};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use uuid::Uuid;
+
+    /// Fails the first `fail_first` group commits with `Unavailable`, and
+    /// every later group commit of more than one completion with `Other`;
+    /// single writes (`complete_task`) go through. Each group commit first
+    /// waits 100 ms, so that completions finishing meanwhile queue up and
+    /// the next batch holds several.
+    #[derive(Debug)]
+    pub struct Faulty {
+        pub inner: Arc<dyn Store>,
+        pub fail_first: AtomicU32,
+        /// Group commits refused because they held several completions.
+        pub refused_batches: AtomicU32,
+        /// Single writes (the fallback) that went through.
+        pub single_writes: AtomicU32,
+    }
+
+    impl Faulty {
+        pub fn new(inner: Arc<dyn Store>, fail_first: u32) -> Self {
+            Self {
+                inner,
+                fail_first: AtomicU32::new(fail_first),
+                refused_batches: AtomicU32::new(0),
+                single_writes: AtomicU32::new(0),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ExecutionStore for Faulty {
+        async fn create_execution(&self, new: NewExecution<'_>) -> Result<ExecutionRow> {
+            self.inner.create_execution(new).await
+        }
+        async fn get_execution(&self, tenant: Option<&str>, id: Uuid) -> Result<ExecutionRow> {
+            self.inner.get_execution(tenant, id).await
+        }
+        async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>> {
+            self.inner.list_executions(filter).await
+        }
+        async fn execution_tasks(&self, id: Uuid) -> Result<Vec<TaskRow>> {
+            self.inner.execution_tasks(id).await
+        }
+        async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
+            self.inner.execution_events(id).await
+        }
+        async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan> {
+            self.inner.execution_plan(id).await
+        }
+        async fn claim_tasks(
+            &self,
+            host: Uuid,
+            limit: u32,
+            lease_until: i64,
+            only_execution: Option<Uuid>,
+        ) -> Result<Vec<ClaimedTask>> {
+            self.inner
+                .claim_tasks(host, limit, lease_until, only_execution)
+                .await
+        }
+        async fn complete_task(
+            &self,
+            host: Uuid,
+            task: &ClaimedTask,
+            outcome: TaskOutcome,
+            plan: &ExecutionPlan,
+        ) -> Result<Completion> {
+            let done = self.inner.complete_task(host, task, outcome, plan).await;
+            self.single_writes.fetch_add(1, Ordering::SeqCst);
+            done
+        }
+        async fn complete_tasks(
+            &self,
+            host: Uuid,
+            batch: &[(ClaimedTask, TaskOutcome, Arc<ExecutionPlan>)],
+        ) -> Result<Vec<Completion>> {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if self
+                .fail_first
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Unavailable("injected outage".into()));
+            }
+            if batch.len() > 1 {
+                self.refused_batches.fetch_add(1, Ordering::SeqCst);
+                return Err(StoreError::Other("injected batch failure".into()));
+            }
+            self.inner.complete_tasks(host, batch).await
+        }
+        async fn heartbeat(
+            &self,
+            host: Uuid,
+            lease_until: i64,
+            claims: &[(Uuid, String, Uuid)],
+        ) -> Result<u64> {
+            self.inner.heartbeat(host, lease_until, claims).await
+        }
+        async fn recover_expired(&self, host: Uuid, max_recoveries: u32) -> Result<Vec<Recovered>> {
+            self.inner.recover_expired(host, max_recoveries).await
+        }
+        async fn task_states(
+            &self,
+            execution_id: Uuid,
+            ids: &[String],
+        ) -> Result<Vec<(String, TaskStatus, Option<i64>)>> {
+            self.inner.task_states(execution_id, ids).await
+        }
+        async fn task_outputs(
+            &self,
+            execution_id: Uuid,
+            ids: &[String],
+        ) -> Result<Vec<(String, String)>> {
+            self.inner.task_outputs(execution_id, ids).await
+        }
+        async fn finalize_execution(
+            &self,
+            host: Uuid,
+            id: Uuid,
+        ) -> Result<Option<ExecutionStatus>> {
+            self.inner.finalize_execution(host, id).await
+        }
+        async fn count_unfinished(&self, tenant: &str) -> Result<i64> {
+            self.inner.count_unfinished(tenant).await
+        }
+        async fn cancel_execution(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow> {
+            self.inner.cancel_execution(tenant, id).await
+        }
+        async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>> {
+            self.inner.cancelled_running(host).await
+        }
+    }
+
+    #[async_trait]
+    impl Store for Faulty {
+        fn backend(&self) -> Backend {
+            self.inner.backend()
+        }
+        fn display_url(&self) -> String {
+            self.inner.display_url()
+        }
+        async fn register_package(&self, package: NewPackage<'_>) -> Result<Registration> {
+            self.inner.register_package(package).await
+        }
+        async fn list_packages(&self, tenant: Option<&str>) -> Result<Vec<PackageRow>> {
+            self.inner.list_packages(tenant).await
+        }
+        async fn package_fingerprints(&self) -> Result<Vec<(Uuid, String)>> {
+            self.inner.package_fingerprints().await
+        }
+        async fn get_package(&self, id: Uuid) -> Result<PackageRow> {
+            self.inner.get_package(id).await
+        }
+        async fn blob(&self, content_hash: &str) -> Result<Vec<u8>> {
+            self.inner.blob(content_hash).await
+        }
+        async fn remove_packages(
+            &self,
+            tenant: &str,
+            name: &str,
+            version: Option<&str>,
+        ) -> Result<Vec<PackageRow>> {
+            self.inner.remove_packages(tenant, name, version).await
+        }
+        async fn collect_garbage(&self) -> Result<u64> {
+            self.inner.collect_garbage().await
+        }
+        fn package_events(&self) -> tokio::sync::broadcast::Receiver<PackageEvent> {
+            self.inner.package_events()
+        }
+        async fn upsert_host(&self, host: &HostRecord) -> Result<()> {
+            self.inner.upsert_host(host).await
+        }
+        async fn live_hosts(&self, since_ms: i64) -> Result<Vec<HostRecord>> {
+            self.inner.live_hosts(since_ms).await
+        }
+        async fn remove_host(&self, id: Uuid) -> Result<()> {
+            self.inner.remove_host(id).await
+        }
+        async fn create_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow> {
+            self.inner.create_tenant(name, limits).await
+        }
+        async fn get_tenant(&self, name: &str) -> Result<TenantRow> {
+            self.inner.get_tenant(name).await
+        }
+        async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
+            self.inner.list_tenants().await
+        }
+        async fn update_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow> {
+            self.inner.update_tenant(name, limits).await
+        }
+        async fn delete_tenant(&self, name: &str) -> Result<()> {
+            self.inner.delete_tenant(name).await
+        }
+        async fn add_grant(&self, grant: &Grant) -> Result<()> {
+            self.inner.add_grant(grant).await
+        }
+        async fn remove_grant(
+            &self,
+            tenant: &str,
+            package: &str,
+            kind: GrantKind,
+            name: &str,
+        ) -> Result<()> {
+            self.inner.remove_grant(tenant, package, kind, name).await
+        }
+        async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>> {
+            self.inner.list_grants(tenant).await
+        }
+    }
+}
+
+/// Every task of `id` has exactly one `completed` event and one completed
+/// row: nothing lost, nothing recorded twice.
+async fn each_task_completed_once(r: &Runner, id: uuid::Uuid) {
+    let (row, ts, events) = r.execution("public", id).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Completed, "{:?}", row.error);
+    for t in &ts {
+        assert_eq!(t.status, TaskStatus::Completed, "{t:?}");
+        let completed = events
+            .iter()
+            .filter(|e| e.kind == "completed" && e.task_id.as_deref() == Some(&t.task_id))
+            .count();
+        assert_eq!(completed, 1, "task {} of {id}: {events:?}", t.task_id);
+    }
+}
+
+/// Completion writes under trouble, injected by a store wrapper. First
+/// the chain's completions, one at a time: the first three group commits
+/// fail as if the database were down, and the executor retries until one
+/// goes through. Then six parallel tasks finishing together: every group
+/// commit of several completions fails outright, and the recorder writes
+/// them one by one. Every task is recorded exactly once, with one attempt
+/// and no recovery (nothing was handed to another attempt).
+///
+/// Catches: no retry of a failed completion write (seen red: with
+/// `attempt < 20` made `attempt < 0` in `Executor::run_one`, the result was
+/// dropped and the task recovered after its lease ran out), and no
+/// fallback to single writes (seen red: with the recorder's fallback
+/// replying the batch's error to every completion, no single write went
+/// through).
+async fn completion_writes_are_retried_and_fall_back_to_single_writes(db: Db) {
+    let db = TestDb::new(db).await;
+    let inner = culvert::store::open(&db.url).await.unwrap();
+    let faulty = Arc::new(faulty::Faulty::new(inner, 3));
+    let mut c = config(&db);
+    // Short enough that a dropped completion shows as a recovery within
+    // the test's wait.
+    c.executor.lease = Duration::from_secs(3);
+    c.executor.heartbeat_interval = Duration::from_secs(1);
+    let r = Runner::with_store(faulty.clone(), c).unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r.start();
+    let chain = run_to_end(&r, "chain", json!({})).await;
+    each_task_completed_once(&r, chain.id).await;
+    assert_eq!(faulty.fail_first.load(Ordering::SeqCst), 0);
+    let parallel = run_to_end(&r, "parallel", json!({"ms": 200})).await;
+    each_task_completed_once(&r, parallel.id).await;
+    for id in [chain.id, parallel.id] {
+        let ts = tasks(&r, id).await;
+        assert!(
+            ts.iter().all(|t| t.attempt == 1 && t.recoveries == 0),
+            "{ts:?}"
+        );
+    }
+    assert!(
+        faulty.refused_batches.load(Ordering::SeqCst) >= 1,
+        "no group commit held several completions"
+    );
+    assert!(faulty.single_writes.load(Ordering::SeqCst) >= 2);
+    assert_eq!(r.executor().stats().discarded, 0);
+    r.shutdown().await;
+}
+
+/// A short database outage while tasks complete: on PostgreSQL every
+/// connection of the runner is terminated (`pg_terminate_backend`) every
+/// 100 ms for 2 s; on SQLite another connection holds `BEGIN EXCLUSIVE`
+/// for 2 s. Twenty-four 300 ms tasks start just before, so their
+/// completions land in the outage. Afterwards every task is completed and
+/// recorded exactly once (one `completed` event each).
+///
+/// Catches: a short outage failing tasks for good (seen red in 3 of 4
+/// runs on PostgreSQL before `Executor::run_one` retried reading the
+/// execution: "task 'p2' failed: host: cannot load the execution's
+/// package: ... terminating connection due to administrator command").
+/// Whether a completion write itself meets a dead connection depends on
+/// timing (the pool checks connections before handing them out), so the
+/// retry and fallback of completion writes are pinned down by
+/// `completion_writes_are_retried_and_fall_back_to_single_writes`, not
+/// here. On SQLite the writers wait out the lock (busy timeout 30 s).
+async fn completions_survive_a_short_database_outage(kind: Db) {
+    init_tracing();
+    let db = TestDb::new(kind).await;
+    let mut c = config(&db);
+    // Short enough that a dropped completion would be recovered (and show)
+    // within the test's wait.
+    c.executor.lease = Duration::from_secs(3);
+    c.executor.heartbeat_interval = Duration::from_secs(1);
+    let r = Runner::open(c).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    r.start();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let e = r
+            .start_execution("public", "parallel", None, ctx(json!({"ms": 300})))
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    let first = ids[0];
+    eventually(Duration::from_secs(30), "a task to run", || {
+        let r = &r;
+        async move {
+            let ts = tasks(r, first).await;
+            ts.iter()
+                .any(|t| t.status == TaskStatus::Running)
+                .then_some(())
+        }
+    })
+    .await;
+    match kind {
+        Db::Postgres => {
+            use sqlx::Connection;
+            let mut killer = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let t0 = Instant::now();
+            let mut killed = 0u64;
+            while t0.elapsed() < Duration::from_secs(2) {
+                let rows = sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .fetch_all(&mut killer)
+                .await
+                .unwrap();
+                killed += rows.len() as u64;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(killed > 0, "no connection of the runner was terminated");
+        }
+        Db::Sqlite => {
+            use sqlx::Connection;
+            let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query("BEGIN EXCLUSIVE")
+                .execute(&mut locker)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+        }
+    }
+    for id in ids {
+        let done = r.wait(id, Some(Duration::from_secs(60))).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+        each_task_completed_once(&r, id).await;
+        let ts = tasks(&r, id).await;
+        assert!(
+            ts.iter().all(|t| t.attempt == 1 && t.recoveries == 0),
+            "{ts:?}"
+        );
+    }
+    r.shutdown().await;
 }

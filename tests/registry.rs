@@ -1,9 +1,8 @@
 //! The package registry and the reconcile loop, against a real SQLite file
 //! and a real PostgreSQL server: every scenario runs on both backends.
 
-use culvert::invoke::{self, TaskCall};
 use culvert::store::{NewPackage, Store};
-use culvert::{CallLabels, ReconcilerConfig, Runner, RunnerConfig, SandboxLimits, StoreError};
+use culvert::{ReconcilerConfig, Runner, RunnerConfig, StoreError};
 use culvert_tests::{Db, TestDb, artifacts, init_tracing, read, with_custom_section};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -331,6 +330,10 @@ async fn a_restart_restores_every_package_without_compiling(db: Db) {
     }
 }
 
+/// Unloading a package from the registry does not break a task of it that
+/// is already running: the executor runs `slow`'s first task (its
+/// `claimed` event recorded and its row `running`) when the package is
+/// removed and unloaded; the task and the rest of the execution finish.
 async fn unloading_does_not_break_a_running_task(db: Db) {
     let db = TestDb::new(db).await;
     let r = runner(&db).await;
@@ -339,35 +342,52 @@ async fn unloading_does_not_break_a_running_task(db: Db) {
         .await
         .unwrap();
     r.reconciler().reconcile().await.unwrap();
-    let package = r.registry().get(reg.id).unwrap();
-    let engine = r.loader().engine().clone();
-    let running = tokio::spawn(async move {
-        invoke::run_task(
-            &engine,
-            &package.package.compiled,
-            &TaskCall {
-                workflow: "probe",
-                task: "sleep_ms",
-                context_json: r#"{"ms":800}"#,
-                execution_id: "e",
-                attempt: 1,
-                max_attempts: 1,
-            },
-            &SandboxLimits::default(),
-            Arc::new(CallLabels::default()),
-            None,
-        )
+    assert!(r.registry().get(reg.id).is_some());
+    r.start_executor();
+    let context = serde_json::json!({"ms": 800});
+    let started = r
+        .start_execution("public", "slow", None, context.as_object().unwrap().clone())
         .await
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+        .unwrap();
+    // Wait (on state, with a generous deadline for a loaded machine) until
+    // s1 has been claimed and is running.
+    let t0 = Instant::now();
+    loop {
+        let (_, tasks, events) = r.execution("public", started.id).await.unwrap();
+        let s1 = tasks.iter().find(|t| t.task_id == "s1").unwrap();
+        let claimed = events
+            .iter()
+            .any(|e| e.kind == "claimed" && e.task_id.as_deref() == Some("s1"));
+        if claimed && s1.status == culvert::TaskStatus::Running {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "s1 never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     r.remove_package("public", "sandbox-probe", None)
         .await
         .unwrap();
     let pass = r.reconciler().reconcile().await.unwrap();
     assert_eq!(pass.packages_unloaded, vec![reg.id]);
     assert!(r.registry().get(reg.id).is_none());
-    let out = running.await.unwrap().expect("the running task finishes");
-    assert_eq!(out.context["slept_ms"], 800);
+    let done = r
+        .wait(started.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status,
+        culvert::ExecutionStatus::Completed,
+        "{:?}",
+        done.error
+    );
+    let (_, tasks, _) = r.execution("public", started.id).await.unwrap();
+    let s1 = tasks.iter().find(|t| t.task_id == "s1").unwrap();
+    assert_eq!((s1.attempt, s1.recoveries), (1, 0));
+    assert_eq!(
+        done.output.unwrap()["trail"],
+        serde_json::json!(["s1", "s2", "s3", "s4"])
+    );
+    r.shutdown().await;
 }
 
 async fn newest_version_is_active_and_older_ones_stay_addressable(db: Db) {

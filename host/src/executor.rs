@@ -144,6 +144,12 @@ type Pending = (
 /// completions.
 const RECORD_BATCH_BYTES: usize = 4 << 20;
 
+/// How many more times a task's host tries to read its execution (row,
+/// plan, package, tenant) after a failure, with backoff from 50 ms to 1 s
+/// (about 5 s in all), before the attempt fails with kind `host`: a short
+/// database outage must not fail tasks.
+const EXEC_INFO_RETRIES: u32 = 7;
+
 /// The bytes an outcome stores (its output as compact JSON).
 fn stored_bytes(outcome: &TaskOutcome) -> usize {
     match outcome {
@@ -687,7 +693,20 @@ impl Executor {
                 token: task.claim_token,
             },
         );
-        let (outcome, plan) = match self.exec_info(task.execution_id).await {
+        // Reading the execution (its row, plan, package, tenant) can fail
+        // while the database is briefly unreachable: try again for a few
+        // seconds (the task is held, so heartbeats keep its lease) before
+        // failing the attempt as a host problem.
+        let mut info = self.exec_info(task.execution_id).await;
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..EXEC_INFO_RETRIES {
+            let Err(e) = &info else { break };
+            tracing::warn!(error = %e, execution = %task.execution_id, "reading the execution failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+            info = self.exec_info(task.execution_id).await;
+        }
+        let (outcome, plan) = match info {
             Err(e) => {
                 let Ok(plan) = self.store.execution_plan(task.execution_id).await else {
                     tracing::error!(execution = %task.execution_id, "execution vanished");

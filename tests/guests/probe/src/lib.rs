@@ -342,14 +342,20 @@ mod permanent {
     }
 }
 
+/// Which build ran a task: 1, or 2 for the `v2` feature, so that a test
+/// can tell the versions apart by their output, not only by their version
+/// string.
+const BUILD: u32 = if cfg!(feature = "v2") { 2 } else { 1 };
+
 #[culvert_sdk::workflow(
     name = "slow",
-    description = "A chain of four slow tasks (ms from the context, default 300)."
+    description = "A chain of four slow tasks (ms from the context, default 300); each writes `version`, the build that ran it."
 )]
 mod slow {
     fn nap(ctx: &mut Context, id: &str) -> Result<(), TaskError> {
         let ms: u64 = ctx.get_or("ms", 300)?;
         std::thread::sleep(std::time::Duration::from_millis(ms));
+        ctx.set("version", super::BUILD)?;
         super::mark(ctx, id)
     }
     #[task(id = "s1")]
@@ -367,6 +373,47 @@ mod slow {
     #[task(id = "s4", dependencies = ["s3"])]
     fn s4(ctx: &mut Context) -> Result<(), TaskError> {
         nap(ctx, "s4")
+    }
+}
+
+#[culvert_sdk::workflow(
+    name = "backoff",
+    description = "Two tasks that fail transiently until attempt `fail_times + 1` (default 2 failures): one with fixed backoff (400 ms), one exponential (200, 400, 800 ms)."
+)]
+mod backoff {
+    fn fail_until(ctx: &mut Context) -> Result<(), TaskError> {
+        let fail_times: u32 = ctx.get_or("fail_times", 2)?;
+        let attempt = ctx.attempt().number;
+        if attempt <= fail_times {
+            return Err(TaskError::transient(format!("failing attempt {attempt}")));
+        }
+        Ok(())
+    }
+    #[task(
+        id = "fixed",
+        retry(
+            max_attempts = 4,
+            backoff = "fixed",
+            initial_delay_ms = 400,
+            max_delay_ms = 400,
+            jitter = false
+        )
+    )]
+    fn fixed(ctx: &mut Context) -> Result<(), TaskError> {
+        fail_until(ctx)
+    }
+    #[task(
+        id = "exponential",
+        retry(
+            max_attempts = 4,
+            backoff = "exponential",
+            initial_delay_ms = 200,
+            max_delay_ms = 10_000,
+            jitter = false
+        )
+    )]
+    fn exponential(ctx: &mut Context) -> Result<(), TaskError> {
+        fail_until(ctx)
     }
 }
 
@@ -472,6 +519,7 @@ culvert_sdk::export_package!(
     spin,
     permanent,
     slow,
+    backoff,
     parallel,
     forge,
     burn,
@@ -487,6 +535,7 @@ culvert_sdk::export_package!(
     spin,
     permanent,
     slow,
+    backoff,
     parallel,
     forge,
     burn,
