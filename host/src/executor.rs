@@ -144,11 +144,35 @@ type Pending = (
 /// completions.
 const RECORD_BATCH_BYTES: usize = 4 << 20;
 
-/// How many more times a task's host tries to read its execution (row,
-/// plan, package, tenant) after a failure, with backoff from 50 ms to 1 s
-/// (about 5 s in all), before the attempt fails with kind `host`: a short
-/// database outage must not fail tasks.
+/// How many more times a task's host tries a read around the sandbox (its
+/// execution's row, plan, package and tenant; its dependencies' outputs;
+/// the final context) after a failure, with backoff from 50 ms to 1 s
+/// (about 5 s in all), before giving up: a short database outage must not
+/// fail tasks.
 const EXEC_INFO_RETRIES: u32 = 7;
+
+/// `op`, tried again on failure [`EXEC_INFO_RETRIES`] times with backoff;
+/// each failure is logged with `what`.
+async fn retried<T, E: std::fmt::Display, F, Fut>(
+    what: &str,
+    execution: Uuid,
+    mut op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let mut result = op().await;
+    for _ in 0..EXEC_INFO_RETRIES {
+        let Err(e) = &result else { break };
+        tracing::warn!(error = %e, execution = %execution, "{what} failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+        result = op().await;
+    }
+    result
+}
 
 /// The bytes an outcome stores (its output as compact JSON).
 fn stored_bytes(outcome: &TaskOutcome) -> usize {
@@ -697,15 +721,10 @@ impl Executor {
         // while the database is briefly unreachable: try again for a few
         // seconds (the task is held, so heartbeats keep its lease) before
         // failing the attempt as a host problem.
-        let mut info = self.exec_info(task.execution_id).await;
-        let mut delay = Duration::from_millis(50);
-        for _ in 0..EXEC_INFO_RETRIES {
-            let Err(e) = &info else { break };
-            tracing::warn!(error = %e, execution = %task.execution_id, "reading the execution failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-            info = self.exec_info(task.execution_id).await;
-        }
+        let info = retried("reading the execution", task.execution_id, || {
+            self.exec_info(task.execution_id)
+        })
+        .await;
         let (outcome, plan) = match info {
             Err(e) => {
                 let Ok(plan) = self.store.execution_plan(task.execution_id).await else {
@@ -747,13 +766,15 @@ impl Executor {
                     if done.finalize {
                         // The execution's last task: its final context is
                         // assembled now, outside the recording transaction.
-                        // If this fails, the finalisation lease lapses and a
-                        // recovery sweep finishes it.
-                        match self
-                            .store
-                            .finalize_execution(self.host_id, task.execution_id)
-                            .await
-                        {
+                        // If it keeps failing, the finalisation lease lapses
+                        // and a recovery sweep finishes it.
+                        let finished =
+                            retried("finishing the execution", task.execution_id, || {
+                                self.store
+                                    .finalize_execution(self.host_id, task.execution_id)
+                            })
+                            .await;
+                        match finished {
                             Ok(status) => done.finished = status,
                             Err(e) => tracing::warn!(
                                 error = %e,
@@ -816,12 +837,14 @@ impl Executor {
             message,
         };
         let limit = task.limits.max_context_bytes.min(usize::MAX as u64) as usize;
-        let found = merge_outputs(
-            self.store.as_ref(),
-            task.execution_id,
-            &meta.dependencies,
-            limit,
-        )
+        let found = retried("reading dependencies' outputs", task.execution_id, || {
+            merge_outputs(
+                self.store.as_ref(),
+                task.execution_id,
+                &meta.dependencies,
+                limit,
+            )
+        })
         .await
         .map_err(|e| host_failure(format!("reading its dependencies' outputs: {e}")))?;
         let input = found.merged.map_err(|(e, dep)| TaskOutcome::Failed {

@@ -80,7 +80,15 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(db)
                 if db.message().contains("database is locked")
-                    || matches!(db.code().as_deref(), Some("40P01") | Some("40001")) =>
+                    // Deadlock, serialisation failure, and the server
+                    // shutting down or terminating the connection (class 57P:
+                    // a restart or an administrator), or it not accepting
+                    // connections yet (class 08: connection exceptions).
+                    || db.code().is_some_and(|c| {
+                        matches!(c.as_ref(), "40P01" | "40001")
+                            || c.starts_with("57P")
+                            || c.starts_with("08")
+                    }) =>
             {
                 StoreError::Unavailable(db.message().to_string())
             }
