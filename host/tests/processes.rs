@@ -237,7 +237,10 @@ async fn assert_completed_exactly_once(store: &dyn Store, id: uuid::Uuid) {
 
 /// Kill -9 `serve` after `kill_after` of the four slow tasks completed,
 /// start another, and check the workflow completes with every completion
-/// recorded once.
+/// recorded once. Run on both backends.
+///
+/// Caught breakage: a recovery sweep that leaves expired tasks `running`
+/// instead of `ready` (the workflow never finishes).
 async fn crash_at(db: Db, kill_after: usize) {
     let db = TestDb::new(db).await;
     let r = setup(&db).await;
@@ -625,14 +628,32 @@ async fn serve_drains_running_tasks_on_sigterm(db: Db) {
     }
 }
 
-/// Three hosts on one PostgreSQL run 200 workflows; one is killed mid-run
-/// and the others finish its work once its leases expire. No task is
-/// completed twice.
+/// Three hosts on one PostgreSQL run 200 workflows; one is killed mid-run,
+/// while it holds leases (checked in the database just before the kill),
+/// and the others finish its work once its leases expire: they record
+/// `lease_expired` naming the dead host and `recovered` for its tasks, and
+/// the recoveries show in the tasks' counters. No task is completed twice.
+///
+/// Caught breakage: a recovery sweep that recovers tasks without
+/// recording `lease_expired` and `recovered` events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_share_200_workflows_and_survive_a_kill() {
     let db = TestDb::new(Db::Postgres).await;
     let r = setup(&db).await;
     let mut hosts = [Serve::start(&db), Serve::start(&db), Serve::start(&db)];
+    let victim = hosts[0].host_id().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    // The leases the victim holds now.
+    let held = || async {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM task_executions WHERE status = 'running' AND claimed_by = $1",
+        )
+        .bind(victim)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        n
+    };
     let mut ids = Vec::new();
     for i in 0..200 {
         let row = r
@@ -659,17 +680,61 @@ async fn three_hosts_share_200_workflows_and_survive_a_kill() {
             .await
             .unwrap()
             .len();
-        if finished >= 20 {
+        // Kill it only while it holds leases, so that it leaves work
+        // behind. (It may finish those tasks between this query and the
+        // kill; the events checked below show it did not.)
+        if finished >= 20 && held().await > 0 {
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     hosts[0].kill9();
+    let left_behind = held().await;
+    assert!(left_behind > 0, "the killed host held no lease");
     wait_finished(store.as_ref(), &ids, Duration::from_secs(120)).await;
+    let mut expired = 0;
+    let mut recovered = 0;
+    let mut recoveries = 0;
+    let mut victim_claims = 0;
+    let mut victim_completions = 0;
     for id in &ids {
         assert_completed_exactly_once(store.as_ref(), *id).await;
+        for e in store.execution_events(*id).await.unwrap() {
+            match e.kind.as_str() {
+                "claimed" if e.host == Some(victim) => victim_claims += 1,
+                "completed" if e.host == Some(victim) => victim_completions += 1,
+                "lease_expired" => {
+                    let detail = e.detail.unwrap_or_default();
+                    assert_eq!(detail, format!("host {victim} stopped heartbeating"));
+                    expired += 1;
+                }
+                "recovered" => recovered += 1,
+                _ => {}
+            }
+        }
+        recoveries += store
+            .execution_tasks(*id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.recoveries)
+            .sum::<i64>();
     }
+    // The leases the dead host left were found expired and recovered by
+    // the others. Fewer than `left_behind` may be: a completion batch the
+    // host sent just before it died can still commit on the server.
+    assert!(
+        (1..=left_behind).contains(&expired),
+        "{expired} lease_expired events for {left_behind} leases left behind"
+    );
+    assert_eq!(
+        victim_claims,
+        victim_completions + expired,
+        "each of the dead host's claims ended in its completion or an expired lease"
+    );
+    assert_eq!(recovered, expired, "recovered events");
+    assert_eq!(recoveries, expired, "the tasks' recovery counters");
     // Work was spread over the hosts.
     let mut hosts_seen = std::collections::HashSet::new();
     for id in ids.iter().take(50) {
