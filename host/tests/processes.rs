@@ -760,9 +760,13 @@ fn run_cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[tokio::test]
-async fn the_cli_registers_runs_and_reports() {
-    let db = TestDb::new(Db::Sqlite).await;
+/// `package add`, `list`, `run --wait`, `executions show`, `package
+/// inspect`, all `--json`, on both backends.
+///
+/// Caught breakage (PostgreSQL variant): PostgreSQL's claim query never
+/// finding a due task (`run --wait` times out).
+async fn the_cli_registers_runs_and_reports(db: Db) {
+    let db = TestDb::new(db).await;
     let (code, out, err) = run_cli(&db, &["package", "add", artifacts::ETL, "--json"]);
     assert_eq!(code, 0, "{err}");
     let added: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -784,6 +788,9 @@ async fn the_cli_registers_runs_and_reports() {
             "--context",
             r#"{"notify":true}"#,
             "--wait",
+            // A claim that never happens fails the test instead of hanging it.
+            "--timeout",
+            "120",
             "--json",
         ],
     );
@@ -819,9 +826,8 @@ async fn the_cli_registers_runs_and_reports() {
     );
 }
 
-#[tokio::test]
-async fn the_cli_fails_cleanly_on_bad_input() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
+    let db = TestDb::new(db).await;
     run_cli(&db, &["package", "add", artifacts::HELLO]);
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -896,9 +902,8 @@ async fn the_cli_fails_cleanly_on_bad_input() {
     assert!(err.starts_with("error: cannot open the database"), "{err}");
 }
 
-#[tokio::test]
-async fn exec_runs_a_file_without_registering_it() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn exec_runs_a_file_without_registering_it(db: Db) {
+    let db = TestDb::new(db).await;
     let (code, out, err) = run_cli(
         &db,
         &["exec", artifacts::FLAKY, "--workflow", "flaky", "--json"],
@@ -916,9 +921,8 @@ async fn exec_runs_a_file_without_registering_it() {
     assert_eq!(out.trim(), "[]");
 }
 
-#[tokio::test]
-async fn tenant_and_grant_commands_speak_json() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn tenant_and_grant_commands_speak_json(db: Db) {
+    let db = TestDb::new(db).await;
     let json = |args: &[&str]| -> serde_json::Value {
         let (code, out, err) = run_cli(&db, args);
         assert_eq!(code, 0, "{args:?}: {err}");
@@ -1080,9 +1084,8 @@ fn run_cli_within(db: &TestDb, args: &[&str], limit: Duration) -> (i32, String, 
 /// path and what it is, and a 2 GiB (sparse) file is refused by its size.
 /// Before this, `/dev/zero` was read until the process ran out of memory
 /// and opening the FIFO blocked forever.
-#[tokio::test]
-async fn package_commands_refuse_what_is_not_a_regular_file() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn package_commands_refuse_what_is_not_a_regular_file(db: Db) {
+    let db = TestDb::new(db).await;
     let fifo = db.dir().join("package.fifo");
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
@@ -1141,9 +1144,8 @@ async fn package_commands_refuse_what_is_not_a_regular_file() {
 /// while sorting) took about 33 s per `show` of this execution in a debug
 /// build; the linear one takes about 0.2 s. 10 s leaves room for a loaded
 /// machine and still fails the quadratic version.
-#[tokio::test]
-async fn showing_a_10000_task_execution_is_fast() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn showing_a_10000_task_execution_is_fast(db: Db) {
+    let db = TestDb::new(db).await;
     let (code, _, err) = run_cli(&db, &["package", "add", artifacts::SHAPES]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run_cli(&db, &["run", "chain10000"]);
@@ -1266,4 +1268,10 @@ culvert_tests::both_backends!(
     kill_9_after_the_guest_returned_before_its_completion_committed,
     cancel_from_another_process_reaches_a_running_serve,
     serve_drains_running_tasks_on_sigterm,
+    the_cli_registers_runs_and_reports,
+    the_cli_fails_cleanly_on_bad_input,
+    exec_runs_a_file_without_registering_it,
+    tenant_and_grant_commands_speak_json,
+    package_commands_refuse_what_is_not_a_regular_file,
+    showing_a_10000_task_execution_is_fast,
 );
