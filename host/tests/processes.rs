@@ -434,6 +434,90 @@ async fn kill_9_after_the_guest_returned_before_its_completion_committed(db: Db)
     assert_eq!(done.output.unwrap()["trail"], json!(["r1", "r2", "after"]));
 }
 
+/// `kill -9` in the middle of a claim (PostgreSQL: SQLite's claim is one
+/// `BEGIN IMMEDIATE` transaction, which a lock held by the test blocks
+/// before it starts). The test locks the execution's row (`FOR UPDATE`)
+/// before any host runs; the host's claim transaction marks `retried`'s
+/// two roots `running`, then waits for that row to mark the execution
+/// `running` (seen in `pg_stat_activity`), and the host is killed there.
+/// Nothing of the claim remains: the roots are `ready`, with no `claimed`
+/// event. A second host runs everything once, with no recovery.
+///
+/// Caught breakage: a claim that commits the task rows before marking
+/// the execution and writing the events (the dead host's claims become
+/// leases without `claimed` events, recovered later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_claim() {
+    use sqlx::Connection;
+    let db = TestDb::new(Db::Postgres).await;
+    let r = setup(&db).await;
+    let row = r
+        .start_execution(
+            "public",
+            "retried",
+            None,
+            json!({"ms": 10}).as_object().unwrap().clone(),
+        )
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR UPDATE")
+        .bind(row.id)
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut serve = Serve::start(&db);
+    serve.host_id().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let t0 = Instant::now();
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE executions SET status = ''running''%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the claim never reached the execution's row; serve's log:\n{}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    serve.kill9();
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.close().await.unwrap();
+    for t in store.execution_tasks(row.id).await.unwrap() {
+        let expected = if t.task_id == "after" {
+            TaskStatus::NotStarted
+        } else {
+            TaskStatus::Ready
+        };
+        assert_eq!(t.status, expected, "{t:?}: the killed claim left this");
+        assert_eq!(t.claimed_by, None, "{t:?}");
+    }
+    let events = store.execution_events(row.id).await.unwrap();
+    assert!(!events.iter().any(|e| e.kind == "claimed"), "{events:?}");
+    let second = Serve::start(&db);
+    let second_id = second.host_id().await;
+    wait_finished(store.as_ref(), &[row.id], Duration::from_secs(60)).await;
+    assert_completed_exactly_once(store.as_ref(), row.id).await;
+    for t in store.execution_tasks(row.id).await.unwrap() {
+        assert_eq!(t.recoveries, 0, "{t:?}");
+        assert_eq!(t.attempt, 1, "{t:?}");
+    }
+    for e in store.execution_events(row.id).await.unwrap() {
+        if e.kind == "claimed" {
+            assert_eq!(e.host, Some(second_id), "{e:?}");
+        }
+    }
+}
+
 /// `culvert cancel` from another process reaches a running `serve`
 /// through its cancellation poll. With one slot, one root of `retried`
 /// runs (a 100 s sleep) and the other waits `ready`; `after` waits for
