@@ -640,7 +640,9 @@ async fn cancel_from_another_process_reaches_a_running_serve(db: Db) {
 /// recovered.
 ///
 /// Caught breakage: exiting at once on SIGTERM, after removing the
-/// `hosts` row (exit 0, but the chains' first tasks were never recorded).
+/// `hosts` row (exit 0, but the chains' first tasks were never recorded);
+/// a claim loop that goes on claiming until the host is idle (the chains'
+/// second tasks run on the stopping host instead of being handed back).
 async fn serve_drains_running_tasks_on_sigterm(db: Db) {
     let db = TestDb::new(db).await;
     let r = setup(&db).await;
