@@ -1,6 +1,7 @@
 //! Real `culvert` processes: crash recovery with `kill -9` at several points
-//! of a workflow, several hosts sharing one PostgreSQL, and the CLI's
-//! behaviour on bad input.
+//! of a workflow, cancellation and a graceful drain across processes,
+//! several hosts sharing one PostgreSQL, and the CLI's behaviour on bad
+//! input.
 
 use culvert::store::Store;
 use culvert::{ExecutionStatus, Runner, RunnerConfig, TaskStatus};
@@ -8,6 +9,7 @@ use culvert_tests::{Db, TestDb, artifacts, read};
 use serde_json::json;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_culvert");
@@ -21,30 +23,156 @@ fn culvert(db: &TestDb) -> Command {
     c
 }
 
-/// A `culvert serve` with a 2 s lease, killed when dropped.
-struct Serve(Child);
+/// A `culvert serve` with a 2 s lease, killed when dropped. Its stderr
+/// (the log) is collected line by line, so tests can wait on what it says.
+struct Serve {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
 
 impl Serve {
     fn start(db: &TestDb) -> Self {
-        let child = culvert(db)
-            .args(["serve", "--lease", "2", "--concurrency", "16"])
+        Self::start_with(db, "warn", &[])
+    }
+
+    /// `serve` with the log filter `log` and `extra` arguments (which may
+    /// replace the default `--concurrency 16`).
+    fn start_with(db: &TestDb, log: &str, extra: &[&str]) -> Self {
+        let concurrency: &[&str] = if extra.contains(&"--concurrency") {
+            &[]
+        } else {
+            &["--concurrency", "16"]
+        };
+        let mut child = culvert(db)
+            .env("CULVERT_LOG", log)
+            .args(["serve", "--lease", "2"])
+            .args(concurrency)
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn culvert serve");
-        Serve(child)
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Serve { child, log }
+    }
+
+    /// How many log lines contain `needle`.
+    fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Wait until `count` log lines contain `needle`. Events, not time:
+    /// `limit` is only there so that a broken build fails instead of
+    /// hanging, and is generous for a loaded machine.
+    async fn wait_log(&self, needle: &str, count: usize, limit: Duration) {
+        let t0 = Instant::now();
+        while self.log_count(needle) < count {
+            assert!(
+                t0.elapsed() < limit,
+                "serve never logged {count} x '{needle}' within {limit:?}; its log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// This host's id, from the line `serve` prints once its executor is
+    /// started (`culvert serving: host ID, ...`).
+    async fn host_id(&self) -> uuid::Uuid {
+        self.wait_log("culvert serving: host ", 1, Duration::from_secs(60))
+            .await;
+        let log = self.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("culvert serving: host "))
+            .unwrap();
+        let id = line
+            .split("culvert serving: host ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        id.parse().unwrap()
+    }
+
+    fn sigterm(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Wait for the process to exit on its own.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "serve did not stop within {limit:?}; its log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn kill9(&mut self) {
         // SIGKILL: no chance to clean up, as in a crash.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Serve {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Wait until `culvert status --json` lists `host` among the live hosts:
+/// its `hosts` row, written once the executor runs.
+fn wait_listed(db: &TestDb, host: uuid::Uuid) {
+    let t0 = Instant::now();
+    loop {
+        let (code, out, err) = run_cli(db, &["status", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let listed = status["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["id"] == json!(host.to_string()));
+        if listed {
+            assert_eq!(status["serving"], true, "{out}");
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "host {host} never listed: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -109,9 +237,12 @@ async fn assert_completed_exactly_once(store: &dyn Store, id: uuid::Uuid) {
 
 /// Kill -9 `serve` after `kill_after` of the four slow tasks completed,
 /// start another, and check the workflow completes with every completion
-/// recorded once.
-async fn crash_at(kill_after: usize) {
-    let db = TestDb::new(Db::Sqlite).await;
+/// recorded once. Run on both backends.
+///
+/// Caught breakage: a recovery sweep that leaves expired tasks `running`
+/// instead of `ready` (the workflow never finishes).
+async fn crash_at(db: Db, kill_after: usize) {
+    let db = TestDb::new(db).await;
     let r = setup(&db).await;
     let mut serve = Serve::start(&db);
     let row = r
@@ -161,29 +292,454 @@ async fn crash_at(kill_after: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_the_first_task() {
-    crash_at(0).await;
+async fn kill_9_during_the_first_task(db: Db) {
+    crash_at(db, 0).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_the_second_task() {
-    crash_at(1).await;
+async fn kill_9_during_the_second_task(db: Db) {
+    crash_at(db, 1).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_the_last_task() {
-    crash_at(3).await;
+async fn kill_9_during_the_last_task(db: Db) {
+    crash_at(db, 3).await;
 }
 
-/// Three hosts on one PostgreSQL run 200 workflows; one is killed mid-run
-/// and the others finish its work once its leases expire. No task is
-/// completed twice.
+/// A lock the test holds so that no host can record a completion of
+/// `execution`: on SQLite the database's write lock (`BEGIN IMMEDIATE` on a
+/// connection of the test's own), on PostgreSQL the execution's row and its
+/// task rows (`FOR UPDATE`). Dropping the connection rolls it back.
+enum Lock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+async fn lock_execution(db: &TestDb, execution: uuid::Uuid) -> Lock {
+    use sqlx::Connection;
+    match db.kind {
+        Db::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            Lock::Sqlite(c)
+        }
+        Db::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR UPDATE")
+                .bind(execution)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlx::query("SELECT 1 FROM task_executions WHERE execution_id = $1 FOR UPDATE")
+                .bind(execution)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            Lock::Postgres(c)
+        }
+    }
+}
+
+async fn release(lock: Lock) {
+    use sqlx::Connection;
+    match lock {
+        Lock::Sqlite(mut c) => {
+            sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+        Lock::Postgres(mut c) => {
+            sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+    }
+}
+
+/// Wait until every task in `tasks` of `id` is `running`.
+async fn wait_running(store: &dyn Store, id: uuid::Uuid, tasks: &[&str]) {
+    let t0 = Instant::now();
+    loop {
+        let rows = store.execution_tasks(id).await.unwrap();
+        let running = rows
+            .iter()
+            .filter(|t| t.status == TaskStatus::Running && tasks.contains(&t.task_id.as_str()))
+            .count();
+        if running == tasks.len() {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{tasks:?} never all ran: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `kill -9` in the dangerous window after the guests returned and before
+/// their completions committed. The test holds the database's lock (see
+/// [`Lock`]) while `retried`'s two roots run, waits for the `returning`
+/// lines each guest prints (the host logs a call's stdout only once the
+/// call has returned), and kills the host. Their completions never
+/// committed: the rows are still `running`, with no `completed` event. A
+/// second host recovers both (one recovery each, the lost attempt given
+/// back: attempt 1) and the workflow completes with exactly one
+/// `completed` event per task.
+///
+/// Caught breakage: a recovery sweep that does not give the lost attempt
+/// back (the tasks end on attempt 2).
+async fn kill_9_after_the_guest_returned_before_its_completion_committed(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = setup(&db).await;
+    let mut serve = Serve::start_with(&db, "warn,culvert::guest=info", &[]);
+    let row = r
+        .start_execution(
+            "public",
+            "retried",
+            None,
+            json!({"ms": 3000}).as_object().unwrap().clone(),
+        )
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    wait_running(store.as_ref(), row.id, &["r1", "r2"]).await;
+    // The guests sleep 3 s: the lock is taken while they still run.
+    let lock = lock_execution(&db, row.id).await;
+    serve
+        .wait_log("returning r1", 1, Duration::from_secs(60))
+        .await;
+    serve
+        .wait_log("returning r2", 1, Duration::from_secs(60))
+        .await;
+    serve.kill9();
+    release(lock).await;
+    let tasks = store.execution_tasks(row.id).await.unwrap();
+    for t in tasks.iter().filter(|t| t.task_id != "after") {
+        assert_eq!(t.status, TaskStatus::Running, "{t:?}: committed anyway");
+    }
+    let events = store.execution_events(row.id).await.unwrap();
+    assert!(
+        !events.iter().any(|e| e.kind == "completed"),
+        "a completion committed under the lock: {events:?}"
+    );
+    let _second = Serve::start(&db);
+    wait_finished(store.as_ref(), &[row.id], Duration::from_secs(60)).await;
+    assert_completed_exactly_once(store.as_ref(), row.id).await;
+    for t in store.execution_tasks(row.id).await.unwrap() {
+        let lost = t.task_id != "after";
+        assert_eq!(t.recoveries, i64::from(lost), "{t:?}");
+        assert_eq!(t.attempt, 1, "{t:?}: the lost attempt was given back");
+    }
+    let done = store.get_execution(None, row.id).await.unwrap();
+    assert_eq!(done.output.unwrap()["trail"], json!(["r1", "r2", "after"]));
+}
+
+/// `kill -9` in the middle of a claim (PostgreSQL: SQLite's claim is one
+/// `BEGIN IMMEDIATE` transaction, which a lock held by the test blocks
+/// before it starts). The test locks the execution's row (`FOR UPDATE`)
+/// before any host runs; the host's claim transaction marks `retried`'s
+/// two roots `running`, then waits for that row to mark the execution
+/// `running` (seen in `pg_stat_activity`), and the host is killed there.
+/// Nothing of the claim remains: the roots are `ready`, with no `claimed`
+/// event. A second host runs everything once, with no recovery.
+///
+/// Caught breakage: a claim that commits the task rows before marking
+/// the execution and writing the events (the dead host's claims become
+/// leases without `claimed` events, recovered later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_claim() {
+    use sqlx::Connection;
+    let db = TestDb::new(Db::Postgres).await;
+    let r = setup(&db).await;
+    let row = r
+        .start_execution(
+            "public",
+            "retried",
+            None,
+            json!({"ms": 10}).as_object().unwrap().clone(),
+        )
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR UPDATE")
+        .bind(row.id)
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut serve = Serve::start(&db);
+    serve.host_id().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let t0 = Instant::now();
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE executions SET status = ''running''%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the claim never reached the execution's row; serve's log:\n{}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    serve.kill9();
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.close().await.unwrap();
+    for t in store.execution_tasks(row.id).await.unwrap() {
+        let expected = if t.task_id == "after" {
+            TaskStatus::NotStarted
+        } else {
+            TaskStatus::Ready
+        };
+        assert_eq!(t.status, expected, "{t:?}: the killed claim left this");
+        assert_eq!(t.claimed_by, None, "{t:?}");
+    }
+    let events = store.execution_events(row.id).await.unwrap();
+    assert!(!events.iter().any(|e| e.kind == "claimed"), "{events:?}");
+    let second = Serve::start(&db);
+    let second_id = second.host_id().await;
+    wait_finished(store.as_ref(), &[row.id], Duration::from_secs(60)).await;
+    assert_completed_exactly_once(store.as_ref(), row.id).await;
+    for t in store.execution_tasks(row.id).await.unwrap() {
+        assert_eq!(t.recoveries, 0, "{t:?}");
+        assert_eq!(t.attempt, 1, "{t:?}");
+    }
+    for e in store.execution_events(row.id).await.unwrap() {
+        if e.kind == "claimed" {
+            assert_eq!(e.host, Some(second_id), "{e:?}");
+        }
+    }
+}
+
+/// `culvert cancel` from another process reaches a running `serve`
+/// through its cancellation poll. With one slot, one root of `retried`
+/// runs (a 100 s sleep) and the other waits `ready`; `after` waits for
+/// both. After the cancel:
+/// - the running root is interrupted long before its sleep ends and fails
+///   with kind `cancelled`, on attempt 1, final (not `ready` again, no
+///   `retry_scheduled`), although its policy retries every error;
+/// - the root that had not started is `skipped` and never claimed, and so
+///   is `after`;
+/// - the serve goes on: a later execution completes on it, and the
+///   cancelled one still has exactly one claim.
+///
+/// Caught breakage: a cancellation poll that does nothing (the running
+/// root is never interrupted); retrying cancelled failures (in
+/// `retry_decision` and in the store's check of the execution's status).
+async fn cancel_from_another_process_reaches_a_running_serve(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = setup(&db).await;
+    let serve = Serve::start_with(&db, "warn", &["--concurrency", "1"]);
+    serve.host_id().await;
+    let row = r
+        .start_execution(
+            "public",
+            "retried",
+            None,
+            json!({"ms": 100_000}).as_object().unwrap().clone(),
+        )
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    let t0 = Instant::now();
+    let running = loop {
+        let tasks = store.execution_tasks(row.id).await.unwrap();
+        if let Some(t) = tasks.iter().find(|t| t.status == TaskStatus::Running) {
+            break t.task_id.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "nothing ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let waiting = if running == "r1" { "r2" } else { "r1" };
+    let (code, out, err) = run_cli(&db, &["cancel", &row.id.to_string(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let cancelled: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(cancelled["status"], "cancelled", "{out}");
+    // The poll runs every 250 ms; 60 s leaves room for a loaded machine
+    // and is still far below the 100 s sleep an ignored cancel would wait.
+    let t0 = Instant::now();
+    let stopped = loop {
+        let tasks = store.execution_tasks(row.id).await.unwrap();
+        let t = tasks.into_iter().find(|t| t.task_id == running).unwrap();
+        if t.status != TaskStatus::Running {
+            break t;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the running task was not interrupted: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(stopped.status, TaskStatus::Failed, "{stopped:?}");
+    assert_eq!(stopped.last_error_kind.as_deref(), Some("cancelled"));
+    assert!(
+        stopped
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("cancelled"),
+        "{stopped:?}"
+    );
+    assert_eq!(stopped.attempt, 1);
+    // The serve keeps working: a fresh execution completes on it.
+    let later = r
+        .start_execution(
+            "public",
+            "retried",
+            None,
+            json!({"ms": 10}).as_object().unwrap().clone(),
+        )
+        .await
+        .unwrap();
+    wait_finished(store.as_ref(), &[later.id], Duration::from_secs(60)).await;
+    assert_completed_exactly_once(store.as_ref(), later.id).await;
+    // Nothing of the cancelled execution ran again meanwhile.
+    let exec = store.get_execution(None, row.id).await.unwrap();
+    assert_eq!(exec.status, ExecutionStatus::Cancelled);
+    let tasks = store.execution_tasks(row.id).await.unwrap();
+    for t in &tasks {
+        if t.task_id == running {
+            assert_eq!(t.status, TaskStatus::Failed, "{t:?}");
+            assert_eq!(t.attempt, 1, "{t:?}: retried after the cancel");
+        } else {
+            assert_eq!(t.status, TaskStatus::Skipped, "{t:?}");
+            assert_eq!(t.skip_reason.as_deref(), Some("execution cancelled"));
+            assert_eq!(t.attempt, 0, "{t:?}");
+        }
+    }
+    let events = store.execution_events(row.id).await.unwrap();
+    let claims: Vec<_> = events.iter().filter(|e| e.kind == "claimed").collect();
+    assert_eq!(claims.len(), 1, "{events:?}");
+    assert_eq!(claims[0].task_id.as_deref(), Some(running.as_str()));
+    assert!(
+        !events.iter().any(|e| e.kind == "retry_scheduled"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "skipped" && e.task_id.as_deref() == Some(waiting)),
+        "{events:?}"
+    );
+}
+
+/// SIGTERM drains: a `serve` with ten tasks in flight (four `slow` chains
+/// on their first task, one `parallel` with six) stops claiming, waits for
+/// the ten to finish, records them itself, and exits 0 with its `hosts`
+/// row removed. The chains' second tasks, made ready meanwhile, are handed
+/// back unclaimed. Readiness is the `hosts` row in `culvert status
+/// --json`, and the SIGTERM goes once all ten are `running`. A second
+/// host then finishes the rest: every task completed exactly once, none
+/// recovered.
+///
+/// Caught breakage: exiting at once on SIGTERM, after removing the
+/// `hosts` row (exit 0, but the chains' first tasks were never recorded);
+/// a claim loop that goes on claiming until the host is idle (the chains'
+/// second tasks run on the stopping host instead of being handed back).
+async fn serve_drains_running_tasks_on_sigterm(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = setup(&db).await;
+    let mut serve = Serve::start(&db);
+    let host = serve.host_id().await;
+    wait_listed(&db, host);
+    let store = r.store().clone();
+    let ctx = json!({"ms": 3000}).as_object().unwrap().clone();
+    let mut chains = Vec::new();
+    for _ in 0..4 {
+        let row = r
+            .start_execution("public", "slow", None, ctx.clone())
+            .await
+            .unwrap();
+        chains.push(row.id);
+    }
+    let parallel = r
+        .start_execution("public", "parallel", None, ctx.clone())
+        .await
+        .unwrap()
+        .id;
+    for id in &chains {
+        wait_running(store.as_ref(), *id, &["s1"]).await;
+    }
+    wait_running(
+        store.as_ref(),
+        parallel,
+        &["p1", "p2", "p3", "p4", "p5", "p6"],
+    )
+    .await;
+    serve.sigterm();
+    // Generous: the drain takes about the 3 s the tasks have left.
+    let status = serve.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}: {}", serve.log_text());
+    let (_, out, _) = run_cli(&db, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["serving"], false, "the host removed itself: {out}");
+    let completed_by_it = |events: &[culvert::store::EventRow], task: &str| {
+        events.iter().any(|e| {
+            e.kind == "completed" && e.task_id.as_deref() == Some(task) && e.host == Some(host)
+        })
+    };
+    for id in &chains {
+        let events = store.execution_events(*id).await.unwrap();
+        assert!(completed_by_it(&events, "s1"), "{events:?}");
+        let tasks = store.execution_tasks(*id).await.unwrap();
+        let s2 = tasks.iter().find(|t| t.task_id == "s2").unwrap();
+        assert_eq!(s2.status, TaskStatus::Ready, "handed back: {s2:?}");
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.kind == "claimed" && e.task_id.as_deref() == Some("s2")),
+            "claimed while draining: {events:?}"
+        );
+    }
+    let events = store.execution_events(parallel).await.unwrap();
+    for p in ["p1", "p2", "p3", "p4", "p5", "p6"] {
+        assert!(completed_by_it(&events, p), "{p}: {events:?}");
+    }
+    assert_completed_exactly_once(store.as_ref(), parallel).await;
+    let _second = Serve::start(&db);
+    wait_finished(store.as_ref(), &chains, Duration::from_secs(120)).await;
+    for id in chains.iter().chain([&parallel]) {
+        assert_completed_exactly_once(store.as_ref(), *id).await;
+        for t in store.execution_tasks(*id).await.unwrap() {
+            assert_eq!(t.recoveries, 0, "{t:?}");
+            assert_eq!(t.attempt, 1, "{t:?}");
+        }
+    }
+}
+
+/// Three hosts on one PostgreSQL run 200 workflows; one is killed mid-run,
+/// while it holds leases (checked in the database just before the kill),
+/// and the others finish its work once its leases expire: they record
+/// `lease_expired` naming the dead host and `recovered` for its tasks, and
+/// the recoveries show in the tasks' counters. No task is completed twice.
+///
+/// Caught breakage: a recovery sweep that recovers tasks without
+/// recording `lease_expired` and `recovered` events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_share_200_workflows_and_survive_a_kill() {
     let db = TestDb::new(Db::Postgres).await;
     let r = setup(&db).await;
     let mut hosts = [Serve::start(&db), Serve::start(&db), Serve::start(&db)];
+    let victim = hosts[0].host_id().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    // The leases the victim holds now.
+    let held = || async {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM task_executions WHERE status = 'running' AND claimed_by = $1",
+        )
+        .bind(victim)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        n
+    };
     let mut ids = Vec::new();
     for i in 0..200 {
         let row = r
@@ -210,17 +766,61 @@ async fn three_hosts_share_200_workflows_and_survive_a_kill() {
             .await
             .unwrap()
             .len();
-        if finished >= 20 {
+        // Kill it only while it holds leases, so that it leaves work
+        // behind. (It may finish those tasks between this query and the
+        // kill; the events checked below show it did not.)
+        if finished >= 20 && held().await > 0 {
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     hosts[0].kill9();
+    let left_behind = held().await;
+    assert!(left_behind > 0, "the killed host held no lease");
     wait_finished(store.as_ref(), &ids, Duration::from_secs(120)).await;
+    let mut expired = 0;
+    let mut recovered = 0;
+    let mut recoveries = 0;
+    let mut victim_claims = 0;
+    let mut victim_completions = 0;
     for id in &ids {
         assert_completed_exactly_once(store.as_ref(), *id).await;
+        for e in store.execution_events(*id).await.unwrap() {
+            match e.kind.as_str() {
+                "claimed" if e.host == Some(victim) => victim_claims += 1,
+                "completed" if e.host == Some(victim) => victim_completions += 1,
+                "lease_expired" => {
+                    let detail = e.detail.unwrap_or_default();
+                    assert_eq!(detail, format!("host {victim} stopped heartbeating"));
+                    expired += 1;
+                }
+                "recovered" => recovered += 1,
+                _ => {}
+            }
+        }
+        recoveries += store
+            .execution_tasks(*id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.recoveries)
+            .sum::<i64>();
     }
+    // The leases the dead host left were found expired and recovered by
+    // the others. Fewer than `left_behind` may be: a completion batch the
+    // host sent just before it died can still commit on the server.
+    assert!(
+        (1..=left_behind).contains(&expired),
+        "{expired} lease_expired events for {left_behind} leases left behind"
+    );
+    assert_eq!(
+        victim_claims,
+        victim_completions + expired,
+        "each of the dead host's claims ended in its completion or an expired lease"
+    );
+    assert_eq!(recovered, expired, "recovered events");
+    assert_eq!(recoveries, expired, "the tasks' recovery counters");
     // Work was spread over the hosts.
     let mut hosts_seen = std::collections::HashSet::new();
     for id in ids.iter().take(50) {
@@ -246,9 +846,13 @@ fn run_cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[tokio::test]
-async fn the_cli_registers_runs_and_reports() {
-    let db = TestDb::new(Db::Sqlite).await;
+/// `package add`, `list`, `run --wait`, `executions show`, `package
+/// inspect`, all `--json`, on both backends.
+///
+/// Caught breakage (PostgreSQL variant): PostgreSQL's claim query never
+/// finding a due task (`run --wait` times out).
+async fn the_cli_registers_runs_and_reports(db: Db) {
+    let db = TestDb::new(db).await;
     let (code, out, err) = run_cli(&db, &["package", "add", artifacts::ETL, "--json"]);
     assert_eq!(code, 0, "{err}");
     let added: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -270,6 +874,9 @@ async fn the_cli_registers_runs_and_reports() {
             "--context",
             r#"{"notify":true}"#,
             "--wait",
+            // A claim that never happens fails the test instead of hanging it.
+            "--timeout",
+            "120",
             "--json",
         ],
     );
@@ -305,9 +912,8 @@ async fn the_cli_registers_runs_and_reports() {
     );
 }
 
-#[tokio::test]
-async fn the_cli_fails_cleanly_on_bad_input() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
+    let db = TestDb::new(db).await;
     run_cli(&db, &["package", "add", artifacts::HELLO]);
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -382,9 +988,8 @@ async fn the_cli_fails_cleanly_on_bad_input() {
     assert!(err.starts_with("error: cannot open the database"), "{err}");
 }
 
-#[tokio::test]
-async fn exec_runs_a_file_without_registering_it() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn exec_runs_a_file_without_registering_it(db: Db) {
+    let db = TestDb::new(db).await;
     let (code, out, err) = run_cli(
         &db,
         &["exec", artifacts::FLAKY, "--workflow", "flaky", "--json"],
@@ -402,39 +1007,8 @@ async fn exec_runs_a_file_without_registering_it() {
     assert_eq!(out.trim(), "[]");
 }
 
-#[tokio::test]
-async fn serve_shuts_down_gracefully_on_sigterm() {
-    let db = TestDb::new(Db::Sqlite).await;
-    let mut child = culvert(&db)
-        .args(["serve"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, status_out, _) = run_cli(&db, &["status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&status_out).unwrap();
-    assert_eq!(status["serving"], true, "{status_out}");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let t0 = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            assert!(s.success(), "{s:?}");
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10), "serve did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (_, status_out, _) = run_cli(&db, &["status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&status_out).unwrap();
-    assert_eq!(status["serving"], false, "the host removed itself");
-}
-
-#[tokio::test]
-async fn tenant_and_grant_commands_speak_json() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn tenant_and_grant_commands_speak_json(db: Db) {
+    let db = TestDb::new(db).await;
     let json = |args: &[&str]| -> serde_json::Value {
         let (code, out, err) = run_cli(&db, args);
         assert_eq!(code, 0, "{args:?}: {err}");
@@ -596,9 +1170,8 @@ fn run_cli_within(db: &TestDb, args: &[&str], limit: Duration) -> (i32, String, 
 /// path and what it is, and a 2 GiB (sparse) file is refused by its size.
 /// Before this, `/dev/zero` was read until the process ran out of memory
 /// and opening the FIFO blocked forever.
-#[tokio::test]
-async fn package_commands_refuse_what_is_not_a_regular_file() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn package_commands_refuse_what_is_not_a_regular_file(db: Db) {
+    let db = TestDb::new(db).await;
     let fifo = db.dir().join("package.fifo");
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
@@ -657,9 +1230,8 @@ async fn package_commands_refuse_what_is_not_a_regular_file() {
 /// while sorting) took about 33 s per `show` of this execution in a debug
 /// build; the linear one takes about 0.2 s. 10 s leaves room for a loaded
 /// machine and still fails the quadratic version.
-#[tokio::test]
-async fn showing_a_10000_task_execution_is_fast() {
-    let db = TestDb::new(Db::Sqlite).await;
+async fn showing_a_10000_task_execution_is_fast(db: Db) {
+    let db = TestDb::new(db).await;
     let (code, _, err) = run_cli(&db, &["package", "add", artifacts::SHAPES]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run_cli(&db, &["run", "chain10000"]);
@@ -774,3 +1346,18 @@ async fn guest_text_cannot_forge_log_lines() {
         );
     }
 }
+
+culvert_tests::both_backends!(
+    kill_9_during_the_first_task,
+    kill_9_during_the_second_task,
+    kill_9_during_the_last_task,
+    kill_9_after_the_guest_returned_before_its_completion_committed,
+    cancel_from_another_process_reaches_a_running_serve,
+    serve_drains_running_tasks_on_sigterm,
+    the_cli_registers_runs_and_reports,
+    the_cli_fails_cleanly_on_bad_input,
+    exec_runs_a_file_without_registering_it,
+    tenant_and_grant_commands_speak_json,
+    package_commands_refuse_what_is_not_a_regular_file,
+    showing_a_10000_task_execution_is_fast,
+);

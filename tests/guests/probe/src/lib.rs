@@ -510,6 +510,56 @@ mod forge {
     }
 }
 
+#[culvert_sdk::workflow(
+    name = "retried",
+    description = "Roots r1 and r2 sleep `ms` (default 300), print `returning <id>` on stdout and succeed, under a policy that retries every error; `after` runs once both completed."
+)]
+mod retried {
+    fn nap(ctx: &mut Context, id: &str) -> Result<(), TaskError> {
+        let ms: u64 = ctx.get_or("ms", 300)?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        // The host logs a call's stdout once the call has returned: a test
+        // watching for this line knows the guest is done and its
+        // completion not yet recorded.
+        println!("returning {id}");
+        super::mark(ctx, id)
+    }
+    #[task(
+        id = "r1",
+        timeout_ms = 120000,
+        retry(
+            max_attempts = 3,
+            backoff = "fixed",
+            initial_delay_ms = 10,
+            max_delay_ms = 10,
+            jitter = false,
+            retry_on = "all"
+        )
+    )]
+    fn r1(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "r1")
+    }
+    #[task(
+        id = "r2",
+        timeout_ms = 120000,
+        retry(
+            max_attempts = 3,
+            backoff = "fixed",
+            initial_delay_ms = 10,
+            max_delay_ms = 10,
+            jitter = false,
+            retry_on = "all"
+        )
+    )]
+    fn r2(ctx: &mut Context) -> Result<(), TaskError> {
+        nap(ctx, "r2")
+    }
+    #[task(id = "after", dependencies = ["r1", "r2"])]
+    fn after(ctx: &mut Context) -> Result<(), TaskError> {
+        super::mark(ctx, "after")
+    }
+}
+
 #[cfg(not(feature = "v2"))]
 culvert_sdk::export_package!(
     probe,
@@ -523,6 +573,7 @@ culvert_sdk::export_package!(
     parallel,
     forge,
     burn,
+    retried,
     name = "sandbox-probe"
 );
 // The same package, registered as a newer version.
@@ -539,6 +590,7 @@ culvert_sdk::export_package!(
     parallel,
     forge,
     burn,
+    retried,
     name = "sandbox-probe",
     version = "0.2.0"
 );
