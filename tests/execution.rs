@@ -986,7 +986,7 @@ mod faulty {
         Result, TaskOutcome, TaskRow,
     };
     use culvert::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
-    use culvert::{ExecutionStatus, Store, StoreError, TaskStatus};
+    use culvert::{ExecutionStatus, Store, StoreError};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use uuid::Uuid;
@@ -1093,7 +1093,7 @@ mod faulty {
             &self,
             execution_id: Uuid,
             ids: &[String],
-        ) -> Result<Vec<(String, TaskStatus, Option<i64>)>> {
+        ) -> Result<Vec<culvert::store::executions::TaskState>> {
             self.inner.task_states(execution_id, ids).await
         }
         async fn task_outputs(

@@ -315,14 +315,11 @@ pub trait ExecutionStore: Send + Sync {
     /// fails the execution after [`MAX_FINALIZE_ATTEMPTS`].
     async fn recover_expired(&self, host: Uuid, max_recoveries: u32) -> Result<Vec<Recovered>>;
 
-    /// The status and the stored output's length (in characters) of each
-    /// task of `ids` (at most 500) that exists, read outside any write
+    /// Each task of `ids` (at most 500) that exists: its status, its stored
+    /// output's length (in characters), and the output itself when it is at
+    /// most [`INLINE_OUTPUT_CHARS`] long; read outside any write
     /// transaction.
-    async fn task_states(
-        &self,
-        execution_id: Uuid,
-        ids: &[String],
-    ) -> Result<Vec<(String, TaskStatus, Option<i64>)>>;
+    async fn task_states(&self, execution_id: Uuid, ids: &[String]) -> Result<Vec<TaskState>>;
 
     /// The stored outputs (JSON) of the tasks of `ids` (at most 500) that
     /// have one, read outside any write transaction.
@@ -360,11 +357,25 @@ pub(crate) fn json_column(text: Option<String>) -> Option<Value> {
 /// characters (plus one larger output on its own), or 500 tasks.
 const MERGE_CHUNK_CHARS: i64 = 1 << 20;
 
+/// Outputs up to this many characters come with their task's status
+/// ([`ExecutionStore::task_states`]), so that the common small merge is
+/// one query; 500 of them are at most 8 MiB.
+pub const INLINE_OUTPUT_CHARS: i64 = 16 * 1024;
+
+/// Merges of at most this many characters run on the calling task; larger
+/// ones on a blocking thread.
+const INLINE_MERGE_CHARS: i64 = 64 * 1024;
+
+/// What [`ExecutionStore::task_states`] returns for one task: its id,
+/// status, output length (if it has an output) and, for a short output,
+/// the output.
+pub type TaskState = (String, TaskStatus, Option<i64>, Option<String>);
+
 /// What [`merge_outputs`] found.
 #[derive(Debug)]
 pub struct MergedOutputs {
     /// The tasks' statuses, in the order asked for (a task with no row
-    /// counts as failed).
+    /// counts as failed); empty when the merge was stopped.
     pub states: Vec<DepState>,
     /// Their outputs merged in that order, or the limit that stopped the
     /// merge and the task whose output took it over.
@@ -372,9 +383,10 @@ pub struct MergedOutputs {
 }
 
 /// Merge the stored outputs of the tasks `ids` of `execution_id`, in that
-/// order, never past `limit` bytes, outside any write transaction: outputs
-/// are read a chunk at a time ([`MERGE_CHUNK_CHARS`]) and parsed and merged
-/// on a blocking thread, so only the merge so far and one chunk are in
+/// order, never past `limit` bytes, outside any write transaction: short
+/// outputs come with the statuses, longer ones are read a chunk at a time
+/// ([`MERGE_CHUNK_CHARS`]), and a chunk of any size is parsed and merged on
+/// a blocking thread, so only the merge so far and one chunk are in
 /// memory. An output that is not a JSON object is left out, as a failed
 /// task's (missing) output is.
 ///
@@ -386,66 +398,86 @@ pub async fn merge_outputs<S: ExecutionStore + ?Sized>(
     ids: &[String],
     limit: usize,
 ) -> Result<MergedOutputs> {
-    let mut found: HashMap<String, (TaskStatus, Option<i64>)> = HashMap::new();
+    let mut statuses: HashMap<String, TaskStatus> = HashMap::new();
+    let mut merge = BoundedMerge::new(limit);
+    // A chunk of tasks at a time: its statuses and short outputs in one
+    // query, its longer outputs in further chunks; merged in order.
     for chunk in ids.chunks(500) {
-        for (id, status, len) in store.task_states(execution_id, chunk).await? {
-            found.insert(id, (status, len));
+        let mut inline: HashMap<String, String> = HashMap::new();
+        let mut lengths: HashMap<String, i64> = HashMap::new();
+        for (id, status, len, output) in store.task_states(execution_id, chunk).await? {
+            if let Some(text) = output {
+                inline.insert(id.clone(), text);
+            }
+            if let Some(len) = len {
+                lengths.insert(id.clone(), len);
+            }
+            statuses.insert(id, status);
+        }
+        let with_output: Vec<(&String, i64)> = chunk
+            .iter()
+            .filter_map(|id| lengths.get(id).map(|len| (id, *len)))
+            .collect();
+        let mut next = 0;
+        while next < with_output.len() {
+            let mut batch = Vec::new();
+            let mut chars = 0;
+            while let Some((id, len)) = with_output.get(next) {
+                if !batch.is_empty() && (batch.len() >= 500 || chars + len > MERGE_CHUNK_CHARS) {
+                    break;
+                }
+                chars += len;
+                batch.push((*id).clone());
+                next += 1;
+            }
+            let missing: Vec<String> = batch
+                .iter()
+                .filter(|id| !inline.contains_key(*id))
+                .cloned()
+                .collect();
+            let mut outputs: HashMap<String, String> = batch
+                .iter()
+                .filter_map(|id| inline.remove(id).map(|text| (id.clone(), text)))
+                .collect();
+            if !missing.is_empty() {
+                outputs.extend(store.task_outputs(execution_id, &missing).await?);
+            }
+            let merge_batch = move |mut merge: BoundedMerge| {
+                for id in batch {
+                    let Some(text) = outputs.get(&id) else {
+                        continue;
+                    };
+                    if let Ok(map) = serde_json::from_str::<Map<String, Value>>(text)
+                        && let Err(e) = merge.add(&map, text.len())
+                    {
+                        return (merge, Err((e, id)));
+                    }
+                }
+                (merge, Ok(()))
+            };
+            let (back, result) = if chars <= INLINE_MERGE_CHARS {
+                merge_batch(merge)
+            } else {
+                tokio::task::spawn_blocking(move || merge_batch(merge))
+                    .await
+                    .map_err(|e| super::StoreError::Other(format!("merging task outputs: {e}")))?
+            };
+            merge = back;
+            if let Err(stopped) = result {
+                return Ok(MergedOutputs {
+                    states: Vec::new(),
+                    merged: Err(stopped),
+                });
+            }
         }
     }
     let states = ids
         .iter()
         .map(|id| DepState {
             task_id: id.clone(),
-            status: found.get(id).map(|f| f.0).unwrap_or(TaskStatus::Failed),
+            status: statuses.get(id).copied().unwrap_or(TaskStatus::Failed),
         })
         .collect();
-    let mut merge = BoundedMerge::new(limit);
-    let mut with_output: Vec<(String, i64)> = Vec::new();
-    for id in ids {
-        if let Some((_, Some(len))) = found.get(id) {
-            with_output.push((id.clone(), *len));
-        }
-    }
-    let mut next = 0;
-    while next < with_output.len() {
-        let mut batch = Vec::new();
-        let mut chars = 0;
-        while let Some((id, len)) = with_output.get(next) {
-            if !batch.is_empty() && (batch.len() >= 500 || chars + len > MERGE_CHUNK_CHARS) {
-                break;
-            }
-            chars += len;
-            batch.push(id.clone());
-            next += 1;
-        }
-        let outputs: HashMap<String, String> = store
-            .task_outputs(execution_id, &batch)
-            .await?
-            .into_iter()
-            .collect();
-        let (back, result) = tokio::task::spawn_blocking(move || {
-            for id in batch {
-                let Some(text) = outputs.get(&id) else {
-                    continue;
-                };
-                if let Ok(map) = serde_json::from_str::<Map<String, Value>>(text)
-                    && let Err(e) = merge.add(&map, text.len())
-                {
-                    return (merge, Err((e, id)));
-                }
-            }
-            (merge, Ok(()))
-        })
-        .await
-        .map_err(|e| super::StoreError::Other(format!("merging task outputs: {e}")))?;
-        merge = back;
-        if let Err(stopped) = result {
-            return Ok(MergedOutputs {
-                states,
-                merged: Err(stopped),
-            });
-        }
-    }
     Ok(MergedOutputs {
         states,
         merged: Ok(merge.finish()),

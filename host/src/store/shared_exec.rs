@@ -339,11 +339,11 @@ macro_rules! shared_execution_store {
             /// `select` (ending in `WHERE` or `AND`) restricted to the tasks
             /// `ids` of `execution_id`.
             fn tasks_query(
-                select: &'static str,
+                select: &str,
                 execution_id: uuid::Uuid,
                 ids: &[String],
             ) -> sqlx::QueryBuilder<$db> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(select);
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select.to_string());
                 qb.push(" execution_id = ");
                 qb.push_bind(execution_id);
                 qb.push(" AND task_id IN (");
@@ -1014,23 +1014,24 @@ macro_rules! shared_execution_store {
                 &self,
                 execution_id: uuid::Uuid,
                 ids: &[String],
-            ) -> $crate::store::Result<Vec<(String, $crate::scheduler::TaskStatus, Option<i64>)>> {
+            ) -> $crate::store::Result<Vec<$crate::store::executions::TaskState>> {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut qb = Self::tasks_query(
-                    "SELECT task_id, status, CAST(LENGTH(output) AS BIGINT) FROM task_executions WHERE",
-                    execution_id,
-                    ids,
+                // The inline limit is a constant of this build, not input.
+                let select = format!(
+                    "SELECT task_id, status, CAST(LENGTH(output) AS BIGINT), CASE WHEN LENGTH(output) <= {} THEN output END FROM task_executions WHERE",
+                    $crate::store::executions::INLINE_OUTPUT_CHARS
                 );
-                let rows: Vec<(String, String, Option<i64>)> =
+                let mut qb = Self::tasks_query(&select, execution_id, ids);
+                let rows: Vec<(String, String, Option<i64>, Option<String>)> =
                     qb.build_query_as().fetch_all(self.pool()).await?;
                 rows.into_iter()
-                    .map(|(id, status, len)| {
+                    .map(|(id, status, len, output)| {
                         let status = $crate::scheduler::TaskStatus::parse(&status).ok_or_else(|| {
                             $crate::store::StoreError::Other(format!("unknown task status '{status}'"))
                         })?;
-                        Ok((id, status, len))
+                        Ok((id, status, len, output))
                     })
                     .collect()
             }
