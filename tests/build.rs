@@ -97,6 +97,15 @@ fn main() {
         copy.display().to_string()
     )
     .unwrap();
+    cargo_build(&root, &target_dir, &["-p", "shapes", "--features", "long"]);
+    let copy = out.join("shapes_long.wasm");
+    std::fs::copy(wasm_dir.join("shapes.wasm"), &copy).expect("copy shapes long");
+    writeln!(
+        consts,
+        "pub const SHAPES_LONG: &str = {:?};",
+        copy.display().to_string()
+    )
+    .unwrap();
     for (name, tables) in [
         // One table far over the element cap.
         ("TABLE_BOMB_ONE", "(table 10000000 funcref)".to_string()),

@@ -393,6 +393,9 @@ async fn drain(
     }
     let tasks_per = first.store().execution_tasks(ids[0]).await?.len();
     let t = Instant::now();
+    // Tasks made ready while executions were being created waited for the
+    // executors to start, not for a slot: their wait counts from here.
+    let started_ms = crate::store::now_ms();
     for r in &runners {
         r.start_executor();
     }
@@ -409,7 +412,7 @@ async fn drain(
     for id in &ids {
         for task in first.store().execution_tasks(*id).await? {
             if let (Some(ready), Some(started)) = (task.ready_at, task.started_at) {
-                dispatch.push((started - ready).max(0) as f64);
+                dispatch.push((started - ready.max(started_ms)).max(0) as f64);
             }
         }
     }

@@ -1222,7 +1222,7 @@ async fn package_commands_refuse_what_is_not_a_regular_file(db: Db) {
 }
 
 /// `executions show` of a 10,000-task execution (the metadata limit): the
-/// `chain10000` chain of `shapes`, declared last task first, shown in
+/// `chain10000` chain of `shapes` (built with feature `long`), declared last task first, shown in
 /// dependency order, as text and as JSON.
 ///
 /// The bound is generous on purpose. The quadratic ordering this replaced
@@ -1232,7 +1232,7 @@ async fn package_commands_refuse_what_is_not_a_regular_file(db: Db) {
 /// machine and still fails the quadratic version.
 async fn showing_a_10000_task_execution_is_fast(db: Db) {
     let db = TestDb::new(db).await;
-    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::SHAPES]);
+    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::SHAPES_LONG]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run_cli(&db, &["run", "chain10000"]);
     assert_eq!(code, 0, "{err}");

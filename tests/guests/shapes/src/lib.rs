@@ -4,7 +4,7 @@
 //! - `ten`: a root, 8 parallel tasks, and a join: 10 tasks;
 //! - `fanout1000`: a root and 1,000 parallel tasks;
 //! - `chain200`: 200 tasks in a line;
-//! - `chain10000`: 10,000 tasks in a line (the metadata limit), declared
+//! - with feature `long`, `chain10000`: 10,000 tasks in a line (the metadata limit), declared
 //!   last task first: the worst declaration order for a naive topological
 //!   sort, and the shape of `executions show`'s speed test.
 //!
@@ -86,18 +86,33 @@ impl metadata::Guest for Shapes {
             spec("b".into(), vec![]),
             spec("join".into(), vec!["a".into(), "b".into()]),
         ];
-        // c9999 <- c9998 <- ... <- c0, listed from c9999 down.
-        let long: Vec<TaskSpec> = (0..10_000)
-            .rev()
-            .map(|i| {
-                let deps = if i == 0 {
-                    vec![]
-                } else {
-                    vec![format!("c{}", i - 1)]
-                };
-                spec(format!("c{i}"), deps)
-            })
-            .collect();
+        #[allow(unused_mut)]
+        let mut workflows = vec![
+            workflow("ten", ten),
+            workflow("fanout1000", fan),
+            workflow("chain200", chain),
+            workflow("bloat", leaves),
+            workflow("bloat_join", bloat_join),
+            workflow("ints_join", ints_join),
+        ];
+        // Behind a feature: a 10,000-task workflow makes the package's
+        // metadata large, and every start parses it.
+        #[cfg(feature = "long")]
+        {
+            // c9999 <- c9998 <- ... <- c0, listed from c9999 down.
+            let long: Vec<TaskSpec> = (0..10_000)
+                .rev()
+                .map(|i| {
+                    let deps = if i == 0 {
+                        vec![]
+                    } else {
+                        vec![format!("c{}", i - 1)]
+                    };
+                    spec(format!("c{i}"), deps)
+                })
+                .collect();
+            workflows.push(workflow("chain10000", long));
+        }
         PackageInfo {
             name: "shapes".into(),
             version: "0.1.0".into(),
@@ -105,15 +120,7 @@ impl metadata::Guest for Shapes {
             author: String::new(),
             contract_version: culvert_sdk::CONTRACT_VERSION.into(),
             sdk_version: String::new(),
-            workflows: vec![
-                workflow("ten", ten),
-                workflow("fanout1000", fan),
-                workflow("chain200", chain),
-                workflow("bloat", leaves),
-                workflow("bloat_join", bloat_join),
-                workflow("ints_join", ints_join),
-                workflow("chain10000", long),
-            ],
+            workflows,
             capabilities: Capabilities {
                 env: Vec::new(),
                 dirs: Vec::new(),
