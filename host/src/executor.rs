@@ -174,6 +174,12 @@ where
     result
 }
 
+/// Host time charged to a tenant's CPU share per byte of data its task
+/// handed the host (a merged input, an output): parsing, merging,
+/// serialising and storing it. A measured order of magnitude on the
+/// reference machine (release build), not a precise cost.
+const HOST_NS_PER_BYTE: u64 = 10;
+
 /// The bytes an outcome stores (its output as compact JSON).
 fn stored_bytes(outcome: &TaskOutcome) -> usize {
     match outcome {
@@ -747,6 +753,7 @@ impl Executor {
             }
             Ok(info) => {
                 let outcome = self.attempt(&task, &info, flag).await;
+                self.charge_host_work(&task, stored_bytes(&outcome));
                 (outcome, info.plan.clone())
             }
         };
@@ -820,6 +827,16 @@ impl Executor {
         self.running.lock().expect("executor lock").remove(&key);
     }
 
+    /// Charge the host's work on `bytes` of `task`'s data to its tenant's
+    /// CPU share (see [`HOST_NS_PER_BYTE`]).
+    fn charge_host_work(&self, task: &ClaimedTask, bytes: usize) {
+        let work = Duration::from_nanos((bytes as u64).saturating_mul(HOST_NS_PER_BYTE));
+        self.loader
+            .engine()
+            .cpu()
+            .charge(&task.tenant, work, task.limits.max_cpu_cores);
+    }
+
     /// The input of a task with dependencies: their outputs merged a chunk
     /// at a time ([`merge_outputs`]: only the merge so far and one chunk in
     /// memory, the merge on a blocking thread, no write transaction open),
@@ -877,6 +894,7 @@ impl Executor {
             Some(root) => root.as_str(),
             None => match self.merged_input(task, meta).await {
                 Ok(text) => {
+                    self.charge_host_work(task, text.len());
                     merged = text;
                     merged.as_str()
                 }

@@ -359,6 +359,21 @@ impl CpuLedger {
     /// Charge one tick to `tenant`; how long its guest should pause if the
     /// tenant has used more than its share (or than `cap` cores).
     pub fn tick(&self, tenant: &str, cap: Option<f64>) -> Option<Duration> {
+        self.charge_ticks(tenant, 1.0, cap)
+    }
+
+    /// Charge `work` done by the host on `tenant`'s behalf (parsing, merging
+    /// and storing the data its tasks return) to its bucket, as if its
+    /// guests had run that long: its guests then pause until the debt is
+    /// paid, so a tenant cannot make the host work for it beyond its share.
+    pub fn charge(&self, tenant: &str, work: Duration, cap: Option<f64>) {
+        let ticks = work.as_secs_f64() / self.tick.as_secs_f64();
+        if ticks > 0.0 {
+            self.charge_ticks(tenant, ticks, cap);
+        }
+    }
+
+    fn charge_ticks(&self, tenant: &str, ticks: f64, cap: Option<f64>) -> Option<Duration> {
         if tenant.is_empty() {
             return None;
         }
@@ -388,7 +403,7 @@ impl CpuLedger {
             .or_insert((capacity, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(capacity);
         *last = now;
-        *tokens -= 1.0;
+        *tokens -= ticks;
         if *tokens < 0.0 {
             Some(Duration::from_secs_f64(-*tokens / rate))
         } else {
@@ -754,6 +769,17 @@ mod tests {
             "{pause:?}"
         );
         // The other tenant's bucket is untouched.
+        assert!(ledger.tick("b", None).is_none());
+    }
+
+    #[test]
+    fn host_work_charged_to_a_tenant_pauses_its_guests() {
+        let ledger = CpuLedger::new(2, Duration::from_millis(10));
+        // Alone: a bucket of 20 ticks. 150 ms of host work is 15 of them.
+        ledger.charge("a", Duration::from_millis(150), None);
+        let paused_after = (1..=100).find(|_| ledger.tick("a", None).is_some());
+        assert_eq!(paused_after, Some(6));
+        // Another tenant's bucket is untouched by that debt.
         assert!(ledger.tick("b", None).is_none());
     }
 
