@@ -175,10 +175,12 @@ where
 }
 
 /// Host time charged to a tenant's CPU share per byte of data its task
-/// handed the host (a merged input, an output): parsing, merging,
-/// serialising and storing it. A measured order of magnitude on the
-/// reference machine (release build), not a precise cost.
-const HOST_NS_PER_BYTE: u64 = 10;
+/// handed the host (a merged input, an output). Each output byte is parsed
+/// from the guest, serialised, written to the database, read back and
+/// parsed for each merge, and serialised again into an input: at 2 to 5 ns
+/// a pass in a release build, about 20 ns in all. An order of magnitude,
+/// not a precise cost.
+const HOST_NS_PER_BYTE: u64 = 20;
 
 /// The bytes an outcome stores (its output as compact JSON).
 fn stored_bytes(outcome: &TaskOutcome) -> usize {
