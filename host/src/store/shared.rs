@@ -56,20 +56,8 @@ macro_rules! shared_store {
                 // and version can win the race between our check and insert.
                 for _ in 0..2 {
                     let mut tx = self.begin_write().await?;
-                    // Locks the tenant's row on PostgreSQL (SQLite's write
-                    // transaction excludes every other writer already), so
-                    // that the count below and the insert are one step.
-                    let tenant: Option<(String,)> = sqlx::query_as(Self::TENANT_LIMITS_SQL)
-                        .bind(p.tenant)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if tenant.is_none() {
-                        tx.rollback().await?;
-                        return Err(StoreError::NotFound(format!(
-                            "tenant '{}' does not exist (create it with `culvert tenant create {}`)",
-                            p.tenant, p.tenant
-                        )));
-                    }
+                    // The count below and the insert are one step.
+                    Self::lock_tenant(&mut tx, p.tenant).await?;
                     let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
                         "SELECT id, content_hash FROM packages WHERE tenant = $1 AND name = $2 AND version = $3",
                     )

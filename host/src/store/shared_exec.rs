@@ -336,6 +336,27 @@ macro_rules! shared_execution_store {
                 Ok(())
             }
 
+            /// Read `tenant`'s row inside `tx`, locking it on PostgreSQL
+            /// (SQLite's write transaction excludes every other writer
+            /// already), so that a count and an insert that follow are one
+            /// step for concurrent requests. "Not found" (and the
+            /// transaction is dropped) for an unknown tenant.
+            pub(crate) async fn lock_tenant(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                tenant: &str,
+            ) -> $crate::store::Result<()> {
+                let row: Option<(String,)> = sqlx::query_as(Self::TENANT_LIMITS_SQL)
+                    .bind(tenant)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                match row {
+                    Some(_) => Ok(()),
+                    None => Err($crate::store::StoreError::NotFound(format!(
+                        "tenant '{tenant}' does not exist (create it with `culvert tenant create {tenant}`)"
+                    ))),
+                }
+            }
+
             /// `select` (ending in `WHERE` or `AND`) restricted to the tasks
             /// `ids` of `execution_id`.
             fn tasks_query(
@@ -407,17 +428,7 @@ macro_rules! shared_execution_store {
                 // row locked on PostgreSQL (SQLite's write transaction
                 // excludes every other writer already): concurrent starts
                 // cannot overshoot max_queued_executions.
-                let tenant_row: Option<(String,)> = sqlx::query_as(Self::TENANT_LIMITS_SQL)
-                    .bind(new.tenant)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if tenant_row.is_none() {
-                    tx.rollback().await?;
-                    return Err($crate::store::StoreError::NotFound(format!(
-                        "tenant '{}' does not exist (create it with `culvert tenant create {}`)",
-                        new.tenant, new.tenant
-                    )));
-                }
+                Self::lock_tenant(&mut tx, new.tenant).await?;
                 let (queued,): (i64,) = sqlx::query_as(
                     "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
                 )
