@@ -32,6 +32,20 @@ async fn runner_with(db: &TestDb, packages: &[&str]) -> Runner {
     r
 }
 
+/// A runner with no executor (the test plays every host) and the probe's
+/// `chain` started: its root is ready, nothing runs it.
+async fn idle_chain(db: &TestDb) -> (Runner, culvert::store::ExecutionRow) {
+    let r = Runner::open(config(db)).await.unwrap();
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let started = r
+        .start_execution("public", "chain", None, ctx(json!({})))
+        .await
+        .unwrap();
+    (r, started)
+}
+
 fn ctx(v: Value) -> serde_json::Map<String, Value> {
     v.as_object().expect("an object").clone()
 }
@@ -307,14 +321,7 @@ async fn cancelling_stops_pending_and_running_tasks(db: Db) {
 async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
     let db = TestDb::new(db).await;
     // The runner registers but does not run anything yet.
-    let r = Runner::open(config(&db)).await.unwrap();
-    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
-        .await
-        .unwrap();
-    let started = r
-        .start_execution("public", "chain", None, ctx(json!({})))
-        .await
-        .unwrap();
+    let (r, started) = idle_chain(&db).await;
     // A "host" that claims the first task with a short lease, then dies.
     let ghost = uuid::Uuid::now_v7();
     let claimed = r
@@ -677,14 +684,7 @@ async fn retries_wait_out_their_backoff(db: Db) {
 async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
     let db = TestDb::new(db).await;
     // No executor: this test is the only host.
-    let r = Runner::open(config(&db)).await.unwrap();
-    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
-        .await
-        .unwrap();
-    let started = r
-        .start_execution("public", "chain", None, ctx(json!({})))
-        .await
-        .unwrap();
+    let (r, started) = idle_chain(&db).await;
     let store = r.store().clone();
     let host = uuid::Uuid::now_v7();
     let first = store
@@ -770,14 +770,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
 /// to false in `recover_expired`, round 3 recovered the task again).
 async fn the_recovery_limit_fails_a_task_with_kind_host(db: Db) {
     let db = TestDb::new(db).await;
-    let r = Runner::open(config(&db)).await.unwrap();
-    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
-        .await
-        .unwrap();
-    let started = r
-        .start_execution("public", "chain", None, ctx(json!({})))
-        .await
-        .unwrap();
+    let (r, started) = idle_chain(&db).await;
     let store = r.store().clone();
     let sweeper = uuid::Uuid::now_v7();
     // Three hosts in turn claim the root and die.
@@ -845,14 +838,7 @@ async fn the_recovery_limit_fails_a_task_with_kind_host(db: Db) {
 /// claimed it and ran it to `completed`).
 async fn a_cancelled_executions_running_task_is_not_resurrected(db: Db) {
     let db = TestDb::new(db).await;
-    let r = Runner::open(config(&db)).await.unwrap();
-    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
-        .await
-        .unwrap();
-    let started = r
-        .start_execution("public", "chain", None, ctx(json!({})))
-        .await
-        .unwrap();
+    let (r, started) = idle_chain(&db).await;
     let ghost = uuid::Uuid::now_v7();
     let claimed = r
         .store()

@@ -71,16 +71,9 @@ async fn task_attacks_fail_alone(db: Db) {
         .await
         .unwrap();
     let victim = victim_starts(r).await;
-    let attack = r
-        .start_execution("attacker", "probe", None, obj(json!({})))
-        .await
-        .unwrap();
-    let done = r
-        .wait(attack.id, Some(Duration::from_secs(120)))
-        .await
-        .unwrap();
+    let done = attack(r, "probe", json!({})).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
-    let (_, tasks, _) = r.execution("attacker", attack.id).await.unwrap();
+    let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
     let kind = |t: &str| {
         let row = tasks.iter().find(|x| x.task_id == t).unwrap();
         (
@@ -349,6 +342,17 @@ async fn a_tenant_cannot_reach_another_by_context_or_name(db: Db) {
     r.shutdown().await;
 }
 
+/// Run the attacker's `workflow` with `context` to its end.
+async fn attack(r: &Runner, workflow: &str, context: Value) -> culvert::store::ExecutionRow {
+    let started = r
+        .start_execution("attacker", workflow, None, obj(context))
+        .await
+        .unwrap();
+    r.wait(started.id, Some(Duration::from_secs(120)))
+        .await
+        .unwrap()
+}
+
 /// An arena whose attacker has the `shapes` package and `limit` applied.
 async fn shapes_arena(db: Db, limit: impl FnOnce(&mut TenantLimits)) -> Arena {
     let arena = arena(db).await;
@@ -373,14 +377,7 @@ async fn a_bloated_final_context_fails_alone(db: Db) {
     let r = &arena.r;
     let victim = victim_starts(r).await;
     // 64 x 64 KiB = 4 MiB of leaf outputs against a 1 MiB final context.
-    let attack = r
-        .start_execution("attacker", "bloat", None, obj(json!({"bytes": 65536})))
-        .await
-        .unwrap();
-    let done = r
-        .wait(attack.id, Some(Duration::from_secs(120)))
-        .await
-        .unwrap();
+    let done = attack(r, "bloat", json!({"bytes": 65536})).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
     let error = done.error.unwrap_or_default();
     assert!(
@@ -388,7 +385,7 @@ async fn a_bloated_final_context_fails_alone(db: Db) {
         "{error}"
     );
     assert!(done.output.is_none());
-    let (_, tasks, _) = r.execution("attacker", attack.id).await.unwrap();
+    let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
     assert!(
         tasks.iter().all(|t| t.status == TaskStatus::Completed),
         "every leaf itself succeeded"
@@ -405,16 +402,9 @@ async fn a_bloated_fan_in_fails_alone(db: Db) {
     let arena = shapes_arena(db, |l| l.max_context_bytes = 1024 * 1024).await;
     let r = &arena.r;
     let victim = victim_starts(r).await;
-    let attack = r
-        .start_execution("attacker", "bloat_join", None, obj(json!({"bytes": 65536})))
-        .await
-        .unwrap();
-    let done = r
-        .wait(attack.id, Some(Duration::from_secs(120)))
-        .await
-        .unwrap();
+    let done = attack(r, "bloat_join", json!({"bytes": 65536})).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
-    let (_, tasks, _) = r.execution("attacker", attack.id).await.unwrap();
+    let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
     let join = tasks.iter().find(|t| t.task_id == "join").unwrap();
     assert_eq!(join.status, TaskStatus::Failed);
     assert_eq!(join.last_error_kind.as_deref(), Some("context_too_large"));
