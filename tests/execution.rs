@@ -3,7 +3,7 @@
 //! leases and recovery, version pinning and bad input. Every scenario runs
 //! on SQLite and on PostgreSQL.
 
-use culvert::store::{ExecutionFilter, TaskOutcome};
+use culvert::{ExecutionFilter, TaskOutcome};
 use culvert::{ExecutionStatus, Runner, RunnerConfig, TaskStatus};
 use culvert_tests::{Db, TestDb, artifacts, init_tracing, read};
 use serde_json::{Value, json};
@@ -34,7 +34,7 @@ async fn runner_with(db: &TestDb, packages: &[&str]) -> Runner {
 
 /// A runner with no executor (the test plays every host) and the probe's
 /// `chain` started: its root is ready, nothing runs it.
-async fn idle_chain(db: &TestDb) -> (Runner, culvert::store::ExecutionRow) {
+async fn idle_chain(db: &TestDb) -> (Runner, culvert::ExecutionRow) {
     let r = Runner::open(config(db)).await.unwrap();
     r.register_package("public", &read(artifacts::SANDBOX_PROBE))
         .await
@@ -50,7 +50,7 @@ fn ctx(v: Value) -> serde_json::Map<String, Value> {
     v.as_object().expect("an object").clone()
 }
 
-async fn run_to_end(r: &Runner, workflow: &str, context: Value) -> culvert::store::ExecutionRow {
+async fn run_to_end(r: &Runner, workflow: &str, context: Value) -> culvert::ExecutionRow {
     let started = r
         .start_execution("public", workflow, None, ctx(context))
         .await
@@ -60,11 +60,11 @@ async fn run_to_end(r: &Runner, workflow: &str, context: Value) -> culvert::stor
         .unwrap_or_else(|e| panic!("wait {workflow}: {e}"))
 }
 
-async fn tasks(r: &Runner, id: uuid::Uuid) -> Vec<culvert::store::TaskRow> {
+async fn tasks(r: &Runner, id: uuid::Uuid) -> Vec<culvert::TaskRow> {
     r.execution("public", id).await.unwrap().1
 }
 
-fn task<'a>(tasks: &'a [culvert::store::TaskRow], id: &str) -> &'a culvert::store::TaskRow {
+fn task<'a>(tasks: &'a [culvert::TaskRow], id: &str) -> &'a culvert::TaskRow {
     tasks
         .iter()
         .find(|t| t.task_id == id)
@@ -326,7 +326,7 @@ async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
     let ghost = uuid::Uuid::now_v7();
     let claimed = r
         .store()
-        .claim_tasks(ghost, 10, culvert::store::now_ms() + 300, None)
+        .claim_tasks(ghost, 10, culvert::now_ms() + 300, None)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -583,7 +583,7 @@ where
 }
 
 /// The `at` of each event of `kind` for `task`, in order.
-fn event_times(events: &[culvert::store::EventRow], task: &str, kind: &str) -> Vec<i64> {
+fn event_times(events: &[culvert::EventRow], task: &str, kind: &str) -> Vec<i64> {
     events
         .iter()
         .filter(|e| e.kind == kind && e.task_id.as_deref() == Some(task))
@@ -688,7 +688,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
     let store = r.store().clone();
     let host = uuid::Uuid::now_v7();
     let first = store
-        .claim_tasks(host, 10, culvert::store::now_ms() + 100, None)
+        .claim_tasks(host, 10, culvert::now_ms() + 100, None)
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
@@ -702,7 +702,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
     })
     .await;
     let second = store
-        .claim_tasks(host, 10, culvert::store::now_ms() + 60_000, None)
+        .claim_tasks(host, 10, culvert::now_ms() + 60_000, None)
         .await
         .unwrap();
     assert_eq!(second.len(), 1);
@@ -714,7 +714,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
     let stale_beat = store
         .heartbeat(
             host,
-            culvert::store::now_ms() + 600_000,
+            culvert::now_ms() + 600_000,
             &[(started.id, "a".to_string(), first[0].claim_token)],
         )
         .await
@@ -777,7 +777,7 @@ async fn the_recovery_limit_fails_a_task_with_kind_host(db: Db) {
     for round in 1..=3 {
         let ghost = uuid::Uuid::now_v7();
         let claimed = store
-            .claim_tasks(ghost, 10, culvert::store::now_ms() + 50, None)
+            .claim_tasks(ghost, 10, culvert::now_ms() + 50, None)
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1, "round {round}: the root is claimable");
@@ -842,7 +842,7 @@ async fn a_cancelled_executions_running_task_is_not_resurrected(db: Db) {
     let ghost = uuid::Uuid::now_v7();
     let claimed = r
         .store()
-        .claim_tasks(ghost, 10, culvert::store::now_ms() + 300, None)
+        .claim_tasks(ghost, 10, culvert::now_ms() + 300, None)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -965,14 +965,14 @@ async fn a_removed_packages_pending_execution_runs_on_a_fresh_host(db: Db) {
 /// a real database happens to fail.
 mod faulty {
     use async_trait::async_trait;
-    use culvert::scheduler::ExecutionPlan;
-    use culvert::store::{
+    use culvert::ExecutionPlan;
+    use culvert::{
         Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
         HostRecord, NewExecution, NewPackage, PackageEvent, PackageRow, Recovered, Registration,
-        Result, TaskOutcome, TaskRow,
+        StoreResult as Result, TaskOutcome, TaskRow,
     };
-    use culvert::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
     use culvert::{ExecutionStatus, Store, StoreError};
+    use culvert::{Grant, GrantKind, TenantLimits, TenantRow};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use uuid::Uuid;
@@ -1079,7 +1079,7 @@ mod faulty {
             &self,
             execution_id: Uuid,
             ids: &[String],
-        ) -> Result<Vec<culvert::store::executions::TaskState>> {
+        ) -> Result<Vec<culvert::TaskState>> {
             self.inner.task_states(execution_id, ids).await
         }
         async fn task_outputs(
@@ -1217,7 +1217,7 @@ async fn each_task_completed_once(r: &Runner, id: uuid::Uuid) {
 /// through).
 async fn completion_writes_are_retried_and_fall_back_to_single_writes(db: Db) {
     let db = TestDb::new(db).await;
-    let inner = culvert::store::open(&db.url).await.unwrap();
+    let inner = culvert::open_store(&db.url).await.unwrap();
     let faulty = Arc::new(faulty::Faulty::new(inner, 3));
     let mut c = config(&db);
     // Short enough that a dropped completion shows as a recovery within

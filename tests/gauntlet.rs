@@ -343,7 +343,7 @@ async fn a_tenant_cannot_reach_another_by_context_or_name(db: Db) {
 }
 
 /// Run the attacker's `workflow` with `context` to its end.
-async fn attack(r: &Runner, workflow: &str, context: Value) -> culvert::store::ExecutionRow {
+async fn attack(r: &Runner, workflow: &str, context: Value) -> culvert::ExecutionRow {
     let started = r
         .start_execution("attacker", workflow, None, obj(context))
         .await

@@ -2,7 +2,7 @@
 //! validation, against real components: the examples, the `sandbox-probe`
 //! and `liar` fixtures, and WAT.
 
-use culvert::invoke::{self, TaskCall};
+use culvert::TaskCall;
 use culvert::{
     CacheConfig, CacheSource, CallLabels, CompiledCache, EngineConfig, FailureKind, LoadError,
     LoadedPackage, LoaderConfig, PackageLoader, SandboxEngine, SandboxLimits, TaskFailure,
@@ -29,7 +29,7 @@ async fn run(
     ctx: &str,
     limits: &SandboxLimits,
 ) -> Result<serde_json::Map<String, serde_json::Value>, TaskFailure> {
-    invoke::run_task(
+    culvert::run_task(
         &engine(),
         &pkg.compiled,
         &call(workflow, task, ctx),
@@ -82,20 +82,17 @@ mod sdk_round_trip {
         assert_eq!(load_task.dependencies, ["clean", "enrich"]);
         let enrich = wf.task("enrich").unwrap();
         assert_eq!(enrich.retry.max_attempts, 3);
-        assert_eq!(
-            enrich.retry.backoff,
-            culvert::metadata::Backoff::Exponential
-        );
+        assert_eq!(enrich.retry.backoff, culvert::Backoff::Exponential);
         assert_eq!(enrich.retry.initial_delay_ms, 50);
         assert_eq!(enrich.timeout_ms, Some(5000));
         let notify = wf.task("notify").unwrap();
         assert_eq!(
             notify.trigger,
-            Some(culvert::metadata::TriggerRule::All(vec![
-                culvert::metadata::Condition::TaskSucceeded {
+            Some(culvert::TriggerRule::All(vec![
+                culvert::Condition::TaskSucceeded {
                     task: "load".into()
                 },
-                culvert::metadata::Condition::ContextEquals {
+                culvert::Condition::ContextEquals {
                     key: "notify".into(),
                     value: serde_json::json!(true)
                 },
@@ -111,7 +108,7 @@ mod sdk_round_trip {
         let mut c = call("probe", "echo_attempt", "{}");
         c.attempt = 2;
         c.max_attempts = 5;
-        let out = invoke::run_task(
+        let out = culvert::run_task(
             &engine(),
             &probe.compiled,
             &c,
@@ -315,7 +312,7 @@ mod sandbox {
             fuel: Some(1_000_000),
             ..SandboxLimits::default()
         };
-        let e = invoke::run_task(
+        let e = culvert::run_task(
             &fuel_engine,
             &probe.compiled,
             &call("probe", "loop_forever", "{}"),
@@ -358,7 +355,7 @@ mod sandbox {
             tokio::time::sleep(Duration::from_millis(100)).await;
             f2.cancel();
         });
-        let e = invoke::run_task(
+        let e = culvert::run_task(
             &engine(),
             &probe.compiled,
             &call("probe", "loop_forever", "{}"),
@@ -553,7 +550,7 @@ mod cache {
         let stats = second.cache().stats();
         assert_eq!((stats.discarded, stats.misses, stats.disk_hits), (1, 1, 0));
         // The package still works, and the rewritten artifact is good.
-        let out = invoke::run_task(
+        let out = culvert::run_task(
             &engine(),
             &again.compiled,
             &call("hello", "greet", "{}"),

@@ -1,7 +1,7 @@
 //! The package registry and the reconcile loop, against a real SQLite file
 //! and a real PostgreSQL server: every scenario runs on both backends.
 
-use culvert::store::{NewPackage, Store};
+use culvert::{NewPackage, Store};
 use culvert::{ReconcilerConfig, Runner, RunnerConfig, StoreError};
 use culvert_tests::{Db, TestDb, artifacts, init_tracing, read, with_custom_section};
 use std::sync::Arc;
@@ -153,7 +153,7 @@ async fn a_pass_loads_unloads_and_reloads_on_hash_change(db: Db) {
 /// Point a package row at other bytes, as another tool writing the
 /// database directly might.
 async fn rewrite_hash(db: &TestDb, id: uuid::Uuid, hash: &str, bytes: &[u8]) {
-    let store = culvert::store::open(&db.url).await.unwrap();
+    let store = culvert::open_store(&db.url).await.unwrap();
     // Register the bytes as a throwaway package so the blob exists, then
     // repoint the row.
     let meta = culvert::PackageMetadata {

@@ -1,11 +1,11 @@
 //! Tenants: isolation, lifecycle, quotas, fair scheduling, and the two-key
 //! capability rule, against real components and real databases.
 
-use culvert::store::{ExecutionFilter, TaskRow};
 use culvert::{
     Error, ExecutionStatus, Grant, GrantKind, Runner, RunnerConfig, StoreError, TaskStatus,
     TenantLimits,
 };
+use culvert::{ExecutionFilter, TaskRow};
 use culvert_tests::{Db, TestDb, artifacts, read};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -26,7 +26,7 @@ fn obj(v: Value) -> serde_json::Map<String, Value> {
     v.as_object().unwrap().clone()
 }
 
-async fn run(r: &Runner, tenant: &str, workflow: &str, ctx: Value) -> culvert::store::ExecutionRow {
+async fn run(r: &Runner, tenant: &str, workflow: &str, ctx: Value) -> culvert::ExecutionRow {
     let row = r
         .start_execution(tenant, workflow, None, obj(ctx))
         .await
@@ -437,7 +437,7 @@ async fn scheduling_is_fair_across_tenants(db: Db) {
         .await
         .unwrap();
     assert_eq!(done.status, ExecutionStatus::Completed);
-    let claimed_at = |events: Vec<culvert::store::EventRow>| -> Vec<(i64, Option<uuid::Uuid>)> {
+    let claimed_at = |events: Vec<culvert::EventRow>| -> Vec<(i64, Option<uuid::Uuid>)> {
         events
             .into_iter()
             .filter(|e| e.kind == "claimed")

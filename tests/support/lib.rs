@@ -167,7 +167,7 @@ pub async fn execute_for_id(db: &TestDb, sql: &'static str, id: uuid::Uuid) {
 /// `bytes` with a custom section appended: a different content hash, the
 /// same behaviour.
 pub fn with_custom_section(bytes: &[u8], payload: &str) -> Vec<u8> {
-    culvert::bench::with_custom_section(bytes, payload)
+    culvert::test_support::with_custom_section(bytes, payload)
 }
 
 /// Run each named `async fn name(db: Db)` on SQLite (`mod sqlite`) and on

@@ -1,0 +1,466 @@
+//! The command line's arguments: every command, subcommand and flag, as clap
+//! types. `culvert --help` and each command's `--help` come from here.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// Culvert: durable workflows whose tasks run as sandboxed WebAssembly
+/// components.
+#[derive(Debug, Parser)]
+#[command(name = "culvert", version, about, long_about = None)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Database URL: `sqlite://PATH` or `postgres://...`. Default: an SQLite
+    /// file in the data directory.
+    #[arg(long, global = true, env = "CULVERT_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Where compiled code is cached. Default: `cache/` in the data
+    /// directory.
+    #[arg(long, global = true, env = "CULVERT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The data directory. Default: `$XDG_DATA_HOME/culvert`, or
+    /// `~/.local/share/culvert`.
+    #[arg(long, global = true, env = "CULVERT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter, as in `RUST_LOG` (e.g. `info`, `culvert=debug`).
+    #[arg(long, global = true, env = "CULVERT_LOG", default_value = "warn")]
+    pub log: String,
+    /// Log line format: `text`, or `json` for one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "CULVERT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines: time, level, target, message, fields.
+    Text,
+    /// One JSON object per line, with `timestamp`, `level`, `target` and
+    /// `fields` (the message included).
+    Json,
+}
+
+impl GlobalArgs {
+    /// The data directory, created if missing.
+    ///
+    /// # Errors
+    /// When it cannot be created.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => {
+                if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+                    PathBuf::from(x).join("culvert")
+                } else if let Some(home) = std::env::var_os("HOME") {
+                    PathBuf::from(home).join(".local/share/culvert")
+                } else {
+                    PathBuf::from(".culvert")
+                }
+            }
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// The cache directory.
+    ///
+    /// # Errors
+    /// When the data directory cannot be created.
+    pub fn cache_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.cache_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(self.data_dir()?.join("cache")),
+        }
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, register, list and remove packages.
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Run the reconcile loop and the executor (which claims, runs and
+    /// schedules tasks) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Show what running hosts report (or, with none, what the database
+    /// holds), with cache counters.
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an execution of a registered workflow.
+    Run(RunArgs),
+    /// Run a package file end to end in a throwaway in-memory store,
+    /// without registering it anywhere (the sandboxed-CI mode).
+    Exec(ExecArgs),
+    /// List and show executions.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Cancel an execution: pending tasks are skipped, running ones
+    /// interrupted.
+    Cancel {
+        /// The execution id.
+        id: Uuid,
+        /// The tenant that owns it.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register the example packages in a database, run `etl` and `flaky`
+    /// to completion, and print what happened.
+    Demo(DemoArgs),
+    /// Create, list, show, update and delete tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Grant a tenant a capability its packages declare (the operator's key
+    /// of the two-key rule).
+    Grant(GrantArgs),
+    /// Take a grant back.
+    Revoke(GrantArgs),
+    /// Run the benchmarks behind docs/PERFORMANCE.md (build with
+    /// --release first).
+    Bench(BenchArgs),
+}
+
+/// `culvert tenant ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant, optionally with limits (`--set key=value`).
+    Create {
+        /// The tenant: 1 to 63 of [a-z0-9_-].
+        name: String,
+        /// A limit, as `key=value` (repeatable); see `tenant show`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tenant's limits (defaults included), grants and usage.
+    Show {
+        /// The tenant.
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant's limits.
+    Update {
+        /// The tenant.
+        name: String,
+        /// A limit, as `key=value` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        set: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant with its packages, executions and grants. Refused
+    /// while executions are unfinished, unless --force.
+    Delete {
+        /// The tenant.
+        name: String,
+        /// Cancel unfinished executions first.
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `culvert grant` / `culvert revoke`
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The tenant.
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    /// Limit the grant to this package (default: every package of the
+    /// tenant).
+    #[arg(long, default_value = "")]
+    pub package: String,
+    /// An environment variable: `NAME=VALUE` (revoke takes `NAME`).
+    #[arg(long, conflicts_with_all = ["dir", "http", "wall_clock", "random"])]
+    pub env: Option<String>,
+    /// A directory: `GUEST_PATH=HOST_DIR` (revoke takes `GUEST_PATH`).
+    #[arg(long, conflicts_with_all = ["http", "wall_clock", "random"])]
+    pub dir: Option<String>,
+    /// With --dir: allow writes.
+    #[arg(long)]
+    pub writable: bool,
+    /// Outbound HTTP to this host (recorded; this host version offers no
+    /// HTTP, so packages importing it do not load).
+    #[arg(long, conflicts_with_all = ["wall_clock", "random"])]
+    pub http: Option<String>,
+    /// The real wall clock.
+    #[arg(long, conflicts_with = "random")]
+    pub wall_clock: bool,
+    /// The secure random generator.
+    #[arg(long)]
+    pub random: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[arg(value_enum)]
+    pub which: BenchKind,
+    /// The directory holding hello.wasm, etl.wasm, shapes.wasm and
+    /// sandbox_probe.wasm. `scripts/build-packages` builds them and prints
+    /// this directory.
+    #[arg(long, env = "CULVERT_PACKAGES")]
+    pub packages: Option<PathBuf>,
+    /// For `throughput`: also run on this PostgreSQL server (URL without a
+    /// database, e.g. postgres://postgres@127.0.0.1:5432), with one host and
+    /// with two.
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Tasks each host runs at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// For `tenants`: the hostile tenant's max_concurrent_tasks.
+    #[arg(long, default_value_t = 4)]
+    pub hostile_slots: u32,
+    /// For `tenants`: the hostile tenant's max_cpu_cores (default: none,
+    /// its fair share).
+    #[arg(long)]
+    pub hostile_cpu: Option<f64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchKind {
+    /// Compile vs disk load vs memory hit; instantiate + call.
+    Cache,
+    /// No-op reconcile passes, registration, warm vs cold startup.
+    Reconcile,
+    /// End-to-end no-op task throughput and dispatch latency.
+    Throughput,
+    /// A well-behaved tenant alone, then next to a hostile one.
+    Tenants,
+}
+
+/// `culvert package ...`
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Validate a package file and print its metadata: workflows, tasks,
+    /// dependencies, retry policies, timeouts and trigger rules.
+    Inspect {
+        /// The package: a `.wasm` component.
+        file: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Output format (`--json` is short for `--format json`).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Validate, pre-compile and register a package file.
+    Add {
+        /// The package: a `.wasm` component.
+        file: PathBuf,
+        /// The owning tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a tenant's registered packages.
+    List {
+        /// The tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Every tenant's packages (an operator's view).
+        #[arg(long, conflicts_with = "tenant")]
+        all_tenants: bool,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a package: every version, or `NAME@VERSION`.
+    Remove {
+        /// `NAME` or `NAME@VERSION`.
+        package: String,
+        /// The owning tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON array of what was removed.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `culvert serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Tasks this host runs at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds between reconcile passes when nothing announces a change.
+    #[arg(long, default_value_t = 5)]
+    pub reconcile_interval: u64,
+    /// Seconds a claimed task's lease lasts without a heartbeat.
+    #[arg(long, default_value_t = 30)]
+    pub lease: u64,
+    /// Count fuel, so that tenants' `fuel_per_call` limits apply (costs
+    /// some speed; compiled code is cached separately).
+    #[arg(long)]
+    pub fuel: bool,
+}
+
+/// `culvert run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow: `NAME`, or `PACKAGE::NAME` when several packages
+    /// define `NAME`.
+    pub workflow: String,
+    /// The tenant that owns the package.
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    /// The initial context: a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub context: String,
+    /// Run this version of the package instead of the newest.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Wait for the end (running it in this process when no `serve` is
+    /// running) and print the final status and context.
+    #[arg(long)]
+    pub wait: bool,
+    /// With `--wait`: give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The package: a `.wasm` component.
+    pub file: PathBuf,
+    /// The workflow to run.
+    #[arg(long)]
+    pub workflow: String,
+    /// The initial context: a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub context: String,
+    /// Give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert executions ...`
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List a tenant's executions, newest first.
+    List {
+        /// The tenant.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Every tenant's executions (an operator's view).
+        #[arg(long, conflicts_with = "tenant")]
+        all_tenants: bool,
+        /// Only with this status: pending, running, completed, failed or
+        /// cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one execution: each task's status, attempts, duration and
+    /// error, and the event log.
+    Show {
+        /// The execution id.
+        id: Uuid,
+        /// The tenant that owns it.
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `culvert demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The directory holding hello.wasm, etl.wasm and flaky.wasm.
+    /// `scripts/build-packages` builds them and prints this directory;
+    /// `scripts/demo` does both.
+    #[arg(long, env = "CULVERT_PACKAGES")]
+    pub packages: Option<PathBuf>,
+}
+
+/// Output formats of `package inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON object.
+    Json,
+    /// Graphviz: one cluster per workflow.
+    Dot,
+}
+
+impl GlobalArgs {
+    /// The database URL: `--database`, or an SQLite file in the data
+    /// directory.
+    ///
+    /// # Errors
+    /// When the data directory cannot be created.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        match &self.database {
+            Some(url) => Ok(url.clone()),
+            None => Ok(format!(
+                "sqlite://{}",
+                self.data_dir()?.join("culvert.db").display()
+            )),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The `culvert` binary: parse the arguments, set up logging and the async
+//! runtime, and run one command.
+//!
+//! Every command prints plain text by default and one JSON document with
+//! `--json`. Errors are one line on stderr and a non-zero exit code. One
+//! module per command group; `args` holds the clap types, `render` and
+//! `table` the shared text and JSON forms, `common` what opens the
+//! database, the engine and package files.
+
+mod args;
+mod bench;
+mod common;
+mod demo;
+mod executions;
+mod package;
+mod render;
+mod run;
+mod serve;
+mod table;
+mod tenant;
+
+use crate::args::*;
+use crate::bench::bench;
+use crate::demo::*;
+use crate::executions::*;
+use crate::package::*;
+use crate::run::*;
+use crate::serve::*;
+use crate::tenant::*;
+use clap::Parser;
+use std::io::IsTerminal;
+
+/// The exit code of a command whose workflow failed or was cancelled.
+pub const EXIT_WORKFLOW_FAILED: i32 = 3;
+
+fn main() {
+    std::process::exit(real_main());
+}
+
+/// Parse the arguments and run the command. Returns the process exit code:
+/// 0 on success, 1 on an error (printed as one line on stderr), 2 on a
+/// usage error, and 3 when a workflow run by the command did not complete
+/// (it failed or was cancelled).
+fn real_main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing(&cli.global.log, cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// An error and its causes on one line. Errors can quote a guest (a panic
+/// in `describe`, say): any control character left after joining the lines
+/// is escaped (see [`crate::guest_text`]).
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    culvert::escape_guest_text(&format!("{e:#}").replace('\n', " ")).into_owned()
+}
+
+pub(crate) fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only on a terminal: a log file or pipe gets plain lines, in
+    // which any escape byte would have come from a guest (and is escaped).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Package(PackageCommand::Inspect { file, json, format }) => {
+            let format = if json { Format::Json } else { format };
+            inspect(g, &file, format).await
+        }
+        Command::Package(PackageCommand::Add { file, tenant, json }) => {
+            package_add(g, &file, &tenant, json).await
+        }
+        Command::Package(PackageCommand::List {
+            tenant,
+            all_tenants,
+            json,
+        }) => package_list(g, (!all_tenants).then_some(tenant.as_str()), json).await,
+        Command::Package(PackageCommand::Remove {
+            package,
+            tenant,
+            json,
+        }) => package_remove(g, &package, &tenant, json).await,
+        Command::Serve(args) => serve(g, args).await,
+        Command::Status { json } => status(g, json).await,
+        Command::Run(args) => run_workflow(g, args).await,
+        Command::Exec(args) => exec(g, args).await,
+        Command::Executions(ExecutionsCommand::List {
+            tenant,
+            all_tenants,
+            status,
+            limit,
+            json,
+        }) => {
+            let tenant = (!all_tenants).then_some(tenant.as_str());
+            executions_list(g, tenant, status.as_deref(), limit, json).await
+        }
+        Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
+            executions_show(g, id, &tenant, json).await
+        }
+        Command::Cancel { id, tenant, json } => cancel(g, id, &tenant, json).await,
+        Command::Demo(args) => demo(g, args).await,
+        Command::Tenant(cmd) => tenant(g, cmd).await,
+        Command::Grant(args) => grant(g, args, true).await,
+        Command::Revoke(args) => grant(g, args, false).await,
+        Command::Bench(args) => bench(g, args).await,
+    }
+}

@@ -1,0 +1,285 @@
+//! `culvert package`: inspect, add, list and remove packages.
+
+use crate::args::*;
+use crate::common::*;
+use crate::render::*;
+use crate::table::print_table;
+use anyhow::Context as _;
+use culvert::{CacheSource, LoadedPackage, PackageMetadata, PackageRow, SandboxEngine};
+use serde_json::{Value, json};
+use std::path::Path;
+
+pub(crate) async fn inspect(
+    global: &GlobalArgs,
+    file: &Path,
+    format: Format,
+) -> anyhow::Result<i32> {
+    let bytes = read_package(file)?;
+    let loader = local_loader(global)?;
+    let pkg = loader
+        .load(&bytes)
+        .await
+        .with_context(|| format!("{} is not a valid package", file.display()))?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&inspect_json(&pkg, loader.engine()))?
+        ),
+        Format::Dot => print!("{}", to_dot(&pkg.metadata)),
+        Format::Text => print!(
+            "{}",
+            inspect_text(
+                &pkg,
+                &culvert::imports_of(loader.engine(), &pkg.compiled.component)
+            )
+        ),
+    }
+    Ok(0)
+}
+
+pub(crate) fn inspect_json(pkg: &LoadedPackage, engine: &SandboxEngine) -> serde_json::Value {
+    let mut v = serde_json::to_value(&pkg.metadata).expect("metadata serializes");
+    let obj = v.as_object_mut().expect("an object");
+    obj.insert("content_hash".into(), json!(pkg.content_hash));
+    obj.insert("size".into(), json!(pkg.size));
+    obj.insert(
+        "cache".into(),
+        json!({ "source": pkg.source, "hit": pkg.source.is_hit() }),
+    );
+    obj.insert(
+        "imports".into(),
+        json!(culvert::imports_of(engine, &pkg.compiled.component)),
+    );
+    v
+}
+
+pub(crate) fn describe_source(source: CacheSource) -> &'static str {
+    match source {
+        CacheSource::Memory => "cache hit (memory)",
+        CacheSource::Disk => "cache hit (disk), no compile",
+        CacheSource::Compiled => "compiled now (cache miss)",
+    }
+}
+
+pub(crate) fn inspect_text(pkg: &LoadedPackage, imports: &[String]) -> String {
+    use std::fmt::Write;
+    let m = &pkg.metadata;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {}", m.name, m.version);
+    if !m.description.is_empty() {
+        let _ = writeln!(out, "  {}", m.description);
+    }
+    let _ = writeln!(out, "content hash  {}", pkg.content_hash);
+    let _ = writeln!(out, "size          {} bytes", pkg.size);
+    let _ = writeln!(
+        out,
+        "contract      culvert:plugin@{} (sdk {})",
+        m.contract_version,
+        if m.sdk_version.is_empty() {
+            "none"
+        } else {
+            &m.sdk_version
+        }
+    );
+    if !m.author.is_empty() {
+        let _ = writeln!(out, "author        {}", m.author);
+    }
+    let _ = writeln!(out, "compile       {}", describe_source(pkg.source));
+    let _ = writeln!(out, "capabilities  {}", capabilities_text(m));
+    let _ = writeln!(out, "imports       {}", imports.join(", "));
+    for wf in &m.workflows {
+        let _ = writeln!(out, "\nworkflow {} ({} tasks)", wf.name, wf.tasks.len());
+        if !wf.description.is_empty() {
+            let _ = writeln!(out, "  {}", wf.description);
+        }
+        for t in &wf.tasks {
+            let _ = writeln!(out, "  task {}", t.id);
+            if !t.dependencies.is_empty() {
+                let _ = writeln!(out, "    depends on  {}", t.dependencies.join(", "));
+            }
+            let _ = writeln!(out, "    retry       {}", t.retry);
+            let _ = writeln!(
+                out,
+                "    timeout     {}",
+                t.timeout_ms
+                    .map(|ms| format!("{ms} ms"))
+                    .unwrap_or_else(|| "host default".into())
+            );
+            if let Some(rule) = &t.trigger {
+                let _ = writeln!(out, "    trigger     {}", rule);
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn capabilities_text(m: &PackageMetadata) -> String {
+    let c = &m.capabilities;
+    if c.is_empty() {
+        return "none requested".into();
+    }
+    let mut parts = Vec::new();
+    if !c.env.is_empty() {
+        parts.push(format!("env {}", c.env.join(",")));
+    }
+    for d in &c.dirs {
+        parts.push(format!(
+            "dir {} ({})",
+            d.guest_path,
+            if d.writable {
+                "read-write"
+            } else {
+                "read-only"
+            }
+        ));
+    }
+    if !c.http_hosts.is_empty() {
+        parts.push(format!("http {}", c.http_hosts.join(",")));
+    }
+    if c.wall_clock {
+        parts.push("wall-clock".into());
+    }
+    if c.random {
+        parts.push("random".into());
+    }
+    parts.join("; ")
+}
+
+/// Graphviz for every workflow of a package, one cluster each.
+pub fn to_dot(m: &PackageMetadata) -> String {
+    use std::fmt::Write;
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph {} {{", q(&m.label()));
+    let _ = writeln!(out, "  rankdir=LR;");
+    let _ = writeln!(out, "  node [shape=box, style=rounded];");
+    for wf in &m.workflows {
+        let _ = writeln!(out, "  subgraph {} {{", q(&format!("cluster_{}", wf.name)));
+        let _ = writeln!(out, "    label={};", q(&wf.name));
+        for t in &wf.tasks {
+            let id = q(&format!("{}/{}", wf.name, t.id));
+            let style = if t.trigger.is_some() {
+                ", style=\"rounded,dashed\""
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "    {id} [label={}{style}];", q(&t.id));
+            for d in &t.dependencies {
+                let _ = writeln!(out, "    {} -> {id};", q(&format!("{}/{}", wf.name, d)));
+            }
+        }
+        let _ = writeln!(out, "  }}");
+    }
+    let _ = writeln!(out, "}}");
+    out
+}
+
+pub(crate) async fn package_add(
+    g: &GlobalArgs,
+    file: &Path,
+    tenant: &str,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let bytes = read_package(file)?;
+    let runner = open_runner(runner_config(g)?).await?;
+    let r = runner
+        .register_package(tenant, &bytes)
+        .await
+        .with_context(|| format!("cannot register {}", file.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} {} (tenant {})",
+            if r.created {
+                "registered"
+            } else {
+                "already registered:"
+            },
+            r.label(),
+            r.tenant
+        );
+        println!("  id            {}", r.id);
+        println!("  content hash  {}", r.content_hash);
+    }
+    Ok(0)
+}
+
+pub(crate) fn package_json(p: &PackageRow) -> Value {
+    json!({
+        "id": p.id,
+        "tenant": p.tenant,
+        "name": p.name,
+        "version": p.version,
+        "content_hash": p.content_hash,
+        "size": p.size,
+        "registered_at": fmt_ms(p.registered_at),
+        "workflows": p.metadata.workflows.iter().map(|w| &w.name).collect::<Vec<_>>(),
+        "capabilities": p.metadata.capabilities,
+    })
+}
+
+pub(crate) async fn package_list(
+    g: &GlobalArgs,
+    tenant: Option<&str>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let store = open_store(g).await?;
+    let rows = store.list_packages(tenant).await?;
+    if json {
+        let items: Vec<Value> = rows.iter().map(package_json).collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no packages registered");
+        return Ok(0);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|p| {
+            let workflows: Vec<&str> = p
+                .metadata
+                .workflows
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect();
+            vec![
+                p.tenant.clone(),
+                p.name.clone(),
+                p.version.clone(),
+                p.content_hash[..12].to_string(),
+                p.id.to_string(),
+                workflows.join(","),
+            ]
+        })
+        .collect();
+    print_table(
+        &["TENANT", "NAME", "VERSION", "HASH", "ID", "WORKFLOWS"],
+        &table,
+    );
+    Ok(0)
+}
+
+pub(crate) async fn package_remove(
+    g: &GlobalArgs,
+    spec: &str,
+    tenant: &str,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let (name, version) = split_name_version(spec);
+    let runner = open_runner(runner_config(g)?).await?;
+    let removed = runner.remove_package(tenant, name, version).await?;
+    if json {
+        let items: Vec<Value> = removed.iter().map(package_json).collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+    } else {
+        for p in &removed {
+            println!(
+                "removed {}@{} (tenant {}, id {})",
+                p.name, p.version, p.tenant, p.id
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,183 @@
+//! `culvert serve` (the reconcile loop and the executor, until a signal)
+//! and `culvert status` (the hosts, the database and the cache).
+
+use crate::args::*;
+use crate::common::*;
+use crate::package::package_json;
+use crate::render::*;
+use anyhow::Context as _;
+use culvert::{ExecutionFilter, ExecutionStatus, HostRecord, Runner, now_ms, redact_url};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+/// What a host reports about itself.
+pub(crate) async fn host_status(runner: &Runner) -> Value {
+    json!({
+        "host_id": runner.executor().host_id(),
+        "reconciler": runner.status().await,
+        "cache": runner.loader().cache().stats(),
+        "executor": runner.executor().stats(),
+        "pooling_allocator": runner.loader().engine().pooling(),
+    })
+}
+
+pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32> {
+    let mut config = runner_config(g)?;
+    config.executor.concurrency = args.concurrency.max(1);
+    config.engine.fuel = args.fuel;
+    config.reconciler.reconcile_interval = Duration::from_secs(args.reconcile_interval.max(1));
+    config.executor.lease = Duration::from_secs(args.lease.max(1));
+    config.executor.heartbeat_interval = config.executor.lease / 3;
+    config.executor.recovery_interval = (config.executor.lease / 2).min(Duration::from_secs(5));
+    let url = redact_url(&config.database_url);
+    let runner = open_runner(config).await?;
+    let host_id = runner.executor().host_id();
+    runner.start();
+    let started_at = now_ms();
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    eprintln!("culvert serving: host {host_id}, database {url}. Stop with Ctrl-C or SIGTERM.");
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut beat = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                let record = HostRecord {
+                    id: host_id,
+                    hostname: hostname.clone(),
+                    pid: std::process::id() as i64,
+                    started_at,
+                    heartbeat_at: now_ms(),
+                    status: host_status(&runner).await,
+                };
+                if let Err(e) = runner.store().upsert_host(&record).await {
+                    tracing::warn!(error = %e, "cannot record this host's heartbeat");
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    eprintln!("culvert: shutting down; waiting for running tasks to finish");
+    runner.shutdown().await;
+    let _ = runner.store().remove_host(host_id).await;
+    eprintln!("culvert: stopped");
+    Ok(0)
+}
+
+pub(crate) fn cache_dir_summary(dir: &Path) -> Value {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    if let Ok(keys) = std::fs::read_dir(dir) {
+        for key in keys.flatten() {
+            if !culvert::is_engine_key(&key.file_name().to_string_lossy()) {
+                continue;
+            }
+            if let Ok(entries) = std::fs::read_dir(key.path()) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".cwasm") {
+                        files += 1;
+                        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    }
+                }
+            }
+        }
+    }
+    json!({ "dir": dir, "artifacts": files, "bytes": bytes })
+}
+
+pub(crate) async fn status(g: &GlobalArgs, json_out: bool) -> anyhow::Result<i32> {
+    let store = open_store(g).await?;
+    let hosts = store.live_hosts(now_ms() - 10_000).await?;
+    let packages = store.list_packages(None).await?;
+    let mut by_status = serde_json::Map::new();
+    for s in ["pending", "running", "completed", "failed", "cancelled"] {
+        let n = store
+            .list_executions(ExecutionFilter {
+                status: ExecutionStatus::parse(s),
+                limit: Some(100_000),
+                ..ExecutionFilter::default()
+            })
+            .await?
+            .len();
+        by_status.insert(s.into(), json!(n));
+    }
+    let cache = cache_dir_summary(&g.cache_dir()?);
+    let report = json!({
+        "database": store.display_url(),
+        "serving": !hosts.is_empty(),
+        "hosts": hosts,
+        "packages": packages.iter().map(package_json).collect::<Vec<_>>(),
+        "executions": by_status,
+        "cache": cache,
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!("database   {}", store.display_url());
+    if hosts.is_empty() {
+        println!("serving    no `culvert serve` is running (status below is the database's)");
+    }
+    for h in &hosts {
+        println!(
+            "host       {} (pid {} on {}, up since {}, last heartbeat {})",
+            h.id,
+            h.pid,
+            h.hostname,
+            fmt_ms(h.started_at),
+            fmt_ms(h.heartbeat_at)
+        );
+        let r = &h.status["reconciler"];
+        println!(
+            "  packages loaded {}, failed {}",
+            r["packages_loaded"],
+            r["failed"].as_array().map(|a| a.len()).unwrap_or(0)
+        );
+        for f in r["failed"].as_array().into_iter().flatten() {
+            println!(
+                "    failed {}: {}",
+                f["id"],
+                f["error"].as_str().unwrap_or("")
+            );
+        }
+        let c = &h.status["cache"];
+        println!(
+            "  cache: {} memory hits, {} disk hits, {} compiles ({} µs compiling), {} discarded",
+            c["memory_hits"], c["disk_hits"], c["misses"], c["compile_micros"], c["discarded"]
+        );
+        let e = &h.status["executor"];
+        println!(
+            "  executor: {} running, {} claimed, {} succeeded, {} failed attempts",
+            e["running"], e["claimed"], e["succeeded"], e["failed"]
+        );
+    }
+    println!("packages   {} registered", packages.len());
+    for p in &packages {
+        println!(
+            "  {}::{}@{}  {}",
+            p.tenant,
+            p.name,
+            p.version,
+            &p.content_hash[..12]
+        );
+    }
+    println!(
+        "executions {}",
+        by_status
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "cache dir  {} ({} artifacts, {} bytes)",
+        cache["dir"].as_str().unwrap_or(""),
+        cache["artifacts"],
+        cache["bytes"]
+    );
+    Ok(0)
+}

@@ -1,0 +1,81 @@
+//! # culvert: a durable workflow engine whose tasks run as sandboxed
+//! WebAssembly components
+//!
+//! A *package* is a WebAssembly component that targets the
+//! `culvert:plugin/plugin` world (the repository's `wit/` folder). It
+//! describes its workflows (DAGs of tasks, with retry policies, timeouts and
+//! trigger rules) through `describe`, and runs one task per `task.run` call.
+//! [`Runner`] is the embedding API: it registers packages, starts
+//! executions and runs them.
+//!
+//! The modules are private; everything public is re-exported here, once.
+//! Inside, the crate is one pipeline of stages, each a folder whose
+//! `mod.rs` is a short tour, and imports run one way, down this list:
+//!
+//! | Stage | What it does |
+//! |---|---|
+//! | `files`, `guest_text` | bounded reads of regular files; guest text made safe for a log line |
+//! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
+//! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
+//! | `package` | metadata and its validation, linking, the compiled-code cache, `describe` and `run`, the loader |
+//! | `tenants` | tenant limits, capability grants and names |
+//! | `scheduler` | pure rules: statuses, plans, context merging, run or skip |
+//! | `store` | SQLite and PostgreSQL behind one [`Store`] trait |
+//! | `registry` | the in-memory registries and the reconcile loop |
+//! | `executor` | claiming and running tasks with leases, retries and recovery |
+//! | `runner` | the embedding API, [`Runner`] |
+
+#![deny(missing_docs)]
+
+mod contract;
+mod executor;
+mod files;
+mod guest_text;
+mod package;
+mod registry;
+mod runner;
+mod sandbox;
+mod scheduler;
+mod store;
+mod tenants;
+#[doc(hidden)]
+pub mod test_support;
+
+pub use contract::{
+    CONTRACT_PACKAGE, CONTRACT_VERSION, ContractVersionError, check_contract_version,
+};
+pub use executor::{Executor, ExecutorConfig, ExecutorStats, retry_decision};
+pub use files::{Links, OpenError, kind as file_kind, open_regular, read_bounded};
+pub use guest_text::{Escaped, escape as escape_guest_text, needs_escape, printable};
+pub use package::{
+    Backoff, CacheConfig, CacheError, CacheSource, CacheStats, CapabilityRequest, Compiled,
+    CompiledCache, Condition, ContentHash, DirRequest, FailureKind, IncompatibleComponent,
+    LoadError, LoadedPackage, LoaderConfig, MAX_ARTIFACT_BYTES, MetadataError, MetadataLimits,
+    MetadataLocation, NameKind, PackageLoader, PackageMetadata, RetryOn, RetryPolicy, TaskCall,
+    TaskFailure, TaskMeta, TaskOutput, TriggerRule, WorkflowMeta, describe as describe_package,
+    imports_of, is_engine_key, parse_context, run_task, validate as validate_metadata,
+};
+pub use registry::{
+    FailedPackage, LookupError, PackageStatusDetail, ReconcileError, ReconcileResult, Reconciler,
+    ReconcilerConfig, ReconcilerStatus, RegisteredPackage, Registry, TaskNamespace, WorkflowRef,
+};
+pub use runner::{Error, Registered, Runner, RunnerConfig, validate_tenant};
+pub use sandbox::{
+    CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, SandboxEngine, SandboxGrants,
+    SandboxLimits, WASMTIME_VERSION, new_store,
+};
+pub use scheduler::{
+    BoundedMerge, ContextTooLarge, Decision, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
+    decide, decide_root, json_len, merge_into,
+};
+pub use store::{
+    Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
+    FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs,
+    NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, Recovered, Registration,
+    Result as StoreResult, SqliteStore, Store, StoreError, TaskOutcome, TaskRow, TaskState,
+    merge_outputs, now_ms, open as open_store, redact_url,
+};
+pub use tenants::{
+    Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow, resolve_grants,
+    validate_name as validate_tenant_name,
+};

@@ -1,0 +1,682 @@
+//! [`Runner`]: the embedding API. It wires the engine, cache, loader,
+//! store, registries and reconciler together, and is what the CLI uses.
+//!
+//! ```no_run
+//! use culvert::{Runner, RunnerConfig};
+//!
+//! async fn embed() -> Result<(), culvert::Error> {
+//!     let runner = Runner::open(RunnerConfig::new("sqlite:///tmp/culvert.db")).await?;
+//!     let bytes = std::fs::read("etl.wasm").expect("the package file");
+//!     runner.register_package("public", &bytes).await?;
+//!     runner.start(); // the reconcile loop and the executor, in this process
+//!     let started = runner
+//!         .start_execution("public", "etl", None, serde_json::Map::new())
+//!         .await?;
+//!     let done = runner.wait(started.id, None).await?;
+//!     println!("{}: {:?}", done.status, done.output);
+//!     runner.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+
+use crate::executor::{Executor, ExecutorConfig};
+use crate::package::{CacheConfig, CompiledCache, LoadError, LoaderConfig, PackageLoader};
+use crate::registry::{LookupError, Reconciler, ReconcilerConfig, ReconcilerStatus, Registry};
+use crate::sandbox::{EngineConfig, SandboxEngine};
+use crate::scheduler::{ExecutionPlan, ExecutionStatus};
+use crate::store::{
+    self, EventRow, ExecutionFilter, ExecutionRow, NewExecution, NewPackage, PackageRow, Store,
+    StoreError, TaskRow,
+};
+use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Everything that can go wrong through the [`Runner`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// A package did not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The database said no, or could not be reached.
+    #[error(transparent)]
+    Store(StoreError),
+    /// A workflow or package lookup failed.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// The request itself is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine could not start.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// A tenant quota would be exceeded; the message names the quota.
+    #[error("{0}")]
+    Quota(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // The store checks count quotas where it inserts.
+            StoreError::Quota(message) => Error::Quota(message),
+            other => Error::Store(other),
+        }
+    }
+}
+
+impl Error {
+    /// Whether this is a "not found" of any kind.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(StoreError::NotFound(_)) | Error::Lookup(LookupError::NotFound(_))
+        )
+    }
+}
+
+/// How to open a [`Runner`].
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The database URL (see [`store::open`]).
+    pub database_url: String,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Cache settings; `cache.dir` None keeps compiled code in memory.
+    pub cache: CacheConfig,
+    /// Loader settings.
+    pub loader: LoaderConfig,
+    /// Reconciler settings.
+    pub reconciler: ReconcilerConfig,
+    /// Executor settings.
+    pub executor: ExecutorConfig,
+}
+
+impl RunnerConfig {
+    /// Defaults for everything but the database.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            engine: EngineConfig::default(),
+            cache: CacheConfig::default(),
+            loader: LoaderConfig::default(),
+            reconciler: ReconcilerConfig::default(),
+            executor: ExecutorConfig::default(),
+        }
+    }
+
+    /// Cache compiled code under `dir`.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache.dir = Some(dir.into());
+        self
+    }
+}
+
+/// A registered package, as registration reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registered {
+    /// The package id.
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// The name.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// blake3 of the bytes.
+    pub content_hash: String,
+    /// False when identical bytes were already registered.
+    pub created: bool,
+    /// Whether the compile was served from the cache.
+    pub cache_hit: bool,
+}
+
+impl Registered {
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// The engine, wired up.
+pub struct Runner {
+    store: Arc<dyn Store>,
+    loader: PackageLoader,
+    registry: Arc<Registry>,
+    reconciler: Arc<Reconciler>,
+    executor: Arc<Executor>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+/// Tenant names: a short slug (see [`crate::tenants::validate_name`]).
+///
+/// # Errors
+/// [`Error::Invalid`] naming the rule.
+pub fn validate_tenant(tenant: &str) -> Result<(), Error> {
+    crate::tenants::validate_name(tenant).map_err(Error::Invalid)
+}
+
+impl Runner {
+    /// Open the database (running migrations), start the engine, and build
+    /// the registries. Nothing runs in the background until
+    /// [`start`](Self::start).
+    ///
+    /// # Errors
+    /// When the database cannot be opened or the engine cannot start.
+    pub async fn open(config: RunnerConfig) -> Result<Self, Error> {
+        let store = store::open(&config.database_url).await?;
+        Self::with_store(store, config)
+    }
+
+    /// Like [`open`](Self::open), over an already open store.
+    ///
+    /// # Errors
+    /// When the engine cannot start.
+    pub fn with_store(store: Arc<dyn Store>, config: RunnerConfig) -> Result<Self, Error> {
+        let engine = SandboxEngine::new(config.engine.clone())
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let cache = Arc::new(CompiledCache::new(engine, config.cache.clone()));
+        let loader = PackageLoader::new(cache, config.loader.clone());
+        let registry = Arc::new(Registry::new());
+        let reconciler = Arc::new(Reconciler::new(
+            store.clone(),
+            loader.clone(),
+            registry.clone(),
+            config.reconciler.clone(),
+        ));
+        let executor = Arc::new(Executor::new(
+            Uuid::now_v7(),
+            store.clone(),
+            loader.clone(),
+            registry.clone(),
+            config.executor.clone(),
+        ));
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            store,
+            loader,
+            registry,
+            reconciler,
+            executor,
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The loader (and through it the cache and engine).
+    pub fn loader(&self) -> &PackageLoader {
+        &self.loader
+    }
+
+    /// The in-memory registries.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The reconciler.
+    pub fn reconciler(&self) -> &Arc<Reconciler> {
+        &self.reconciler
+    }
+
+    /// A receiver that turns true at shutdown.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
+    /// Start the background loops: the reconciler and the executor.
+    pub fn start(&self) {
+        self.start_reconciler();
+        self.start_executor();
+    }
+
+    /// Start the reconcile loop alone.
+    pub fn start_reconciler(&self) {
+        let reconciler = self.reconciler.clone();
+        let rx = self.shutdown.subscribe();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = reconciler.run(rx).await {
+                tracing::error!(error = %e, "the reconciler stopped");
+            }
+        });
+        self.tasks.lock().expect("runner lock").push(handle);
+    }
+
+    /// Start the executor alone (it needs no registry: executions carry
+    /// their DAG and content hash).
+    pub fn start_executor(&self) {
+        let executor = self.executor.clone();
+        let rx = self.shutdown.subscribe();
+        let handle = tokio::spawn(executor.run(rx));
+        self.tasks.lock().expect("runner lock").push(handle);
+    }
+
+    /// Signal every loop to stop and wait for them.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let handles: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.tasks.lock().expect("runner lock"));
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    /// Validate, pre-compile and register a package for `tenant`. Nothing
+    /// reaches the database unless the package is valid; identical bytes
+    /// registered again return the existing id.
+    ///
+    /// # Errors
+    /// [`Error::Load`] for an invalid package, [`StoreError::Conflict`] when
+    /// the name and version are taken by other bytes, and
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn register_package(&self, tenant: &str, bytes: &[u8]) -> Result<Registered, Error> {
+        validate_tenant(tenant)?;
+        let limits = self.tenant(tenant).await?.limits;
+        if bytes.len() as u64 > limits.max_package_bytes {
+            return Err(Error::Quota(format!(
+                "tenant '{tenant}': the package is {} bytes, over the max_package_bytes quota of {}",
+                bytes.len(),
+                limits.max_package_bytes
+            )));
+        }
+        let package = self.loader.load(bytes).await?;
+        let hash = package.content_hash.to_hex();
+        // max_packages is checked in the inserting transaction, so that
+        // concurrent registrations cannot overshoot it.
+        let registration = self
+            .store
+            .register_package(NewPackage {
+                tenant,
+                metadata: &package.metadata,
+                content_hash: &hash,
+                bytes,
+                max_packages: limits.max_packages,
+            })
+            .await?;
+        self.reconciler.trigger();
+        Ok(Registered {
+            id: registration.id,
+            tenant: tenant.to_string(),
+            name: package.metadata.name.clone(),
+            version: package.metadata.version.clone(),
+            content_hash: hash,
+            created: registration.created,
+            cache_hit: package.source.is_hit(),
+        })
+    }
+
+    /// The packages of `tenant`, or of every tenant.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn list_packages(&self, tenant: Option<&str>) -> Result<Vec<PackageRow>, Error> {
+        Ok(self.store.list_packages(tenant).await?)
+    }
+
+    /// Remove `name` (every version, or just `version`) from `tenant`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when nothing matches.
+    pub async fn remove_package(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<PackageRow>, Error> {
+        let removed = self.store.remove_packages(tenant, name, version).await?;
+        if let Err(e) = self.store.collect_garbage().await {
+            tracing::warn!(error = %e, "could not collect unused component bytes");
+        }
+        self.reconciler.trigger();
+        Ok(removed)
+    }
+
+    /// The reconciler's status.
+    pub async fn status(&self) -> ReconcilerStatus {
+        self.reconciler.status().await
+    }
+
+    /// Start an execution of `workflow` (`name` or `package::name`) of
+    /// `tenant`, on the active version of its package or on `version`,
+    /// with `context` (a JSON object) as the initial context. The lookup
+    /// reads the database, so it works whether or not this process has
+    /// loaded the package.
+    ///
+    /// # Errors
+    /// [`LookupError`] for an unknown or ambiguous workflow,
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn start_execution(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        version: Option<&str>,
+        context: Map<String, Value>,
+    ) -> Result<ExecutionRow, Error> {
+        validate_tenant(tenant)?;
+        let limits = self.tenant(tenant).await?.limits;
+        let packages = self.store.list_packages(Some(tenant)).await?;
+        let (package, index) = find_workflow(&packages, tenant, workflow, version)?;
+        let context_bytes = crate::scheduler::json_len(&context) as u64;
+        if context_bytes > limits.max_context_bytes {
+            return Err(Error::Quota(format!(
+                "tenant '{tenant}': the initial context is {context_bytes} bytes, over the max_context_bytes limit of {}",
+                limits.max_context_bytes
+            )));
+        }
+        let plan = ExecutionPlan::new(package.metadata.workflows[index].clone());
+        let row = self
+            .store
+            .create_execution(NewExecution {
+                tenant,
+                package_id: package.id,
+                package_name: &package.name,
+                package_version: &package.version,
+                content_hash: &package.content_hash,
+                plan: &plan,
+                context: &context,
+                limits: &limits,
+            })
+            .await?;
+        self.executor.wake();
+        Ok(row)
+    }
+
+    /// Wait until execution `id` finishes (or `timeout` passes) and return
+    /// it.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or [`Error::Invalid`] on timeout.
+    pub async fn wait(&self, id: Uuid, timeout: Option<Duration>) -> Result<ExecutionRow, Error> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut finished = self.executor.finished_signal();
+        loop {
+            let row = self.store.get_execution(None, id).await?;
+            if row.status.is_finished() {
+                return Ok(row);
+            }
+            let nap = tokio::time::sleep(Duration::from_millis(100));
+            match deadline {
+                Some(d) if tokio::time::Instant::now() >= d => {
+                    return Err(Error::Invalid(format!(
+                        "execution {id} did not finish in time (it is {})",
+                        row.status
+                    )));
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = finished.changed() => {}
+                _ = nap => {}
+            }
+        }
+    }
+
+    /// One execution of `tenant`, with its tasks and events.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it does not exist or is another
+    /// tenant's.
+    pub async fn execution(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<(ExecutionRow, Vec<TaskRow>, Vec<EventRow>), Error> {
+        let row = self.store.get_execution(Some(tenant), id).await?;
+        let mut tasks = self.store.execution_tasks(id).await?;
+        if let Ok(plan) = self.store.execution_plan(id).await {
+            // Each task's rank in the DAG's order, looked up by id: linear,
+            // where searching the order for each task was quadratic (15 s
+            // and more for a 10,000-task execution).
+            let rank: std::collections::HashMap<&str, usize> = plan
+                .workflow
+                .topological_order()
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| (id, i))
+                .collect();
+            tasks.sort_by_cached_key(|t| {
+                rank.get(t.task_id.as_str()).copied().unwrap_or(usize::MAX)
+            });
+        }
+        let events = self.store.execution_events(id).await?;
+        Ok((row, tasks, events))
+    }
+
+    /// Executions, newest first.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn executions(
+        &self,
+        filter: ExecutionFilter<'_>,
+    ) -> Result<Vec<ExecutionRow>, Error> {
+        Ok(self.store.list_executions(filter).await?)
+    }
+
+    /// A tenant.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it does not exist.
+    pub async fn tenant(&self, name: &str) -> Result<TenantRow, Error> {
+        match self.store.get_tenant(name).await {
+            Err(StoreError::NotFound(_)) => Err(StoreError::NotFound(format!(
+                "tenant '{name}' does not exist (create it with `culvert tenant create {name}`)"
+            ))
+            .into()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Every tenant.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn tenants(&self) -> Result<Vec<TenantRow>, Error> {
+        Ok(self.store.list_tenants().await?)
+    }
+
+    /// Create a tenant.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name, [`StoreError::Conflict`] when it
+    /// exists.
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        limits: &TenantLimits,
+    ) -> Result<TenantRow, Error> {
+        validate_tenant(name)?;
+        Ok(self.store.create_tenant(name, limits).await?)
+    }
+
+    /// Replace a tenant's limits.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it does not exist.
+    pub async fn update_tenant(
+        &self,
+        name: &str,
+        limits: &TenantLimits,
+    ) -> Result<TenantRow, Error> {
+        self.tenant(name).await?;
+        Ok(self.store.update_tenant(name, limits).await?)
+    }
+
+    /// Delete a tenant with its packages, executions and grants. Refused
+    /// while executions are unfinished, unless `force`, which cancels them
+    /// first.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for `public`, [`StoreError::Conflict`] while
+    /// executions run (without `force`).
+    pub async fn delete_tenant(&self, name: &str, force: bool) -> Result<(), Error> {
+        if name == crate::tenants::PUBLIC {
+            return Err(Error::Invalid("the public tenant cannot be deleted".into()));
+        }
+        self.tenant(name).await?;
+        let unfinished = self.store.count_unfinished(name).await?;
+        if unfinished > 0 && !force {
+            return Err(StoreError::Conflict(format!(
+                "tenant '{name}' has {unfinished} unfinished executions; cancel them first or use --force"
+            ))
+            .into());
+        }
+        if unfinished > 0 {
+            for status in [ExecutionStatus::Pending, ExecutionStatus::Running] {
+                let rows = self
+                    .store
+                    .list_executions(ExecutionFilter {
+                        tenant: Some(name),
+                        status: Some(status),
+                        limit: Some(i64::MAX),
+                    })
+                    .await?;
+                for row in rows {
+                    match self.cancel(name, row.id).await {
+                        Ok(_) | Err(Error::Store(StoreError::Conflict(_))) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        self.store.delete_tenant(name).await?;
+        if let Err(e) = self.store.collect_garbage().await {
+            tracing::warn!(error = %e, "could not collect unused component bytes");
+        }
+        self.reconciler.trigger();
+        Ok(())
+    }
+
+    /// Grant a capability (the operator's key of the two-key rule).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown tenant, [`Error::Invalid`]
+    /// for a malformed grant.
+    pub async fn grant(&self, grant: &Grant) -> Result<(), Error> {
+        self.tenant(&grant.tenant).await?;
+        match grant.kind {
+            GrantKind::Dir => {
+                let host = std::path::Path::new(&grant.value);
+                if !grant.name.starts_with('/') || !host.is_absolute() || !host.is_dir() {
+                    return Err(Error::Invalid(format!(
+                        "a directory grant maps an absolute guest path to an existing absolute host directory; got '{}' -> '{}'",
+                        grant.name, grant.value
+                    )));
+                }
+            }
+            GrantKind::Env | GrantKind::Http if grant.name.is_empty() => {
+                return Err(Error::Invalid("this grant needs a name".into()));
+            }
+            _ => {}
+        }
+        Ok(self.store.add_grant(grant).await?)
+    }
+
+    /// Take a grant back.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is no such grant.
+    pub async fn revoke(
+        &self,
+        tenant: &str,
+        package: &str,
+        kind: GrantKind,
+        name: &str,
+    ) -> Result<(), Error> {
+        Ok(self.store.remove_grant(tenant, package, kind, name).await?)
+    }
+
+    /// A tenant's grants.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn grants(&self, tenant: &str) -> Result<Vec<Grant>, Error> {
+        self.tenant(tenant).await?;
+        Ok(self.store.list_grants(tenant).await?)
+    }
+
+    /// Cancel an execution of `tenant`: pending tasks are skipped and
+    /// running ones interrupted.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or [`StoreError::Conflict`] when it
+    /// already finished.
+    pub async fn cancel(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow, Error> {
+        let row = self.store.cancel_execution(tenant, id).await?;
+        self.executor.cancel_local(id);
+        Ok(row)
+    }
+}
+
+/// Find `workflow` among `tenant`'s package rows: the newest registered
+/// version of each package (or `version`), by `name` or `package::name`.
+fn find_workflow<'a>(
+    packages: &'a [PackageRow],
+    tenant: &str,
+    workflow: &str,
+    version: Option<&str>,
+) -> Result<(&'a PackageRow, usize), LookupError> {
+    let (package, name) = match workflow.split_once("::") {
+        Some((p, w)) => (Some(p), w),
+        None => (None, workflow),
+    };
+    let mut newest: std::collections::BTreeMap<&str, &PackageRow> = Default::default();
+    for p in packages {
+        if package.is_some_and(|want| want != p.name) {
+            continue;
+        }
+        if version.is_some_and(|v| v != p.version) {
+            continue;
+        }
+        // Rows come oldest first: later ones win.
+        newest.insert(&p.name, p);
+    }
+    let candidates: Vec<(&PackageRow, usize)> = newest
+        .values()
+        .filter_map(|p| {
+            p.metadata
+                .workflows
+                .iter()
+                .position(|w| w.name == name)
+                .map(|i| (*p, i))
+        })
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(LookupError::NotFound(match version {
+            Some(v) => format!("workflow '{workflow}' version {v} not found in tenant {tenant}"),
+            None => format!("workflow '{workflow}' not found in tenant {tenant}"),
+        })),
+        many => Err(LookupError::Ambiguous(format!(
+            "workflow '{workflow}' is defined by several packages of tenant {tenant}: {}; name one as PACKAGE::WORKFLOW",
+            many.iter()
+                .map(|(p, _)| format!("{}::{name}", p.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}

@@ -1,0 +1,340 @@
+//! Durable state behind one trait, [`Store`], with two backends:
+//! [`sqlite`] (the embedded default, no server needed) and [`postgres`]
+//! (selected by a `postgres://` URL; several hosts can share it).
+//!
+//! Each backend has its own embedded migrations (`host/migrations/sqlite`,
+//! `host/migrations/postgres`), numbered in lockstep and run on open. Both
+//! backends share their SQL text and row mapping through the `shared_store!`
+//! macro, so they cannot drift apart; only what truly differs (opening,
+//! write transactions, notifications, claiming) is written per backend.
+//!
+//! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
+
+use crate::package::PackageMetadata;
+use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
+use async_trait::async_trait;
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub use executions::{
+    ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
+    FINALIZE_LEASE_MS, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs, NewExecution,
+    Recovered, TaskOutcome, TaskRow, TaskState, merge_outputs,
+};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[macro_use]
+mod shared;
+#[macro_use]
+mod shared_exec;
+mod executions;
+mod migrations;
+mod postgres;
+mod sqlite;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// An SQLite file (or memory).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Why a store call failed. Callers branch on the variant.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist (or belongs to another tenant).
+    #[error("{0}")]
+    NotFound(String),
+    /// The call conflicts with what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database could not be reached or was busy; retrying may help.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A tenant quota would be exceeded (checked in the transaction that
+    /// would exceed it); the message names the quota.
+    #[error("{0}")]
+    Quota(String),
+    /// Anything else.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Whether retrying the call may help.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound("not found".into()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            sqlx::Error::Database(db)
+                if db.message().contains("database is locked")
+                    // Deadlock, serialisation failure, and the server
+                    // shutting down or terminating the connection (class 57P:
+                    // a restart or an administrator), or it not accepting
+                    // connections yet (class 08: connection exceptions).
+                    || db.code().is_some_and(|c| {
+                        matches!(c.as_ref(), "40P01" | "40001")
+                            || c.starts_with("57P")
+                            || c.starts_with("08")
+                    }) =>
+            {
+                StoreError::Unavailable(db.message().to_string())
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Other(format!("migration failed: {e}"))
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A package to register.
+#[derive(Debug, Clone)]
+pub struct NewPackage<'a> {
+    /// The owning tenant.
+    pub tenant: &'a str,
+    /// The validated metadata (name and version come from it).
+    pub metadata: &'a PackageMetadata,
+    /// blake3 of `bytes`, hex.
+    pub content_hash: &'a str,
+    /// The component.
+    pub bytes: &'a [u8],
+    /// The tenant's `max_packages` quota, checked (with the tenant's row
+    /// locked) in the transaction that inserts the package.
+    pub max_packages: u32,
+}
+
+/// The outcome of a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The package's id.
+    pub id: Uuid,
+    /// False when identical bytes were already registered under this name
+    /// and version (registration is idempotent).
+    pub created: bool,
+}
+
+/// A registered package, without its bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageRow {
+    /// Its id.
+    pub id: Uuid,
+    /// The owning tenant.
+    pub tenant: String,
+    /// Package name.
+    pub name: String,
+    /// Package version.
+    pub version: String,
+    /// blake3 of the bytes, hex.
+    pub content_hash: String,
+    /// Size of the bytes.
+    pub size: i64,
+    /// When it was registered, in ms since the epoch.
+    pub registered_at: i64,
+    /// What `describe` said, validated at registration.
+    #[serde(skip)]
+    pub metadata: Arc<PackageMetadata>,
+}
+
+/// A change to the packages table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageEvent {
+    /// Something changed; reconcile.
+    Changed,
+}
+
+/// A running host, as `culvert status` sees it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct HostRecord {
+    /// The host's id, fresh at each start.
+    pub id: Uuid,
+    /// The machine's name.
+    pub hostname: String,
+    /// The process id.
+    pub pid: i64,
+    /// When it started, in ms.
+    pub started_at: i64,
+    /// Its last heartbeat, in ms.
+    pub heartbeat_at: i64,
+    /// Its last status report (JSON).
+    pub status: serde_json::Value,
+}
+
+/// Durable state. Implemented by [`sqlite::SqliteStore`] and
+/// [`postgres::PgStore`]; use it as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
+    /// The backend.
+    fn backend(&self) -> Backend;
+
+    /// The URL, with any password removed.
+    fn display_url(&self) -> String;
+
+    /// Register a package: idempotent for identical bytes, refused (with
+    /// both hashes) for different bytes under the same name and version.
+    async fn register_package(&self, package: NewPackage<'_>) -> Result<Registration>;
+
+    /// Packages of one tenant, or of all tenants, oldest first.
+    async fn list_packages(&self, tenant: Option<&str>) -> Result<Vec<PackageRow>>;
+
+    /// `(id, content hash)` of every package: what the reconciler compares
+    /// with what it has loaded. One query.
+    async fn package_fingerprints(&self) -> Result<Vec<(Uuid, String)>>;
+
+    /// One package, without its bytes.
+    async fn get_package(&self, id: Uuid) -> Result<PackageRow>;
+
+    /// The bytes of a component, by content hash.
+    async fn blob(&self, content_hash: &str) -> Result<Vec<u8>>;
+
+    /// Remove every version of `name` in `tenant`, or only `version`.
+    /// Returns what was removed; [`StoreError::NotFound`] when nothing
+    /// matched.
+    async fn remove_packages(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<PackageRow>>;
+
+    /// Delete blobs that no package and no unfinished execution uses.
+    async fn collect_garbage(&self) -> Result<u64>;
+
+    /// Package changes: this process's own, and on PostgreSQL other
+    /// processes' too (LISTEN/NOTIFY).
+    fn package_events(&self) -> broadcast::Receiver<PackageEvent>;
+
+    /// Record a host's heartbeat and status.
+    async fn upsert_host(&self, host: &HostRecord) -> Result<()>;
+
+    /// Hosts whose heartbeat is at or after `since_ms`.
+    async fn live_hosts(&self, since_ms: i64) -> Result<Vec<HostRecord>>;
+
+    /// Forget a host (on clean shutdown).
+    async fn remove_host(&self, id: Uuid) -> Result<()>;
+
+    /// Create a tenant; [`StoreError::Conflict`] if it exists.
+    async fn create_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow>;
+
+    /// One tenant; [`StoreError::NotFound`] if it does not exist.
+    async fn get_tenant(&self, name: &str) -> Result<TenantRow>;
+
+    /// Every tenant, by name.
+    async fn list_tenants(&self) -> Result<Vec<TenantRow>>;
+
+    /// Replace a tenant's limits.
+    async fn update_tenant(&self, name: &str, limits: &TenantLimits) -> Result<TenantRow>;
+
+    /// Delete a tenant with its packages, executions and grants. The caller
+    /// checks first that nothing of it is running.
+    async fn delete_tenant(&self, name: &str) -> Result<()>;
+
+    /// Add (or replace) a grant.
+    async fn add_grant(&self, grant: &Grant) -> Result<()>;
+
+    /// Remove a grant; [`StoreError::NotFound`] if there is none.
+    async fn remove_grant(
+        &self,
+        tenant: &str,
+        package: &str,
+        kind: GrantKind,
+        name: &str,
+    ) -> Result<()>;
+
+    /// A tenant's grants.
+    async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>>;
+}
+
+/// Open the store at `url`, running its migrations.
+///
+/// - `postgres://...` or `postgresql://...`: PostgreSQL.
+/// - `sqlite://PATH`, `sqlite:PATH` or a plain path: an SQLite file,
+///   created if missing.
+/// - `sqlite::memory:`: an ephemeral in-memory SQLite database.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the database cannot be reached, and
+/// [`StoreError::Other`] when a migration fails.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    }
+}
+
+/// Blobs no package and no unfinished execution uses.
+pub(crate) const GC_BLOBS: &str = "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages) AND content_hash NOT IN (SELECT content_hash FROM executions WHERE status IN ('pending', 'running'))";
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _pw)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+/// The message for a conflicting registration.
+pub(crate) fn conflict_message(
+    tenant: &str,
+    name: &str,
+    version: &str,
+    existing: &str,
+    new: &str,
+) -> String {
+    format!(
+        "package '{name}@{version}' (tenant {tenant}) is already registered with content hash {existing}; these bytes hash to {new}. Register them under a new version."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

@@ -1,5 +1,0 @@
-//! The `culvert` binary: see [`culvert::cli`].
-
-fn main() {
-    std::process::exit(culvert::cli::main());
-}
