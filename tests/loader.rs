@@ -416,6 +416,67 @@ mod validation {
         }
     }
 
+    /// The same packages, as the typed error a caller branches on.
+    #[tokio::test]
+    async fn hostile_metadata_errors_are_typed() {
+        use culvert::{MetadataError as M, NameKind};
+        let typed = |e: LoadError| match e {
+            LoadError::InvalidMetadata(m) => *m,
+            other => panic!("not invalid metadata: {other:?}"),
+        };
+        let e = typed(rejected(artifacts::LIAR_CYCLE).await);
+        assert!(
+            matches!(&e, M::Cycle { path, .. } if path.len() >= 2 && path.first() == path.last()),
+            "{e:?}"
+        );
+        let e = typed(rejected(artifacts::LIAR_UNKNOWN_DEP).await);
+        let M::UnknownDependency {
+            at,
+            task,
+            dependency,
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!((task.as_str(), dependency.as_str()), ("load", "transfrom"));
+        assert!(at.package.starts_with("liar@"), "{at:?}");
+        assert!(at.workflow.is_some(), "{at:?}");
+        let e = typed(rejected(artifacts::LIAR_DUPLICATE_ID).await);
+        assert!(
+            matches!(&e, M::Duplicate { kind: NameKind::Task, name, .. } if name == "deep_json"),
+            "{e:?}"
+        );
+        let e = typed(rejected(artifacts::LIAR_MANY_TASKS).await);
+        assert!(
+            matches!(
+                &e,
+                M::LimitExceeded {
+                    limit: "tasks",
+                    value: 100_004,
+                    cap: 10_000,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = typed(rejected(artifacts::LIAR_EMPTY_NAME).await);
+        assert!(
+            matches!(
+                &e,
+                M::InvalidName {
+                    kind: NameKind::Package,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = typed(rejected(artifacts::LIAR_WRONG_CONTRACT_VERSION).await);
+        assert!(
+            matches!(&e, M::UnsupportedContract { source, .. } if source.found == "0.9.0"),
+            "{e:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_describe_that_never_returns_times_out() {
         let started = Instant::now();

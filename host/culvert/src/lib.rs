@@ -45,8 +45,8 @@ pub use contract::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, ContractVersionError, check_contract_version,
 };
 pub use executor::{Executor, ExecutorConfig, ExecutorStats, retry_decision};
-pub use files::{Links, OpenError, kind as file_kind, open_regular, read_bounded};
-pub use guest_text::{Escaped, escape as escape_guest_text, needs_escape, printable};
+pub use files::{Links, OpenError, open_regular, read_bounded};
+pub use guest_text::{Escaped, escape as escape_guest_text};
 pub use package::{
     Backoff, CacheConfig, CacheError, CacheSource, CacheStats, CapabilityRequest, Compiled,
     CompiledCache, Condition, ContentHash, DirRequest, FailureKind, IncompatibleComponent,
@@ -62,12 +62,9 @@ pub use registry::{
 pub use runner::{Error, Registered, Runner, RunnerConfig, validate_tenant};
 pub use sandbox::{
     CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, SandboxEngine, SandboxGrants,
-    SandboxLimits, WASMTIME_VERSION, new_store,
+    SandboxLimits, WASMTIME_VERSION,
 };
-pub use scheduler::{
-    BoundedMerge, ContextTooLarge, Decision, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
-    decide, decide_root, json_len, merge_into,
-};
+pub use scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
 pub use store::{
     Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
     FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs,
@@ -75,7 +72,4 @@ pub use store::{
     Result as StoreResult, SqliteStore, Store, StoreError, TaskOutcome, TaskRow, TaskState,
     merge_outputs, now_ms, open as open_store, redact_url,
 };
-pub use tenants::{
-    Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow, resolve_grants,
-    validate_name as validate_tenant_name,
-};
+pub use tenants::{Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow};

@@ -565,4 +565,43 @@ mod tests {
         assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(took < Duration::from_secs(2), "took {took:?}");
     }
+
+    #[test]
+    fn trigger_rules_and_retry_policies_render_on_one_line() {
+        let rule = TriggerRule::All(vec![
+            Condition::TaskSucceeded {
+                task: "extract".into(),
+            },
+            Condition::ContextEquals {
+                key: "notify".into(),
+                value: serde_json::json!(true),
+            },
+            Condition::ContextGreaterThan {
+                key: "rows".into(),
+                value: serde_json::json!(10),
+            },
+        ]);
+        assert_eq!(
+            rule.to_string(),
+            "all of [extract succeeded, notify == true, rows > 10]"
+        );
+        assert_eq!(TriggerRule::Always.to_string(), "always");
+        assert_eq!(
+            TriggerRule::None(vec![Condition::ContextExists { key: "k".into() }]).to_string(),
+            "none of [context has k]"
+        );
+        let mut p = policy(Backoff::Exponential);
+        assert_eq!(
+            p.to_string(),
+            "5 attempts, exponential backoff from 100 ms to 1000 ms, on transient errors"
+        );
+        p.jitter = true;
+        p.retry_on = RetryOn::AllErrors;
+        assert!(
+            p.to_string()
+                .ends_with("1000 ms with jitter, on all errors")
+        );
+        p.max_attempts = 1;
+        assert_eq!(p.to_string(), "none (1 attempt)");
+    }
 }

@@ -1,5 +1,5 @@
 //! Context merging, linear in the size of what it merges and bounded by a
-//! byte limit: [`merge_into`] and [`BoundedMerge`].
+//! byte limit: [`BoundedMerge`].
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -9,7 +9,8 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 /// Merge `next` into `base` with cloacina's rules (see the module docs), in
 /// time linear in the size of both: arrays are unioned through a hash index
 /// of `base`'s items, not by scanning `base` for each item of `next`.
-pub fn merge_into(base: &mut Map<String, Value>, next: &Map<String, Value>) {
+#[cfg(test)]
+pub(super) fn merge_into(base: &mut Map<String, Value>, next: &Map<String, Value>) {
     let hasher = RandomState::new();
     merge_map(base, next, &hasher);
 }

@@ -45,7 +45,9 @@ mod plan;
 mod rules;
 mod status;
 
-pub use merge::{BoundedMerge, ContextTooLarge, json_len, merge_into};
+#[cfg(test)]
+use merge::merge_into;
+pub use merge::{BoundedMerge, ContextTooLarge, json_len};
 pub use plan::ExecutionPlan;
 pub use rules::{Decision, DepState, decide, decide_root};
 pub use status::{ExecutionStatus, TaskStatus};
