@@ -79,14 +79,7 @@ pub(crate) async fn executions_show(
 ) -> anyhow::Result<i32> {
     let runner = open_runner(runner_config(g)?).await?;
     let (row, tasks, events) = runner.execution(tenant, id).await?;
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&execution_json(&row, &tasks, Some(&events)))?
-        );
-    } else {
-        print!("{}", execution_text(&row, &tasks, Some(&events)));
-    }
+    print_execution(&row, &tasks, Some(&events), json_out)?;
     Ok(0)
 }
 

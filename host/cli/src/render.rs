@@ -184,3 +184,22 @@ pub(crate) fn exit_code(status: ExecutionStatus) -> i32 {
         EXIT_WORKFLOW_FAILED
     }
 }
+
+/// Print an execution with its tasks (and events, when given): one JSON
+/// document with `json`, else the text form.
+pub(crate) fn print_execution(
+    row: &ExecutionRow,
+    tasks: &[TaskRow],
+    events: Option<&[EventRow]>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&execution_json(row, tasks, events))?
+        );
+    } else {
+        print!("{}", execution_text(row, tasks, events));
+    }
+    Ok(())
+}

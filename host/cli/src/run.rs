@@ -5,9 +5,10 @@ use crate::args::*;
 use crate::common::*;
 use crate::render::*;
 use anyhow::Context as _;
-use culvert::{RunnerConfig, now_ms};
+use culvert::{Runner, RunnerConfig, now_ms};
 use serde_json::json;
 use std::time::Duration;
+use uuid::Uuid;
 
 pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<i32> {
     let context = parse_context(&args.context)?;
@@ -38,21 +39,7 @@ pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Resul
         runner.executor().only_execution(row.id);
         runner.start_executor();
     }
-    let done = runner
-        .wait(row.id, args.timeout.map(Duration::from_secs))
-        .await;
-    runner.shutdown().await;
-    let done = done?;
-    let (_, tasks, _) = runner.execution(&args.tenant, done.id).await?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&execution_json(&done, &tasks, None))?
-        );
-    } else {
-        print!("{}", execution_text(&done, &tasks, None));
-    }
-    Ok(exit_code(done.status))
+    finish(&runner, &args.tenant, row.id, args.timeout, args.json).await
 }
 
 pub(crate) async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> {
@@ -68,19 +55,22 @@ pub(crate) async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> 
         .start_execution("public", &args.workflow, None, context)
         .await?;
     runner.start_executor();
-    let done = runner
-        .wait(row.id, args.timeout.map(Duration::from_secs))
-        .await;
+    finish(&runner, "public", row.id, args.timeout, args.json).await
+}
+
+/// Wait for execution `id` (at most `timeout` seconds), stop the runner,
+/// print the execution, and return the exit code its status maps to.
+async fn finish(
+    runner: &Runner,
+    tenant: &str,
+    id: Uuid,
+    timeout: Option<u64>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let done = runner.wait(id, timeout.map(Duration::from_secs)).await;
     runner.shutdown().await;
     let done = done?;
-    let (_, tasks, _) = runner.execution("public", done.id).await?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&execution_json(&done, &tasks, None))?
-        );
-    } else {
-        print!("{}", execution_text(&done, &tasks, None));
-    }
+    let (_, tasks, _) = runner.execution(tenant, done.id).await?;
+    print_execution(&done, &tasks, None, json)?;
     Ok(exit_code(done.status))
 }

@@ -87,6 +87,22 @@ pub struct MetadataLocation {
     pub task: Option<String>,
 }
 
+impl MetadataLocation {
+    fn workflow(&self, name: &str) -> Self {
+        MetadataLocation {
+            workflow: Some(name.to_string()),
+            ..self.clone()
+        }
+    }
+
+    fn task(&self, id: &str) -> Self {
+        MetadataLocation {
+            task: Some(id.to_string()),
+            ..self.clone()
+        }
+    }
+}
+
 /// `package 'etl@1.2.0': workflow 'etl': task 'load': `, ready for the
 /// problem to follow.
 impl fmt::Display for MetadataLocation {
@@ -245,89 +261,69 @@ impl MetadataError {
             | MetadataError::Invalid { at, .. } => at,
         }
     }
-
-    fn location_mut(&mut self) -> &mut MetadataLocation {
-        match self {
-            MetadataError::UnknownDependency { at, .. }
-            | MetadataError::Cycle { at, .. }
-            | MetadataError::Duplicate { at, .. }
-            | MetadataError::InvalidName { at, .. }
-            | MetadataError::LimitExceeded { at, .. }
-            | MetadataError::BadRetryPolicy { at, .. }
-            | MetadataError::UnsupportedContract { at, .. }
-            | MetadataError::Invalid { at, .. } => at,
-        }
-    }
-
-    fn in_package(mut self, label: &str) -> Self {
-        self.location_mut().package = label.to_string();
-        self
-    }
-
-    fn in_workflow(mut self, name: &str) -> Self {
-        self.location_mut().workflow = Some(name.to_string());
-        self
-    }
-
-    fn in_task(mut self, id: &str) -> Self {
-        self.location_mut().task = Some(id.to_string());
-        self
-    }
 }
 
 type Checked<T> = Result<T, MetadataError>;
 
-fn invalid(reason: impl Into<String>) -> MetadataError {
+fn invalid(at: &MetadataLocation, reason: impl Into<String>) -> MetadataError {
     MetadataError::Invalid {
-        at: MetadataLocation::default(),
+        at: at.clone(),
         reason: reason.into(),
     }
 }
 
-fn invalid_name(kind: NameKind, name: &str, rule: impl Into<String>) -> MetadataError {
+fn invalid_name(
+    at: &MetadataLocation,
+    kind: NameKind,
+    name: &str,
+    rule: impl Into<String>,
+) -> MetadataError {
     MetadataError::InvalidName {
-        at: MetadataLocation::default(),
+        at: at.clone(),
         kind,
         name: printable(name),
         rule: rule.into(),
     }
 }
 
-fn over(limit: &'static str, value: usize, cap: usize) -> MetadataError {
+fn over(at: &MetadataLocation, limit: &'static str, value: usize, cap: usize) -> MetadataError {
     MetadataError::LimitExceeded {
-        at: MetadataLocation::default(),
+        at: at.clone(),
         limit,
         value: value as u64,
         cap: cap as u64,
     }
 }
 
-fn duplicate(kind: NameKind, name: &str) -> MetadataError {
+fn duplicate(at: &MetadataLocation, kind: NameKind, name: &str) -> MetadataError {
     MetadataError::Duplicate {
-        at: MetadataLocation::default(),
+        at: at.clone(),
         kind,
         name: name.to_string(),
     }
 }
 
-fn bad_retry(reason: String) -> MetadataError {
+fn bad_retry(at: &MetadataLocation, reason: String) -> MetadataError {
     MetadataError::BadRetryPolicy {
-        at: MetadataLocation::default(),
+        at: at.clone(),
         reason,
     }
 }
 
 /// A description or author: within `max` bytes, and no control characters
 /// but newlines and tabs.
-fn check_text(what: &'static str, s: &str, max: usize) -> Checked<()> {
+fn check_text(at: &MetadataLocation, what: &'static str, s: &str, max: usize) -> Checked<()> {
     if s.len() > max {
-        return Err(over(what, s.len(), max));
+        return Err(over(at, what, s.len(), max));
     }
     if !text_ok(s, max) {
-        return Err(invalid(format!(
-            "{} holds control characters",
-            what.trim_end_matches(" bytes")
-        )));
+        return Err(invalid(
+            at,
+            format!(
+                "{} holds control characters",
+                what.trim_end_matches(" bytes")
+            ),
+        ));
     }
     Ok(())
 }
@@ -341,14 +337,15 @@ pub fn validate(
     info: wit::PackageInfo,
     limits: &MetadataLimits,
 ) -> Result<PackageMetadata, MetadataError> {
-    let label = format!("{}@{}", printable(&info.name), printable(&info.version));
-    validate_inner(info, limits).map_err(|e| e.in_package(&label))
-}
-
-fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Checked<PackageMetadata> {
+    let at = MetadataLocation {
+        package: format!("{}@{}", printable(&info.name), printable(&info.version)),
+        ..MetadataLocation::default()
+    };
+    let at = &at;
     let max = limits.max_name_bytes;
     if !is_package_name(&info.name, max) {
         return Err(invalid_name(
+            at,
             NameKind::Package,
             &info.name,
             format!("use 1 to {max} of [A-Za-z0-9_.-]"),
@@ -356,19 +353,22 @@ fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Checked<Pa
     }
     if !is_version(&info.version) {
         return Err(invalid_name(
+            at,
             NameKind::Version,
             &info.version,
             "use 1 to 64 printable ASCII characters, no spaces or '@'",
         ));
     }
     check_text(
+        at,
         "description bytes",
         &info.description,
         limits.max_text_bytes,
     )?;
-    check_text("author bytes", &info.author, limits.max_text_bytes)?;
+    check_text(at, "author bytes", &info.author, limits.max_text_bytes)?;
     if !is_version(&info.sdk_version) && !info.sdk_version.is_empty() {
         return Err(invalid_name(
+            at,
             NameKind::SdkVersion,
             &info.sdk_version,
             "use up to 64 printable ASCII characters, no spaces or '@'",
@@ -376,15 +376,16 @@ fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Checked<Pa
     }
     check_contract_version(&info.contract_version).map_err(|source| {
         MetadataError::UnsupportedContract {
-            at: MetadataLocation::default(),
+            at: at.clone(),
             source,
         }
     })?;
     if info.workflows.is_empty() {
-        return Err(invalid("the package declares no workflows"));
+        return Err(invalid(at, "the package declares no workflows"));
     }
     if info.workflows.len() > limits.max_workflows {
         return Err(over(
+            at,
             "workflows",
             info.workflows.len(),
             limits.max_workflows,
@@ -395,18 +396,19 @@ fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Checked<Pa
     for wf in info.workflows {
         if !is_ident(&wf.name, max) {
             return Err(invalid_name(
+                at,
                 NameKind::Workflow,
                 &wf.name,
                 format!("use 1 to {max} of [A-Za-z0-9_-]"),
             ));
         }
         if !names.insert(wf.name.clone()) {
-            return Err(duplicate(NameKind::Workflow, &wf.name));
+            return Err(duplicate(at, NameKind::Workflow, &wf.name));
         }
-        let name = wf.name.clone();
-        workflows.push(validate_workflow(wf, limits).map_err(|e| e.in_workflow(&name))?);
+        let at = at.workflow(&wf.name);
+        workflows.push(validate_workflow(wf, limits, &at)?);
     }
-    let capabilities = validate_capabilities(info.capabilities, limits)?;
+    let capabilities = validate_capabilities(info.capabilities, limits, at)?;
     Ok(PackageMetadata {
         name: info.name,
         version: info.version,
@@ -419,26 +421,41 @@ fn validate_inner(info: wit::PackageInfo, limits: &MetadataLimits) -> Checked<Pa
     })
 }
 
-fn validate_workflow(wf: wit::WorkflowSpec, limits: &MetadataLimits) -> Checked<WorkflowMeta> {
-    check_text("description bytes", &wf.description, limits.max_text_bytes)?;
+fn validate_workflow(
+    wf: wit::WorkflowSpec,
+    limits: &MetadataLimits,
+    at: &MetadataLocation,
+) -> Checked<WorkflowMeta> {
+    check_text(
+        at,
+        "description bytes",
+        &wf.description,
+        limits.max_text_bytes,
+    )?;
     if wf.tasks.is_empty() {
-        return Err(invalid("the workflow has no tasks"));
+        return Err(invalid(at, "the workflow has no tasks"));
     }
     if wf.tasks.len() > limits.max_tasks_per_workflow {
-        return Err(over("tasks", wf.tasks.len(), limits.max_tasks_per_workflow));
+        return Err(over(
+            at,
+            "tasks",
+            wf.tasks.len(),
+            limits.max_tasks_per_workflow,
+        ));
     }
     let max = limits.max_name_bytes;
     let mut ids: HashSet<&str> = HashSet::with_capacity(wf.tasks.len());
     for t in &wf.tasks {
         if !is_ident(&t.id, max) {
             return Err(invalid_name(
+                at,
                 NameKind::Task,
                 &t.id,
                 format!("use 1 to {max} of [A-Za-z0-9_-]"),
             ));
         }
         if !ids.insert(&t.id) {
-            return Err(duplicate(NameKind::Task, &t.id));
+            return Err(duplicate(at, NameKind::Task, &t.id));
         }
     }
     for t in &wf.tasks {
@@ -446,32 +463,32 @@ fn validate_workflow(wf: wit::WorkflowSpec, limits: &MetadataLimits) -> Checked<
         for d in &t.dependencies {
             if !ids.contains(d.as_str()) {
                 return Err(MetadataError::UnknownDependency {
-                    at: MetadataLocation::default(),
+                    at: at.clone(),
                     task: t.id.clone(),
                     dependency: printable(d),
                 });
             }
             if d == &t.id {
                 return Err(MetadataError::Cycle {
-                    at: MetadataLocation::default(),
+                    at: at.clone(),
                     path: vec![t.id.clone(), t.id.clone()],
                 });
             }
             if !seen.insert(d) {
-                return Err(duplicate(NameKind::Dependency, d).in_task(&t.id));
+                return Err(duplicate(&at.task(&t.id), NameKind::Dependency, d));
             }
         }
     }
     if let Some(path) = find_cycle(&wf.tasks) {
         return Err(MetadataError::Cycle {
-            at: MetadataLocation::default(),
+            at: at.clone(),
             path,
         });
     }
     let mut tasks = Vec::with_capacity(wf.tasks.len());
     for t in wf.tasks {
-        let id = t.id.clone();
-        tasks.push(validate_task(t, limits).map_err(|e| e.in_task(&id))?);
+        let at = at.task(&t.id);
+        tasks.push(validate_task(t, limits, &at)?);
     }
     Ok(WorkflowMeta {
         name: wf.name,
@@ -480,34 +497,52 @@ fn validate_workflow(wf: wit::WorkflowSpec, limits: &MetadataLimits) -> Checked<
     })
 }
 
-fn validate_task(t: wit::TaskSpec, limits: &MetadataLimits) -> Checked<TaskMeta> {
-    check_text("description bytes", &t.description, limits.max_text_bytes)?;
+fn validate_task(
+    t: wit::TaskSpec,
+    limits: &MetadataLimits,
+    at: &MetadataLocation,
+) -> Checked<TaskMeta> {
+    check_text(
+        at,
+        "description bytes",
+        &t.description,
+        limits.max_text_bytes,
+    )?;
     let r = &t.retry;
     if r.max_attempts == 0 || r.max_attempts > limits.max_attempts {
-        return Err(bad_retry(format!(
-            "max attempts {} is not between 1 and {}",
-            r.max_attempts, limits.max_attempts
-        )));
+        return Err(bad_retry(
+            at,
+            format!(
+                "max attempts {} is not between 1 and {}",
+                r.max_attempts, limits.max_attempts
+            ),
+        ));
     }
     if r.initial_delay_ms > r.max_delay_ms {
-        return Err(bad_retry(format!(
-            "initial delay {} ms is above the max delay {} ms",
-            r.initial_delay_ms, r.max_delay_ms
-        )));
+        return Err(bad_retry(
+            at,
+            format!(
+                "initial delay {} ms is above the max delay {} ms",
+                r.initial_delay_ms, r.max_delay_ms
+            ),
+        ));
     }
     if r.max_delay_ms > limits.max_duration_ms {
-        return Err(bad_retry(format!(
-            "max delay {} ms is over {} ms",
-            r.max_delay_ms, limits.max_duration_ms
-        )));
+        return Err(bad_retry(
+            at,
+            format!(
+                "max delay {} ms is over {} ms",
+                r.max_delay_ms, limits.max_duration_ms
+            ),
+        ));
     }
     if let Some(ms) = t.timeout_ms {
         if ms == 0 {
-            return Err(invalid("a timeout of 0 ms can never be met"));
+            return Err(invalid(at, "a timeout of 0 ms can never be met"));
         }
         if ms > limits.max_duration_ms {
             return Err(MetadataError::LimitExceeded {
-                at: MetadataLocation::default(),
+                at: at.clone(),
                 limit: "ms timeout",
                 value: ms,
                 cap: limits.max_duration_ms,
@@ -532,7 +567,7 @@ fn validate_task(t: wit::TaskSpec, limits: &MetadataLimits) -> Checked<TaskMeta>
     };
     let trigger = match t.trigger {
         None => None,
-        Some(rule) => Some(validate_trigger(rule, &t.dependencies, limits)?),
+        Some(rule) => Some(validate_trigger(rule, &t.dependencies, limits, at)?),
     };
     Ok(TaskMeta {
         id: t.id,
@@ -548,13 +583,15 @@ fn validate_trigger(
     rule: wit::TriggerRule,
     deps: &[String],
     limits: &MetadataLimits,
+    at: &MetadataLocation,
 ) -> Checked<TriggerRule> {
     let convert = |conds: Vec<wit::Condition>| -> Checked<Vec<Condition>> {
         if conds.is_empty() {
-            return Err(invalid("a trigger rule has no conditions"));
+            return Err(invalid(at, "a trigger rule has no conditions"));
         }
         if conds.len() > limits.max_conditions {
             return Err(over(
+                at,
                 "trigger conditions",
                 conds.len(),
                 limits.max_conditions,
@@ -562,7 +599,7 @@ fn validate_trigger(
         }
         conds
             .into_iter()
-            .map(|c| validate_condition(c, deps, limits))
+            .map(|c| validate_condition(c, deps, limits, at))
             .collect()
     };
     Ok(match rule {
@@ -577,20 +614,25 @@ fn validate_condition(
     c: wit::Condition,
     deps: &[String],
     limits: &MetadataLimits,
+    at: &MetadataLocation,
 ) -> Checked<Condition> {
     let task = |t: String| -> Checked<String> {
         if deps.contains(&t) {
             Ok(t)
         } else {
-            Err(invalid(format!(
-                "the trigger rule names '{}', which is not a dependency",
-                printable(&t)
-            )))
+            Err(invalid(
+                at,
+                format!(
+                    "the trigger rule names '{}', which is not a dependency",
+                    printable(&t)
+                ),
+            ))
         }
     };
     let key = |k: &str| -> Checked<()> {
         if k.is_empty() || k.len() > limits.max_name_bytes || !text_ok(k, limits.max_name_bytes) {
             Err(invalid_name(
+                at,
                 NameKind::ContextKey,
                 k,
                 format!(
@@ -606,22 +648,23 @@ fn validate_condition(
         key(&kv.key)?;
         if kv.value_json.len() > limits.max_value_bytes {
             return Err(over(
+                at,
                 "trigger value bytes",
                 kv.value_json.len(),
                 limits.max_value_bytes,
             ));
         }
         let v: serde_json::Value = serde_json::from_str(&kv.value_json).map_err(|e| {
-            invalid(format!(
-                "the trigger value for key '{}' is not JSON: {e}",
-                kv.key
-            ))
+            invalid(
+                at,
+                format!("the trigger value for key '{}' is not JSON: {e}", kv.key),
+            )
         })?;
         if numeric && !v.is_number() {
-            return Err(invalid(format!(
-                "the trigger value for key '{}' must be a number",
-                kv.key
-            )));
+            return Err(invalid(
+                at,
+                format!("the trigger value for key '{}' must be a number", kv.key),
+            ));
         }
         Ok((kv.key, v))
     };
@@ -659,11 +702,12 @@ fn validate_condition(
 fn validate_capabilities(
     c: wit::Capabilities,
     limits: &MetadataLimits,
+    at: &MetadataLocation,
 ) -> Checked<CapabilityRequest> {
     let max = limits.max_capability_entries;
     for len in [c.env.len(), c.dirs.len(), c.http_hosts.len()] {
         if len > max {
-            return Err(over("capability entries", len, max));
+            return Err(over(at, "capability entries", len, max));
         }
     }
     for v in &c.env {
@@ -672,6 +716,7 @@ fn validate_capabilities(
             || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return Err(invalid_name(
+                at,
                 NameKind::EnvVar,
                 v,
                 format!("use 1 to {} of [A-Za-z0-9_]", limits.max_name_bytes),
@@ -685,6 +730,7 @@ fn validate_capabilities(
             || !text_ok(&d.guest_path, 256)
         {
             return Err(invalid_name(
+                at,
                 NameKind::Directory,
                 &d.guest_path,
                 "use an absolute path without '..'",
@@ -699,6 +745,7 @@ fn validate_capabilities(
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':')
         {
             return Err(invalid_name(
+                at,
                 NameKind::HttpHost,
                 h,
                 "use a host name, optionally with a port",
