@@ -43,7 +43,7 @@ pub fn needs_escape(c: char) -> bool {
         )
 }
 
-/// `text` with every character [`needs_escape`] picks written as an
+/// `text` with every character `needs_escape` picks written as an
 /// escape (`\n`, `\r`, `\t`, `\u{1b}`, `\u{202e}`); borrowed when there is
 /// none.
 pub fn escape(text: &str) -> Cow<'_, str> {

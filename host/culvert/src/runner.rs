@@ -163,7 +163,7 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-/// Tenant names: a short slug (see [`crate::tenants::validate_name`]).
+/// Tenant names: a short slug (1 to 63 of `[a-z0-9_-]`, starting with a letter or digit).
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the rule.

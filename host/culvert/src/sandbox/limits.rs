@@ -29,13 +29,13 @@ pub struct SandboxLimits {
     /// granted by an operator). Default: none.
     pub grants: Arc<SandboxGrants>,
     /// The most cores the call's tenant may use together (see
-    /// [`CpuLedger`]). Default none: its fair share.
+    /// [`CpuLedger`](super::CpuLedger)). Default none: its fair share.
     pub cpu_cores: Option<f64>,
 }
 
 /// What a call may use beyond the capability-free default: the
 /// intersection of what its package declared and what its tenant was
-/// granted (see [`crate::tenants`]).
+/// granted (the two-key rule of the tenants stage).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SandboxGrants {
     /// Environment variables and their values.
