@@ -21,7 +21,16 @@ pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Resul
             context,
         )
         .await?;
+    let serving = serve_is_running(&runner).await?;
     if !args.wait {
+        if !serving {
+            eprintln!(
+                "note: no `culvert serve` is running against this database, so execution {} \
+                 waits until one starts. Start one with `culvert serve`, or use `run --wait` \
+                 to run it in this process.",
+                row.id
+            );
+        }
         if args.json {
             println!("{}", json!({"id": row.id, "status": row.status}));
         } else {
@@ -29,17 +38,66 @@ pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Resul
         }
         return Ok(0);
     }
-    let serving = !runner
-        .store()
-        .live_hosts(now_ms() - 10_000)
-        .await?
-        .is_empty();
     if !serving {
-        // Run this execution here, and nothing else.
-        runner.executor().only_execution(row.id);
-        runner.start_executor();
+        run_here(&runner, row.id);
     }
-    finish(&runner, &args.tenant, row.id, args.timeout, args.json).await
+    let done = wait_watching_hosts(&runner, row.id, args.timeout, !serving).await;
+    print_finished(&runner, &args.tenant, done, args.json).await
+}
+
+/// How long a host may go without a heartbeat before `run` counts it as
+/// gone (hosts write theirs every 2 s).
+const HOST_SILENCE_MS: i64 = 10_000;
+
+/// Whether any `culvert serve` host has written its heartbeat lately.
+async fn serve_is_running(runner: &Runner) -> anyhow::Result<bool> {
+    Ok(!runner
+        .store()
+        .live_hosts(now_ms() - HOST_SILENCE_MS)
+        .await?
+        .is_empty())
+}
+
+/// Run execution `id` in this process, and nothing else.
+fn run_here(runner: &Runner, id: Uuid) {
+    runner.executor().only_execution(id);
+    runner.start_executor();
+}
+
+/// Wait for execution `id` to finish (at most `timeout` seconds). While
+/// `serve` hosts run it, watch their heartbeats: when every one has
+/// stopped, take the execution over in this process (the dead hosts'
+/// leases expire and their tasks are recovered here), so a kill of the last
+/// `serve` never leaves `run --wait` waiting forever.
+async fn wait_watching_hosts(
+    runner: &Runner,
+    id: Uuid,
+    timeout: Option<u64>,
+    mut here: bool,
+) -> Result<culvert::ExecutionRow, culvert::Error> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs(t));
+    loop {
+        let slice = match deadline {
+            Some(d) => d
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(Duration::from_secs(2)),
+            None => Duration::from_secs(2),
+        };
+        match runner.wait(id, Some(slice)).await {
+            Ok(row) => return Ok(row),
+            // This slice ran out; the whole wait has not.
+            Err(culvert::Error::Invalid(_))
+                if deadline.is_none_or(|d| tokio::time::Instant::now() < d) => {}
+            Err(e) => return Err(e),
+        }
+        if !here && !serve_is_running(runner).await.unwrap_or(true) {
+            eprintln!(
+                "note: every `culvert serve` host stopped; running execution {id} in this process"
+            );
+            run_here(runner, id);
+            here = true;
+        }
+    }
 }
 
 pub(crate) async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> {
@@ -55,19 +113,20 @@ pub(crate) async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> 
         .start_execution("public", &args.workflow, None, context)
         .await?;
     runner.start_executor();
-    finish(&runner, "public", row.id, args.timeout, args.json).await
+    let done = runner
+        .wait(row.id, args.timeout.map(Duration::from_secs))
+        .await;
+    print_finished(&runner, "public", done, args.json).await
 }
 
-/// Wait for execution `id` (at most `timeout` seconds), stop the runner,
-/// print the execution, and return the exit code its status maps to.
-async fn finish(
+/// Stop the runner, print the finished execution, and return the exit
+/// code its status maps to.
+async fn print_finished(
     runner: &Runner,
     tenant: &str,
-    id: Uuid,
-    timeout: Option<u64>,
+    done: Result<culvert::ExecutionRow, culvert::Error>,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let done = runner.wait(id, timeout.map(Duration::from_secs)).await;
     runner.shutdown().await;
     let done = done?;
     let (_, tasks, _) = runner.execution(tenant, done.id).await?;

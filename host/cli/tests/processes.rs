@@ -915,6 +915,84 @@ async fn the_cli_registers_runs_and_reports(db: Db) {
     );
 }
 
+/// `run` without a `serve` says the execution waits for one; `run --wait`
+/// whose `serve` is killed takes the execution over instead of waiting
+/// forever (it used to check for a live host once, at the start).
+async fn run_tells_what_to_do_without_serve_and_outlives_its_serve(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = setup(&db).await;
+    let (code, out, err) = run_cli(&db, &["run", "slow", "--context", r#"{"ms":10}"#]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.trim().parse::<uuid::Uuid>().is_ok(),
+        "stdout is the id: {out}"
+    );
+    assert!(
+        err.contains("no `culvert serve` is running") && err.contains("--wait"),
+        "{err}"
+    );
+
+    let mut serve = Serve::start(&db);
+    wait_listed(&db, serve.host_id().await);
+    let waiter = culvert(&db)
+        .args([
+            "run",
+            "slow",
+            "--context",
+            r#"{"ms":1500}"#,
+            "--wait",
+            "--timeout",
+            "120",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the serve while it runs the waited-for execution's first task.
+    let store = r.store().clone();
+    let t0 = Instant::now();
+    let id = loop {
+        let running = store
+            .list_executions(culvert::ExecutionFilter {
+                tenant: Some("public"),
+                status: Some(ExecutionStatus::Running),
+                limit: Some(10),
+            })
+            .await
+            .unwrap();
+        let mut found = None;
+        for e in running {
+            let tasks = store.execution_tasks(e.id).await.unwrap();
+            if e.context["ms"] == json!(1500)
+                && tasks.iter().any(|t| t.status == TaskStatus::Running)
+            {
+                found = Some(e.id);
+            }
+        }
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "serve never ran it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    serve.kill9();
+    let out = waiter.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let done: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(done["id"], json!(id.to_string()));
+    assert_eq!(done["status"], "completed");
+    assert!(
+        stderr.contains("every `culvert serve` host stopped"),
+        "{stderr}"
+    );
+    assert_completed_exactly_once(store.as_ref(), id).await;
+}
+
 async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
     let db = TestDb::new(db).await;
     run_cli(&db, &["package", "add", artifacts::HELLO]);
@@ -1354,6 +1432,7 @@ culvert_tests::both_backends!(
     cancel_from_another_process_reaches_a_running_serve,
     serve_drains_running_tasks_on_sigterm,
     the_cli_registers_runs_and_reports,
+    run_tells_what_to_do_without_serve_and_outlives_its_serve,
     the_cli_fails_cleanly_on_bad_input,
     exec_runs_a_file_without_registering_it,
     tenant_and_grant_commands_speak_json,
