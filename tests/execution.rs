@@ -456,7 +456,7 @@ async fn bad_input_creates_nothing(db: Db) {
     assert!(unknown.is_not_found(), "{unknown:?}");
     assert_eq!(
         unknown.to_string(),
-        "workflow 'nope' not found in tenant public"
+        "workflow 'nope' not found in tenant public (known: hello)"
     );
     let tenant = r
         .start_execution("ghosts", "hello", None, ctx(json!({})))

@@ -45,13 +45,26 @@ pub(crate) fn read_package(file: &Path) -> anyhow::Result<Vec<u8>> {
             file.display()
         )
     };
+    // What the file is comes before how big it is: a 400 MB log file is
+    // refused for not being wasm, not for its size.
+    let mut handle = handle;
+    let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize + 1);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut handle, 8), &mut bytes)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        anyhow::bail!(
+            "cannot read {}: it is not a WebAssembly component (it does not start with the wasm \
+             header); give the path of a package file, built with `cargo build --target wasm32-wasip2`",
+            file.display()
+        );
+    }
     if meta.len() > limit {
         return Err(too_large(meta.len().to_string()));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
-    let read = culvert::read_bounded(handle, limit, &mut bytes)
+    let header = bytes.len() as u64;
+    let read = culvert::read_bounded(handle, limit - header, &mut bytes)
         .with_context(|| format!("cannot read {}", file.display()))?;
-    if read > limit {
+    if header + read > limit {
         return Err(too_large(format!("more than {limit}")));
     }
     Ok(bytes)

@@ -109,9 +109,12 @@ pub(crate) async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> 
         .register_package("public", &bytes)
         .await
         .with_context(|| format!("{} is not a valid package", args.file.display()))?;
+    // exec has no tenants to speak of: its one tenant is an implementation
+    // detail, left out of the message.
     let row = runner
         .start_execution("public", &args.workflow, None, context)
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(" in tenant public", "")))?;
     runner.start_executor();
     let done = runner
         .wait(row.id, args.timeout.map(Duration::from_secs))

@@ -999,8 +999,9 @@ async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["run", "nope"],
-            "workflow 'nope' not found in tenant public",
+            "workflow 'nope' not found in tenant public (known: hello)",
         ),
+        (vec!["run", "helo"], "did you mean 'hello'?"),
         (
             vec!["run", "hello", "--tenant", "ghosts"],
             "tenant 'ghosts' does not exist",
@@ -1083,6 +1084,14 @@ async fn exec_runs_a_file_without_registering_it(db: Db) {
         &["exec", artifacts::SANDBOX_PROBE, "--workflow", "permanent"],
     );
     assert_eq!(code, EXIT_WORKFLOW_FAILED);
+    // exec has no tenants: its errors name none, and suggest what exists.
+    let (code, out, err) = run_cli(&db, &["exec", artifacts::FLAKY, "--workflow", "flakey"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("workflow 'flakey' not found; did you mean 'flaky'?")
+            && !err.contains("tenant"),
+        "{err}"
+    );
     // Nothing was registered in the configured database.
     let (_, out, _) = run_cli(&db, &["package", "list", "--json"]);
     assert_eq!(out.trim(), "[]");
@@ -1248,7 +1257,8 @@ fn run_cli_within(db: &TestDb, args: &[&str], limit: Duration) -> (i32, String, 
 /// `package add`, `exec` and `package inspect` read only regular files, up
 /// to the package size limit: a character device (`/dev/zero`, directly or
 /// through a link), a FIFO and a directory are refused at once, naming the
-/// path and what it is, and a 2 GiB (sparse) file is refused by its size.
+/// path and what it is; a 2 GiB (sparse) file is refused for not being wasm
+/// and, when it starts with the wasm header, for its size.
 /// Before this, `/dev/zero` was read until the process ran out of memory
 /// and opening the FIFO blocked forever.
 async fn package_commands_refuse_what_is_not_a_regular_file(db: Db) {
@@ -1260,8 +1270,17 @@ async fn package_commands_refuse_what_is_not_a_regular_file(db: Db) {
     std::fs::create_dir(&dir).unwrap();
     let link = db.dir().join("zero.wasm");
     std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    // Two 2 GiB sparse files: zeros, and a wasm header then zeros.
     let huge = db.dir().join("huge.wasm");
     std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let huge_wasm = db.dir().join("huge-wasm.wasm");
+    std::fs::write(&huge_wasm, b"\0asm\x0d\0\x01\0").unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&huge_wasm)
         .unwrap()
         .set_len(2 << 30)
         .unwrap();
@@ -1276,6 +1295,10 @@ async fn package_commands_refuse_what_is_not_a_regular_file(db: Db) {
         (path(&dir), "is a directory, not a regular file"),
         (
             path(&huge),
+            "is not a WebAssembly component (it does not start with the wasm header)",
+        ),
+        (
+            path(&huge_wasm),
             "is 2147483648 bytes, over the package size limit of 33554432 bytes",
         ),
     ];

@@ -14,7 +14,7 @@
 //!
 //! | Stage | What it does |
 //! |---|---|
-//! | `files`, `guest_text` | bounded reads of regular files; guest text made safe for a log line |
+//! | `files`, `guest_text`, `suggest` | bounded reads of regular files; guest text made safe for a log line; "did you mean" |
 //! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
 //! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
 //! | `package` | metadata and its validation, linking, the compiled-code cache, `describe` and `run`, the loader |
@@ -37,6 +37,7 @@ mod runner;
 mod sandbox;
 mod scheduler;
 mod store;
+mod suggest;
 mod tenants;
 #[doc(hidden)]
 pub mod test_support;

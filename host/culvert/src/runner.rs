@@ -667,10 +667,18 @@ fn find_workflow<'a>(
         .collect();
     match candidates.as_slice() {
         [one] => Ok(*one),
-        [] => Err(LookupError::NotFound(match version {
-            Some(v) => format!("workflow '{workflow}' version {v} not found in tenant {tenant}"),
-            None => format!("workflow '{workflow}' not found in tenant {tenant}"),
-        })),
+        [] => {
+            let known = newest
+                .values()
+                .flat_map(|p| p.metadata.workflows.iter().map(|w| w.name.as_str()));
+            let hint = crate::suggest::did_you_mean(name, known);
+            Err(LookupError::NotFound(match version {
+                Some(v) => {
+                    format!("workflow '{workflow}' version {v} not found in tenant {tenant}{hint}")
+                }
+                None => format!("workflow '{workflow}' not found in tenant {tenant}{hint}"),
+            }))
+        }
         many => Err(LookupError::Ambiguous(format!(
             "workflow '{workflow}' is defined by several packages of tenant {tenant}: {}; name one as PACKAGE::WORKFLOW",
             many.iter()
