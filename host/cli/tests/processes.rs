@@ -1374,6 +1374,39 @@ async fn showing_a_10000_task_execution_is_fast(db: Db) {
     }
 }
 
+/// At `info`, an execution's start and finish are logged with its id, and a
+/// guest log record without fields has no empty `fields=`; a log written to
+/// a pipe has no ANSI colours.
+#[tokio::test]
+async fn executions_start_and_finish_at_info_without_empty_fields() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let out = culvert(&db)
+        .env("CULVERT_LOG", "info")
+        .args(["exec", artifacts::HELLO, "--workflow", "hello", "--json"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = done["id"].as_str().unwrap();
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no '{needle}' line in:\n{log}"))
+            .to_string()
+    };
+    let started = line("execution started");
+    assert!(started.contains(&format!("execution={id}")), "{started}");
+    assert!(started.contains("workflow=hello"), "{started}");
+    let finished = line("execution finished");
+    assert!(finished.contains(&format!("execution={id}")), "{finished}");
+    assert!(finished.contains("status=completed"), "{finished}");
+    // hello logs its greeting with no fields.
+    let greeting = line("culvert::guest");
+    assert!(!greeting.contains("fields="), "{greeting}");
+    assert!(!log.contains('\x1b'), "ANSI escapes in a piped log:\n{log}");
+}
+
 /// Guest text cannot forge lines of the host's log. The probe's `forge`
 /// workflow writes, in a log record (message, field name, field value), on
 /// stdout, on stderr, in a task error and in a panic message, a newline or

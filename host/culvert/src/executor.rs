@@ -785,7 +785,17 @@ impl Executor {
                             })
                             .await;
                         match finished {
-                            Ok(status) => done.finished = status,
+                            Ok(status) => {
+                                if let Some(status) = status {
+                                    tracing::info!(
+                                        execution = %task.execution_id,
+                                        tenant = %task.tenant,
+                                        status = %status,
+                                        "execution finished"
+                                    );
+                                }
+                                done.finished = status;
+                            }
                             Err(e) => tracing::warn!(
                                 error = %e,
                                 execution = %task.execution_id,

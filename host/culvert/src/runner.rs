@@ -401,6 +401,13 @@ impl Runner {
                 limits: &limits,
             })
             .await?;
+        tracing::info!(
+            execution = %row.id,
+            tenant,
+            workflow = %row.workflow,
+            package = %format!("{}@{}", row.package_name, row.package_version),
+            "execution started"
+        );
         self.executor.wake();
         Ok(row)
     }
@@ -628,6 +635,7 @@ impl Runner {
     pub async fn cancel(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow, Error> {
         let row = self.store.cancel_execution(tenant, id).await?;
         self.executor.cancel_local(id);
+        tracing::info!(execution = %id, tenant, status = %row.status, "execution cancelled");
         Ok(row)
     }
 }

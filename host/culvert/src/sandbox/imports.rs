@@ -36,11 +36,15 @@ impl host::Host for HostState {
         if !self.output.charge(size) {
             return Err(wasmtime::format_err!("{}", over_budget(&self.output)));
         }
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", Escaped(k), Escaped(v)))
-            .collect::<Vec<_>>()
-            .join(" ");
+        // No `fields=` at all when the guest gave none.
+        let fields = (!fields.is_empty()).then(|| {
+            fields
+                .iter()
+                .map(|(k, v)| format!("{}={}", Escaped(k), Escaped(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        let fields = fields.as_deref().map(tracing::field::display);
         let l = &self.labels;
         macro_rules! emit {
             ($lvl:ident) => {
@@ -50,7 +54,7 @@ impl host::Host for HostState {
                     workflow = %l.workflow,
                     task = %l.task,
                     execution = %l.execution,
-                    fields = %fields,
+                    fields,
                     "{}",
                     Escaped(&message)
                 )
