@@ -139,7 +139,7 @@ pub enum Command {
     /// of the two-key rule).
     Grant(GrantArgs),
     /// Take a grant back.
-    Revoke(GrantArgs),
+    Revoke(RevokeArgs),
     /// Run the benchmarks behind docs/PERFORMANCE.md (build with
     /// --release first).
     Bench(BenchArgs),
@@ -206,19 +206,49 @@ pub struct GrantArgs {
     pub tenant: String,
     /// Limit the grant to this package (default: every package of the
     /// tenant).
-    #[arg(long, default_value = "")]
-    pub package: String,
-    /// An environment variable: `NAME=VALUE` (revoke takes `NAME`).
-    #[arg(long, conflicts_with_all = ["dir", "http", "wall_clock", "random"])]
+    #[arg(long)]
+    pub package: Option<String>,
+    /// An environment variable: `NAME=VALUE`.
+    #[arg(long, value_name = "NAME=VALUE", conflicts_with_all = ["dir", "http", "wall_clock", "random"])]
     pub env: Option<String>,
-    /// A directory: `GUEST_PATH=HOST_DIR` (revoke takes `GUEST_PATH`).
-    #[arg(long, conflicts_with_all = ["http", "wall_clock", "random"])]
+    /// A directory: `GUEST_PATH=HOST_DIR`.
+    #[arg(long, value_name = "GUEST_PATH=HOST_DIR", conflicts_with_all = ["http", "wall_clock", "random"])]
     pub dir: Option<String>,
     /// With --dir: allow writes.
-    #[arg(long)]
+    #[arg(long, requires = "dir")]
     pub writable: bool,
     /// Outbound HTTP to this host (recorded; this host version offers no
     /// HTTP, so packages importing it do not load).
+    #[arg(long, conflicts_with_all = ["wall_clock", "random"])]
+    pub http: Option<String>,
+    /// The real wall clock.
+    #[arg(long, conflicts_with = "random")]
+    pub wall_clock: bool,
+    /// The secure random generator.
+    #[arg(long)]
+    pub random: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert revoke`: which grant to take back.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The tenant.
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    /// The grant was limited to this package (default: the tenant-wide
+    /// grant).
+    #[arg(long)]
+    pub package: Option<String>,
+    /// An environment variable, by name.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["dir", "http", "wall_clock", "random"])]
+    pub env: Option<String>,
+    /// A directory, by its path in the guest.
+    #[arg(long, value_name = "GUEST_PATH", conflicts_with_all = ["http", "wall_clock", "random"])]
+    pub dir: Option<String>,
+    /// Outbound HTTP to this host.
     #[arg(long, conflicts_with_all = ["wall_clock", "random"])]
     pub http: Option<String>,
     /// The real wall clock.
@@ -330,14 +360,15 @@ pub enum PackageCommand {
 /// `culvert serve`
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Tasks this host runs at once.
-    #[arg(long, default_value_t = 32)]
+    /// Tasks this host runs at once (1 or more).
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub concurrency: usize,
-    /// Seconds between reconcile passes when nothing announces a change.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds between reconcile passes when nothing announces a change
+    /// (1 or more).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconcile_interval: u64,
-    /// Seconds a claimed task's lease lasts without a heartbeat.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds a claimed task's lease lasts without a heartbeat (1 or more).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub lease: u64,
     /// Count fuel, so that tenants' `fuel_per_call` limits apply (costs
     /// some speed; compiled code is cached separately).

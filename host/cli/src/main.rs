@@ -125,8 +125,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cancel { id, tenant, json } => cancel(g, id, &tenant, json).await,
         Command::Demo(args) => demo(g, args).await,
         Command::Tenant(cmd) => tenant(g, cmd).await,
-        Command::Grant(args) => grant(g, args, true).await,
-        Command::Revoke(args) => grant(g, args, false).await,
+        Command::Grant(args) => grant(g, args).await,
+        Command::Revoke(args) => revoke(g, args).await,
         Command::Bench(args) => bench(g, args).await,
     }
 }

@@ -170,6 +170,9 @@ pub(crate) fn execution_text(
                 }
             }
         }
+        None if row.status.is_finished() => {
+            let _ = writeln!(out, "  final context: (none: the execution {})", row.status);
+        }
         None => {
             let _ = writeln!(out, "  final context: (none yet)");
         }

@@ -42,7 +42,7 @@ pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Resul
         run_here(&runner, row.id);
     }
     let done = wait_watching_hosts(&runner, row.id, args.timeout, !serving).await;
-    print_finished(&runner, &args.tenant, done, args.json).await
+    print_finished(&runner, &args.tenant, done, args.json, true).await
 }
 
 /// How long a host may go without a heartbeat before `run` counts it as
@@ -119,20 +119,35 @@ pub(crate) async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> 
     let done = runner
         .wait(row.id, args.timeout.map(Duration::from_secs))
         .await;
-    print_finished(&runner, "public", done, args.json).await
+    print_finished(&runner, "public", done, args.json, false).await
 }
 
 /// Stop the runner, print the finished execution, and return the exit
-/// code its status maps to.
+/// code its status maps to. An execution that was not `stored` (`exec`'s,
+/// in a database that ends with the process) is shown without an id that
+/// could never be looked up.
 async fn print_finished(
     runner: &Runner,
     tenant: &str,
     done: Result<culvert::ExecutionRow, culvert::Error>,
     json: bool,
+    stored: bool,
 ) -> anyhow::Result<i32> {
     runner.shutdown().await;
     let done = done?;
     let (_, tasks, _) = runner.execution(tenant, done.id).await?;
-    print_execution(&done, &tasks, None, json)?;
+    if stored {
+        print_execution(&done, &tasks, None, json)?;
+    } else if json {
+        let mut v = execution_json(&done, &tasks, None);
+        v["id"] = serde_json::Value::Null;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let text = execution_text(&done, &tasks, None);
+        print!(
+            "{}",
+            text.replacen(&done.id.to_string(), "(one-shot, not stored)", 1)
+        );
+    }
     Ok(exit_code(done.status))
 }

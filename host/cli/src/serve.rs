@@ -24,10 +24,10 @@ pub(crate) async fn host_status(runner: &Runner) -> Value {
 
 pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32> {
     let mut config = runner_config(g)?;
-    config.executor.concurrency = args.concurrency.max(1);
+    config.executor.concurrency = args.concurrency;
     config.engine.fuel = args.fuel;
-    config.reconciler.reconcile_interval = Duration::from_secs(args.reconcile_interval.max(1));
-    config.executor.lease = Duration::from_secs(args.lease.max(1));
+    config.reconciler.reconcile_interval = Duration::from_secs(args.reconcile_interval);
+    config.executor.lease = Duration::from_secs(args.lease);
     config.executor.heartbeat_interval = config.executor.lease / 3;
     config.executor.recovery_interval = (config.executor.lease / 2).min(Duration::from_secs(5));
     let url = redact_url(&config.database_url);

@@ -6,7 +6,7 @@ use crate::common::*;
 use crate::render::*;
 use anyhow::Context as _;
 use culvert::{Grant, GrantKind, TenantLimits};
-use serde_json::json;
+use serde_json::{Value, json};
 
 pub(crate) fn apply_limits(limits: &mut TenantLimits, set: &[String]) -> anyhow::Result<()> {
     for kv in set {
@@ -27,11 +27,50 @@ pub(crate) fn limits_text(l: &TenantLimits) -> String {
     TenantLimits::KEYS
         .iter()
         .map(|k| {
-            let mark = if v[k] == d[k] { " (default)" } else { "" };
-            format!("  {k:<28} {}{mark}", v[k])
+            let mark = if v[k] == d[k] { "  (default)" } else { "" };
+            format!("  {k:<28} {}{mark}", limit_value(k, &v[k]))
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A limit's value as a person reads it: sizes in KiB, MiB or GiB, times
+/// in ms or s, and what "no value" means for the limits that may have none.
+fn limit_value(key: &str, v: &Value) -> String {
+    let Some(n) = v.as_u64() else {
+        return match (key, v) {
+            ("fuel_per_call", Value::Null) => "unlimited".into(),
+            ("max_cpu_cores", Value::Null) => "a fair share".into(),
+            (_, Value::Null) => "none".into(),
+            (_, other) => other.to_string(),
+        };
+    };
+    if key.ends_with("_bytes") {
+        let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (unit, size) in units {
+            if n >= size && n % size == 0 {
+                return format!("{} {unit}", n / size);
+            }
+        }
+        format!("{n} bytes")
+    } else if key.ends_with("_ms") {
+        if n >= 1000 && n % 1000 == 0 {
+            format!("{} s", n / 1000)
+        } else {
+            format!("{n} ms")
+        }
+    } else {
+        n.to_string()
+    }
+}
+
+/// A tenant as JSON: times in ISO 8601, as everywhere else.
+fn tenant_json(t: &culvert::TenantRow) -> Value {
+    json!({
+        "name": t.name,
+        "created_at": fmt_ms(t.created_at),
+        "limits": t.limits,
+    })
 }
 
 pub(crate) async fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> anyhow::Result<i32> {
@@ -42,7 +81,7 @@ pub(crate) async fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> anyhow::Result
             apply_limits(&mut limits, &set)?;
             let t = runner.create_tenant(&name, &limits).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
+                println!("{}", serde_json::to_string_pretty(&tenant_json(&t))?);
             } else {
                 println!("created tenant {}\n{}", t.name, limits_text(&t.limits));
             }
@@ -50,7 +89,8 @@ pub(crate) async fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> anyhow::Result
         TenantCommand::List { json } => {
             let tenants = runner.tenants().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&tenants)?);
+                let items: Vec<Value> = tenants.iter().map(tenant_json).collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
                 for t in &tenants {
                     println!("{}", t.name);
@@ -106,7 +146,7 @@ pub(crate) async fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> anyhow::Result
             apply_limits(&mut limits, &set)?;
             let t = runner.update_tenant(&name, &limits).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
+                println!("{}", serde_json::to_string_pretty(&tenant_json(&t))?);
             } else {
                 println!("updated tenant {}\n{}", t.name, limits_text(&t.limits));
             }
@@ -123,56 +163,45 @@ pub(crate) async fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> anyhow::Result
     Ok(0)
 }
 
-pub(crate) async fn grant(g: &GlobalArgs, args: GrantArgs, give: bool) -> anyhow::Result<i32> {
-    let (kind, name, value) = if let Some(env) = &args.env {
-        let (n, v) = env.split_once('=').unwrap_or((env.as_str(), ""));
-        (GrantKind::Env, n.to_string(), v.to_string())
-    } else if let Some(dir) = &args.dir {
-        let (n, v) = dir.split_once('=').unwrap_or((dir.as_str(), ""));
-        let host = if give && !v.is_empty() {
-            std::fs::canonicalize(v)
-                .with_context(|| format!("cannot use {v} as a granted directory"))?
-                .display()
-                .to_string()
-        } else {
-            v.to_string()
-        };
-        (GrantKind::Dir, n.to_string(), host)
-    } else if let Some(host) = &args.http {
-        (GrantKind::Http, host.clone(), String::new())
-    } else if args.wall_clock {
-        (GrantKind::WallClock, String::new(), String::new())
-    } else if args.random {
-        (GrantKind::Random, String::new(), String::new())
-    } else {
-        anyhow::bail!("say what to grant: --env, --dir, --http, --wall-clock or --random");
+/// The kind and name of grant the flags pick, and the rest of the flag
+/// after `=` (the env var's value, the host directory), if any.
+fn grant_target(
+    env: &Option<String>,
+    dir: &Option<String>,
+    http: &Option<String>,
+    wall_clock: bool,
+    random: bool,
+) -> anyhow::Result<(GrantKind, String, Option<String>)> {
+    let split = |s: &str| match s.split_once('=') {
+        Some((n, v)) => (n.to_string(), Some(v.to_string())),
+        None => (s.to_string(), None),
     };
-    let runner = open_runner(runner_config(g)?).await?;
-    let record = Grant {
-        tenant: args.tenant.clone(),
-        package: args.package.clone(),
-        kind,
-        name,
-        value,
-        writable: args.writable,
-    };
-    if give {
-        if kind == GrantKind::Env && !args.env.as_deref().unwrap_or("").contains('=') {
-            anyhow::bail!("--env takes NAME=VALUE");
-        }
-        runner.grant(&record).await?;
+    Ok(if let Some(env) = env {
+        let (n, v) = split(env);
+        (GrantKind::Env, n, v)
+    } else if let Some(dir) = dir {
+        let (n, v) = split(dir);
+        (GrantKind::Dir, n, v)
+    } else if let Some(host) = http {
+        (GrantKind::Http, host.clone(), None)
+    } else if wall_clock {
+        (GrantKind::WallClock, String::new(), None)
+    } else if random {
+        (GrantKind::Random, String::new(), None)
     } else {
-        runner
-            .revoke(&record.tenant, &record.package, kind, &record.name)
-            .await?;
-    }
-    if args.json {
+        anyhow::bail!("say which capability: --env, --dir, --http, --wall-clock or --random");
+    })
+}
+
+/// What `grant` and `revoke` print.
+fn print_grant(record: &Grant, give: bool, json: bool) {
+    if json {
         println!("{}", json!({"granted": give, "grant": record}));
     } else {
         println!(
             "{} {} {} for tenant {}{}",
             if give { "granted" } else { "revoked" },
-            kind.as_str(),
+            record.kind.as_str(),
             record.name,
             record.tenant,
             if record.package.is_empty() {
@@ -182,5 +211,64 @@ pub(crate) async fn grant(g: &GlobalArgs, args: GrantArgs, give: bool) -> anyhow
             }
         );
     }
+}
+
+pub(crate) async fn grant(g: &GlobalArgs, args: GrantArgs) -> anyhow::Result<i32> {
+    let (kind, name, value) = grant_target(
+        &args.env,
+        &args.dir,
+        &args.http,
+        args.wall_clock,
+        args.random,
+    )?;
+    let value = match (kind, value) {
+        (GrantKind::Env, None) => anyhow::bail!("--env takes NAME=VALUE"),
+        (GrantKind::Dir, None) => anyhow::bail!("--dir takes GUEST_PATH=HOST_DIR"),
+        (GrantKind::Dir, Some(v)) => std::fs::canonicalize(&v)
+            .with_context(|| format!("cannot use {v} as a granted directory"))?
+            .display()
+            .to_string(),
+        (_, v) => v.unwrap_or_default(),
+    };
+    let runner = open_runner(runner_config(g)?).await?;
+    let record = Grant {
+        tenant: args.tenant.clone(),
+        package: args.package.clone().unwrap_or_default(),
+        kind,
+        name,
+        value,
+        writable: args.writable,
+    };
+    runner.grant(&record).await?;
+    print_grant(&record, true, args.json);
+    Ok(0)
+}
+
+pub(crate) async fn revoke(g: &GlobalArgs, args: RevokeArgs) -> anyhow::Result<i32> {
+    let (kind, name, value) = grant_target(
+        &args.env,
+        &args.dir,
+        &args.http,
+        args.wall_clock,
+        args.random,
+    )?;
+    if value.is_some() {
+        anyhow::bail!(
+            "revoke names the grant only: --env NAME or --dir GUEST_PATH, without '=...'"
+        );
+    }
+    let runner = open_runner(runner_config(g)?).await?;
+    let record = Grant {
+        tenant: args.tenant.clone(),
+        package: args.package.clone().unwrap_or_default(),
+        kind,
+        name,
+        value: String::new(),
+        writable: false,
+    };
+    runner
+        .revoke(&record.tenant, &record.package, kind, &record.name)
+        .await?;
+    print_grant(&record, false, args.json);
     Ok(0)
 }

@@ -631,6 +631,12 @@ async fn cancel_from_another_process_reaches_a_running_serve(db: Db) {
             .any(|e| e.kind == "skipped" && e.task_id.as_deref() == Some(waiting)),
         "{events:?}"
     );
+    let (code, text, err) = run_cli(&db, &["executions", "show", &row.id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("final context: (none: the execution cancelled)"),
+        "{text}"
+    );
 }
 
 /// SIGTERM drains: a `serve` with ten tasks in flight (four `slow` chains
@@ -1068,6 +1074,10 @@ async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: cannot open the database"), "{err}");
+    // A serve that could run nothing is a usage error, not a silent 1.
+    let (code, _, err) = run_cli(&db, &["serve", "--concurrency", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--concurrency"), "{err}");
 }
 
 async fn exec_runs_a_file_without_registering_it(db: Db) {
@@ -1084,6 +1094,14 @@ async fn exec_runs_a_file_without_registering_it(db: Db) {
         &["exec", artifacts::SANDBOX_PROBE, "--workflow", "permanent"],
     );
     assert_eq!(code, EXIT_WORKFLOW_FAILED);
+    // Its execution is not stored anywhere: no id that could never be
+    // looked up.
+    assert!(v["id"].is_null(), "{v}");
+    let (_, text, _) = run_cli(&db, &["exec", artifacts::HELLO, "--workflow", "hello"]);
+    assert!(
+        text.starts_with("execution (one-shot, not stored)  hello"),
+        "{text}"
+    );
     // exec has no tenants: its errors name none, and suggest what exists.
     let (code, out, err) = run_cli(&db, &["exec", artifacts::FLAKY, "--workflow", "flakey"]);
     assert_eq!(code, 1, "{out}");
@@ -1124,6 +1142,12 @@ async fn tenant_and_grant_commands_speak_json(db: Db) {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["acme", "public"]);
+    // Times are ISO 8601 here as everywhere else, not epoch milliseconds.
+    let created_at = list[0]["created_at"].as_str().unwrap();
+    assert!(
+        created_at.len() == 24 && created_at.ends_with('Z') && created_at.contains('T'),
+        "{created_at}"
+    );
     let updated = json(&[
         "tenant",
         "update",
@@ -1157,6 +1181,29 @@ async fn tenant_and_grant_commands_speak_json(db: Db) {
     assert_eq!(shown["grants"].as_array().unwrap().len(), 2);
     assert_eq!(shown["defaults"]["max_concurrent_tasks"], 64);
     assert_eq!(shown["limits"]["max_concurrent_tasks"], 4);
+    // The text form reads as a person would write the limits.
+    let (code, text, err) = run_cli(&db, &["tenant", "show", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!text.contains("null"), "{text}");
+    assert!(
+        text.contains("max_memory_bytes             32 MiB\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fuel_per_call                unlimited  (default)"),
+        "{text}"
+    );
+    // revoke names a grant; it takes no value and no --writable.
+    let (code, _, err) = run_cli(&db, &["revoke", "--tenant", "acme", "--env", "API_URL=x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("revoke names the grant only"), "{err}");
+    let (code, _, err) = run_cli(
+        &db,
+        &["revoke", "--tenant", "acme", "--dir", "/data", "--writable"],
+    );
+    assert_eq!(code, 2, "a usage error: {err}");
+    let (_, help, _) = run_cli(&db, &["grant", "--help"]);
+    assert!(!help.contains("[default: ]"), "{help}");
     json(&["revoke", "--tenant", "acme", "--env", "API_URL", "--json"]);
     let shown = json(&["tenant", "show", "acme", "--json"]);
     assert_eq!(shown["grants"].as_array().unwrap().len(), 1);
@@ -1380,9 +1427,11 @@ async fn showing_a_10000_task_execution_is_fast(db: Db) {
 #[tokio::test]
 async fn executions_start_and_finish_at_info_without_empty_fields() {
     let db = TestDb::new(Db::Sqlite).await;
+    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::HELLO]);
+    assert_eq!(code, 0, "{err}");
     let out = culvert(&db)
         .env("CULVERT_LOG", "info")
-        .args(["exec", artifacts::HELLO, "--workflow", "hello", "--json"])
+        .args(["run", "hello", "--wait", "--timeout", "60", "--json"])
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
