@@ -5,7 +5,7 @@ use crate::common::*;
 use crate::render::*;
 use crate::table::print_table;
 use anyhow::Context as _;
-use culvert::{CacheSource, LoadedPackage, PackageMetadata, PackageRow, SandboxEngine};
+use culvert::{CacheSource, Escaped, LoadedPackage, PackageMetadata, PackageRow, SandboxEngine};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -67,7 +67,7 @@ pub(crate) fn inspect_text(pkg: &LoadedPackage, imports: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{} {}", m.name, m.version);
     if !m.description.is_empty() {
-        let _ = writeln!(out, "  {}", m.description);
+        let _ = writeln!(out, "  {}", Escaped(&m.description));
     }
     let _ = writeln!(out, "content hash  {}", pkg.content_hash);
     let _ = writeln!(out, "size          {} bytes", pkg.size);
@@ -82,7 +82,7 @@ pub(crate) fn inspect_text(pkg: &LoadedPackage, imports: &[String]) -> String {
         }
     );
     if !m.author.is_empty() {
-        let _ = writeln!(out, "author        {}", m.author);
+        let _ = writeln!(out, "author        {}", Escaped(&m.author));
     }
     let _ = writeln!(out, "compile       {}", describe_source(pkg.source));
     let _ = writeln!(out, "capabilities  {}", capabilities_text(m));
@@ -90,10 +90,14 @@ pub(crate) fn inspect_text(pkg: &LoadedPackage, imports: &[String]) -> String {
     for wf in &m.workflows {
         let _ = writeln!(out, "\nworkflow {} ({} tasks)", wf.name, wf.tasks.len());
         if !wf.description.is_empty() {
-            let _ = writeln!(out, "  {}", wf.description);
+            let _ = writeln!(out, "  {}", Escaped(&wf.description));
         }
         for t in &wf.tasks {
             let _ = writeln!(out, "  task {}", t.id);
+            if !t.description.is_empty() {
+                // Guest text: escaped, so it stays on its line.
+                let _ = writeln!(out, "    {}", Escaped(&t.description));
+            }
             if !t.dependencies.is_empty() {
                 let _ = writeln!(out, "    depends on  {}", t.dependencies.join(", "));
             }

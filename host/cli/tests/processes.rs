@@ -919,6 +919,13 @@ async fn the_cli_registers_runs_and_reports(db: Db) {
         inspect["cache"]["hit"], true,
         "inspect after add compiles nothing"
     );
+    // The text form shows each task's description (its doc comment).
+    let (code, text, _) = run_cli(&db, &["package", "inspect", artifacts::ETL]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("  task clean\n    Drops negative rows"),
+        "{text}"
+    );
 }
 
 /// `run` without a `serve` says the execution waits for one; `run --wait`
