@@ -143,6 +143,12 @@ pub enum Command {
     /// Run the benchmarks behind docs/PERFORMANCE.md (build with
     /// --release first).
     Bench(BenchArgs),
+    /// Print a shell completion script: `culvert completions bash >
+    /// ~/.local/share/bash-completion/completions/culvert`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `culvert tenant ...`

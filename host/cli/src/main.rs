@@ -128,5 +128,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Grant(args) => grant(g, args).await,
         Command::Revoke(args) => revoke(g, args).await,
         Command::Bench(args) => bench(g, args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "culvert", &mut script);
+            // A reader that stops early (`| head`) is not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(0),
+            }
+        }
     }
 }

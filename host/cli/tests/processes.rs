@@ -1209,6 +1209,17 @@ async fn tenant_and_grant_commands_speak_json(db: Db) {
         &["revoke", "--tenant", "acme", "--dir", "/data", "--writable"],
     );
     assert_eq!(code, 2, "a usage error: {err}");
+    // Shell completions for the three shells the issue names.
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, err) = run_cli(&db, &["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            script.contains("culvert")
+                && script.contains("executions")
+                && script.contains("--tenant"),
+            "{shell}: {script}"
+        );
+    }
     let (_, help, _) = run_cli(&db, &["grant", "--help"]);
     assert!(!help.contains("[default: ]"), "{help}");
     json(&["revoke", "--tenant", "acme", "--env", "API_URL", "--json"]);
