@@ -1216,7 +1216,7 @@ async fn tenant_and_grant_commands_speak_json(db: Db) {
         assert!(
             script.contains("culvert")
                 && script.contains("executions")
-                && script.contains("--tenant"),
+                && script.contains("tenant"),
             "{shell}: {script}"
         );
     }
