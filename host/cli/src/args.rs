@@ -31,7 +31,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "CULVERT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// The data directory. Default: `$XDG_DATA_HOME/culvert`, or
-    /// `~/.local/share/culvert`.
+    /// `~/.local/share/culvert`, or `./.culvert` when neither is set.
     #[arg(long, global = true, env = "CULVERT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Log filter, as in `RUST_LOG` (e.g. `info`, `culvert=debug`).
@@ -206,6 +206,7 @@ pub enum TenantCommand {
 
 /// `culvert grant` / `culvert revoke`
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("capability").required(true).args(["env", "dir", "http", "wall_clock", "random"])))]
 pub struct GrantArgs {
     /// The tenant.
     #[arg(long, default_value = "public")]
@@ -240,6 +241,7 @@ pub struct GrantArgs {
 
 /// `culvert revoke`: which grant to take back.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("capability").required(true).args(["env", "dir", "http", "wall_clock", "random"])))]
 pub struct RevokeArgs {
     /// The tenant.
     #[arg(long, default_value = "public")]
@@ -321,7 +323,7 @@ pub enum PackageCommand {
         /// The package: a `.wasm` component.
         file: PathBuf,
         /// Print one JSON object instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         json: bool,
         /// Output format (`--json` is short for `--format json`).
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -439,9 +441,8 @@ pub enum ExecutionsCommand {
         /// Every tenant's executions (an operator's view).
         #[arg(long, conflicts_with = "tenant")]
         all_tenants: bool,
-        /// Only with this status: pending, running, completed, failed or
-        /// cancelled.
-        #[arg(long)]
+        /// Only with this status.
+        #[arg(long, value_parser = ["pending", "running", "completed", "failed", "cancelled"])]
         status: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]

@@ -49,6 +49,12 @@ pub(crate) async fn demo(g: &GlobalArgs, args: DemoArgs) -> anyhow::Result<i32> 
         code = code.max(exit_code(done.status));
     }
     runner.shutdown().await;
-    println!("\nsee them again with: culvert executions list");
+    // The hint names the database when it is not the default one, so that
+    // it shows these executions.
+    let database = match &g.database {
+        Some(url) => format!(" --database '{}'", redact_url(url)),
+        None => String::new(),
+    };
+    println!("\nsee them again with: culvert{database} executions list");
     Ok(code)
 }

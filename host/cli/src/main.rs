@@ -34,7 +34,33 @@ use std::io::IsTerminal;
 pub const EXIT_WORKFLOW_FAILED: i32 = 3;
 
 fn main() {
+    quiet_on_closed_pipes();
     std::process::exit(real_main());
+}
+
+/// A reader that stops early (`culvert status | head -2`) closes the pipe
+/// under `println!`, which then panics. Exit quietly instead, as the Unix
+/// tools do: 0 when stdout went away (the reader had what it wanted), 1
+/// when stderr did (nothing can be reported any more).
+fn quiet_on_closed_pipes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            if message.starts_with("failed printing to stdout") {
+                std::process::exit(0);
+            }
+            if message.starts_with("failed printing to stderr") {
+                std::process::exit(1);
+            }
+        }
+        default(info);
+    }));
 }
 
 /// Parse the arguments and run the command. Returns the process exit code:
@@ -75,10 +101,14 @@ pub(crate) fn init_tracing(filter: &str, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colours only on a terminal: a log file or pipe gets plain lines, in
     // which any escape byte would have come from a guest (and is escaped).
+    // A log line that cannot be written (stderr closed) is dropped, not
+    // reported on stderr again: that report panicked the worker thread that
+    // logged, which could stop an in-process executor mid-execution.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -198,11 +198,14 @@ fn print_grant(record: &Grant, give: bool, json: bool) {
     if json {
         println!("{}", json!({"granted": give, "grant": record}));
     } else {
+        let what = if record.name.is_empty() {
+            record.kind.as_str().to_string()
+        } else {
+            format!("{} {}", record.kind.as_str(), record.name)
+        };
         println!(
-            "{} {} {} for tenant {}{}",
+            "{} {what} for tenant {}{}",
             if give { "granted" } else { "revoked" },
-            record.kind.as_str(),
-            record.name,
             record.tenant,
             if record.package.is_empty() {
                 String::new()

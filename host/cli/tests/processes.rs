@@ -1474,6 +1474,54 @@ async fn executions_start_and_finish_at_info_without_empty_fields() {
     assert!(!log.contains('\x1b'), "ANSI escapes in a piped log:\n{log}");
 }
 
+/// A reader that goes away early ends a command quietly: stdout closed
+/// (`culvert completions bash | head -1`) exits 0 without a panic, and
+/// `run --wait` logging at `info` into a closed stderr still runs its
+/// execution to the end (a failed log write used to panic the worker that
+/// ran it, and the command waited forever).
+#[tokio::test]
+async fn closed_pipes_end_commands_quietly() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::HELLO]);
+    assert_eq!(code, 0, "{err}");
+    let mut child = culvert(&db)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let mut child = culvert(&db)
+        .env("CULVERT_LOG", "info")
+        .args(["run", "hello", "--wait", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("run --wait with a closed stderr never ended");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    let done: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(done["status"], "completed");
+}
+
 /// Guest text cannot forge lines of the host's log. The probe's `forge`
 /// workflow writes, in a log record (message, field name, field value), on
 /// stdout, on stderr, in a task error and in a panic message, a newline or
