@@ -138,7 +138,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        // The crate's own copy of the repository's `wit/culvert.wit`, so that
+        // the published crate carries the contract it is built against. The
+        // test `the_wit_copy_is_the_repositorys` keeps the two identical.
+        path: "wit",
         world: "culvert:plugin/plugin",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -149,14 +152,39 @@ pub mod bindings {
 
 #[cfg(test)]
 mod tests {
-    /// The SDK builds packages against the version `wit/` declares.
+    /// The contract this crate is generated from: its own copy.
+    const WIT: &str = include_str!("../wit/culvert.wit");
+
+    /// The SDK builds packages against the version its `wit/` declares.
     #[test]
     fn the_wit_package_version_is_the_contract_version() {
-        let wit = include_str!("../../wit/culvert.wit");
         let line = format!("package culvert:plugin@{};", super::CONTRACT_VERSION);
         assert!(
-            wit.contains(&line),
-            "wit/culvert.wit does not declare {line}"
+            WIT.contains(&line),
+            "plugin-sdk/wit/culvert.wit does not declare {line}"
+        );
+    }
+
+    /// Host and SDK must be generated from the same WIT text: the crate's
+    /// copy (what a published `culvert-sdk` carries) must be byte for byte
+    /// the repository's `wit/culvert.wit` (what the host's `bindgen!` reads).
+    /// Outside the repository (a packaged crate) there is nothing to compare.
+    #[test]
+    fn the_wit_copy_is_the_repositorys() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/culvert.wit");
+        let Ok(repository) = std::fs::read_to_string(&root) else {
+            assert!(
+                !std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../host")
+                    .exists(),
+                "{} is missing inside the repository",
+                root.display()
+            );
+            return;
+        };
+        assert!(
+            repository == WIT,
+            "plugin-sdk/wit/culvert.wit differs from wit/culvert.wit: copy it over with\n    cp wit/culvert.wit plugin-sdk/wit/culvert.wit"
         );
     }
 }
