@@ -118,6 +118,7 @@ mod runtime;
 pub use context::{Attempt, Context, ContextError};
 pub use culvert_sdk_macros::{export_package, workflow};
 pub use error::{TaskError, TaskErrorKind};
+pub use runtime::WorkflowDefinition;
 
 /// The version of the WIT contract (`culvert:plugin`) this SDK builds
 /// packages against.
