@@ -1,8 +1,8 @@
 //! # culvert-sdk: write Culvert workflow packages in Rust
 //!
 //! A Culvert package is a WebAssembly component that the Culvert host runs in
-//! a sandbox. This crate hides the component contract (the WIT files in the
-//! repository's `wit/` folder) behind three things:
+//! a sandbox. This crate hides the component contract (`wit/culvert.wit`,
+//! which it carries) behind three things:
 //!
 //! - [`workflow`]: an attribute on a module whose `#[task]` functions form one
 //!   workflow (a DAG). Dependencies, retry policies, timeouts and trigger
@@ -10,8 +10,11 @@
 //! - [`export_package!`]: exports the package's workflows from the component.
 //! - [`Context`], [`TaskError`] and the [`log`] functions, which tasks use.
 //!
+//! [`testing`] runs the workflows natively, under `cargo test`.
+//!
 //! ## A complete package
 //!
+//! `culvert new NAME` writes one like this, ready to build and test.
 //! `Cargo.toml`:
 //!
 //! ```toml
@@ -21,10 +24,13 @@
 //! edition = "2024"
 //!
 //! [lib]
-//! crate-type = ["cdylib"]
+//! # cdylib: the component; rlib: native builds, for `cargo test`.
+//! crate-type = ["cdylib", "rlib"]
 //!
 //! [dependencies]
 //! culvert-sdk = "0.1"
+//! # or, from a checkout of the Culvert repository:
+//! # culvert-sdk = { path = "/path/to/culvert/plugin-sdk" }
 //! ```
 //!
 //! `src/lib.rs`:
@@ -75,9 +81,20 @@
 //! # fn main() {}
 //! ```
 //!
-//! Build it with `cargo build --target wasm32-wasip2 --release`; the
-//! `.wasm` file in `target/wasm32-wasip2/release/` is the package. Register
-//! it with `culvert package add etl.wasm`.
+//! Build it with `cargo build --target wasm32-wasip2 --release` (or set
+//! `build.target = "wasm32-wasip2"` in `.cargo/config.toml`, as `culvert new`
+//! does); the `.wasm` file in `target/wasm32-wasip2/release/` is the package.
+//! Register it with `culvert package add etl.wasm`.
+//!
+//! ## Testing natively
+//!
+//! A package crate also builds for the machine it is on (the component's
+//! exports exist only in wasm builds), so its tests run under plain `cargo
+//! test`: [`testing::run_workflow`] runs a workflow as the host would
+//! (dependency order, context merging, trigger rules, retries, captured
+//! logs), and [`testing::run_task`] runs one task on a given input. With
+//! `build.target` set to wasm, run them with `cargo test --target
+//! host-tuple`.
 //!
 //! ## What the macros check at compile time
 //!
@@ -85,7 +102,8 @@
 //! a duplicate task id, a dependency on a task that does not exist, a
 //! dependency cycle, an invalid retry policy (zero attempts, an unknown
 //! backoff, an initial delay above the maximum), and a trigger rule that
-//! names a task that is not a dependency.
+//! names a task that is not a dependency. So is a `#[workflow]` module that
+//! no [`export_package!`] names (a component that would export nothing).
 //!
 //! ## The `#[task]` attribute
 //!
@@ -114,10 +132,13 @@ mod context;
 mod error;
 pub mod log;
 mod runtime;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 pub use context::{Attempt, Context, ContextError};
 pub use culvert_sdk_macros::{export_package, workflow};
 pub use error::{TaskError, TaskErrorKind};
+pub use runtime::WorkflowDefinition;
 
 /// The version of the WIT contract (`culvert:plugin`) this SDK builds
 /// packages against.
@@ -138,7 +159,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        // The crate's own copy of the repository's `wit/culvert.wit`, so that
+        // the published crate carries the contract it is built against. The
+        // test `the_wit_copy_is_the_repositorys` keeps the two identical.
+        path: "wit",
         world: "culvert:plugin/plugin",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -149,14 +173,39 @@ pub mod bindings {
 
 #[cfg(test)]
 mod tests {
-    /// The SDK builds packages against the version `wit/` declares.
+    /// The contract this crate is generated from: its own copy.
+    const WIT: &str = include_str!("../wit/culvert.wit");
+
+    /// The SDK builds packages against the version its `wit/` declares.
     #[test]
     fn the_wit_package_version_is_the_contract_version() {
-        let wit = include_str!("../../wit/culvert.wit");
         let line = format!("package culvert:plugin@{};", super::CONTRACT_VERSION);
         assert!(
-            wit.contains(&line),
-            "wit/culvert.wit does not declare {line}"
+            WIT.contains(&line),
+            "plugin-sdk/wit/culvert.wit does not declare {line}"
+        );
+    }
+
+    /// Host and SDK must be generated from the same WIT text: the crate's
+    /// copy (what a published `culvert-sdk` carries) must be byte for byte
+    /// the repository's `wit/culvert.wit` (what the host's `bindgen!` reads).
+    /// Outside the repository (a packaged crate) there is nothing to compare.
+    #[test]
+    fn the_wit_copy_is_the_repositorys() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/culvert.wit");
+        let Ok(repository) = std::fs::read_to_string(&root) else {
+            assert!(
+                !std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../host")
+                    .exists(),
+                "{} is missing inside the repository",
+                root.display()
+            );
+            return;
+        };
+        assert!(
+            repository == WIT,
+            "plugin-sdk/wit/culvert.wit differs from wit/culvert.wit: copy it over with\n    cp wit/culvert.wit plugin-sdk/wit/culvert.wit"
         );
     }
 }

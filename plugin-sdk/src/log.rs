@@ -13,6 +13,12 @@
 //! );
 //! ```
 
+//!
+//! In a native build (`cargo test`) there is no host: records go to
+//! [`testing`](crate::testing)'s capture while it runs a task, and to stderr
+//! otherwise.
+
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::culvert::plugin::host;
 use crate::bindings::culvert::plugin::types::LogLevel;
 
@@ -49,7 +55,10 @@ pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    #[cfg(target_arch = "wasm32")]
     host::log(level.into(), message, &fields);
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::testing::record_log(level, message, fields);
 }
 
 /// Log at trace level.

@@ -1,6 +1,9 @@
-//! What the macro expansions call: building the package info, and
-//! dispatching `task.run` to the right function.
+//! What the macro expansions call: building the package info, dispatching
+//! `task.run` to the right function, the [`WorkflowDefinition`] every
+//! `#[workflow]` module implements, and the check that `export_package!`
+//! exports it.
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::culvert::plugin::host;
 use crate::bindings::culvert::plugin::types as wit;
 use crate::{Attempt, Context, TaskError, TaskErrorKind};
@@ -16,6 +19,40 @@ pub use wit::TaskError as WitTaskError;
 /// The log field that marks a record as a panic message. The host records
 /// the message as the reason of the trap that follows.
 pub const PANIC_FIELD: &str = "culvert.panic";
+
+/// A workflow, as `#[culvert_sdk::workflow]` defines it: its name, its spec
+/// and its task dispatcher.
+///
+/// The macro implements it for the `Workflow` type it adds to the module, so
+/// `etl::Workflow` stands for the workflow of `mod etl`. You never implement
+/// it yourself; [`testing`](crate::testing) takes such a type to run the
+/// workflow natively.
+pub trait WorkflowDefinition {
+    /// The workflow's name, as the host and `culvert run` know it.
+    const NAME: &'static str;
+
+    /// The workflow's spec, as `describe` reports it.
+    #[doc(hidden)]
+    fn spec() -> WorkflowSpec;
+
+    /// Run task `task` on `ctx`: `None` when the workflow has no such task.
+    #[doc(hidden)]
+    fn run(task: &str, ctx: &mut Context) -> Option<Result<(), TaskError>>;
+}
+
+/// Implemented by `export_package!` for each workflow it exports. Every
+/// `#[workflow]` module asserts it of its `Workflow` type, so a crate that
+/// forgets `export_package!` (and would build a component that exports
+/// nothing) fails to compile with this message.
+#[diagnostic::on_unimplemented(
+    message = "this #[workflow] module is not exported: add `culvert_sdk::export_package!(...)` naming it",
+    label = "not named in any `culvert_sdk::export_package!(...)` of this crate",
+    note = "a package exports its workflows once, at the crate root: `culvert_sdk::export_package!(my_workflow);` lists every #[workflow] module"
+)]
+pub trait Exported {}
+
+/// Compiles only for an exported workflow (see [`Exported`]).
+pub const fn assert_exported<T: Exported>() {}
 
 /// A workflow's entry: its name and its task dispatcher.
 pub type Dispatch = fn(&str, &mut Context) -> Option<Result<(), TaskError>>;
@@ -120,7 +157,14 @@ fn to_wit(e: TaskError) -> wit::TaskError {
 }
 
 /// Send panic messages to the host before the panic aborts the instance, so
+/// that the host can report the message with the trap. Natively (under
+/// `cargo test`) there is no host, and the default hook stays.
+#[cfg(not(target_arch = "wasm32"))]
+fn install_panic_hook() {}
+
+/// Send panic messages to the host before the panic aborts the instance, so
 /// that the host can report the message with the trap.
+#[cfg(target_arch = "wasm32")]
 fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {

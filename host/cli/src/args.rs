@@ -149,6 +149,33 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Scaffold a package crate in ./NAME: a sample workflow, its native
+    /// tests, and the settings that build it for wasm32-wasip2.
+    New(NewArgs),
+}
+
+/// `culvert new`
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The package's name (also its workflow's): an ASCII letter, then up
+    /// to 63 of [A-Za-z0-9_-].
+    pub name: String,
+    /// Create it in this directory instead of ./NAME. It must not exist, or
+    /// be empty.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Depend on the SDK in this directory: the `plugin-sdk` folder of a
+    /// Culvert checkout (a path dependency).
+    #[arg(long, value_name = "DIR", conflicts_with = "sdk_version")]
+    pub sdk_path: Option<PathBuf>,
+    /// Depend on this version of `culvert-sdk` from crates.io. Default:
+    /// this culvert's own version.
+    #[arg(long, value_name = "VERSION")]
+    pub sdk_version: Option<String>,
+    /// Print one JSON object: `path`, `package` (the .wasm the build
+    /// writes), `build` and `test` (the commands to run in `path`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `culvert tenant ...`

@@ -12,6 +12,7 @@ mod bench;
 mod common;
 mod demo;
 mod executions;
+mod new;
 mod package;
 mod render;
 mod run;
@@ -23,6 +24,7 @@ use crate::args::*;
 use crate::bench::bench;
 use crate::demo::*;
 use crate::executions::*;
+use crate::new::new_package;
 use crate::package::*;
 use crate::run::*;
 use crate::serve::*;
@@ -168,5 +170,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
                 _ => Ok(0),
             }
         }
+        Command::New(args) => new_package(args),
     }
 }
