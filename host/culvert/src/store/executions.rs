@@ -348,11 +348,6 @@ pub trait ExecutionStore: Send + Sync {
     async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>>;
 }
 
-/// Parse a stored JSON text column.
-pub(crate) fn json_column(text: Option<String>) -> Option<Value> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-}
-
 /// Stored outputs read per query by [`merge_outputs`]: at most this many
 /// characters (plus one larger output on its own), or 500 tasks.
 const MERGE_CHUNK_CHARS: i64 = 1 << 20;

@@ -4,9 +4,10 @@
 //!
 //! Each backend has its own embedded migrations (`host/migrations/sqlite`,
 //! `host/migrations/postgres`), numbered in lockstep and run on open. Both
-//! backends share their SQL text and row mapping through the `shared_store!`
-//! macro, so they cannot drift apart; only what truly differs (opening,
-//! write transactions, notifications, claiming) is written per backend.
+//! backends share their SQL text through the `shared_store!` macro and their
+//! row mapping through the records of `rows`, so they cannot drift apart;
+//! only what truly differs (opening, write transactions, notifications,
+//! claiming) is written per backend.
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
 
@@ -34,6 +35,7 @@ mod shared_exec;
 mod executions;
 mod migrations;
 mod postgres;
+mod rows;
 mod sqlite;
 
 /// Which database a store talks to.

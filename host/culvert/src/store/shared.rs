@@ -9,27 +9,8 @@
 //!   write lock up front with `BEGIN IMMEDIATE`);
 //! - `notify_packages(&self, tx)`: tell other processes that packages
 //!   changed (PostgreSQL `pg_notify`, a no-op on SQLite).
-
-/// Map a packages row (without bytes) to a [`PackageRow`](super::PackageRow).
-macro_rules! package_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = $row;
-        let metadata: String = row.try_get("metadata")?;
-        let metadata: $crate::package::PackageMetadata = serde_json::from_str(&metadata)
-            .map_err(|e| $crate::store::StoreError::Other(format!("stored metadata: {e}")))?;
-        $crate::store::PackageRow {
-            id: row.try_get("id")?,
-            tenant: row.try_get("tenant")?,
-            name: row.try_get("name")?,
-            version: row.try_get("version")?,
-            content_hash: row.try_get("content_hash")?,
-            size: row.try_get("size")?,
-            registered_at: row.try_get("registered_at")?,
-            metadata: std::sync::Arc::new(metadata),
-        }
-    }};
-}
+//!
+//! Rows are read into the records of `rows.rs`.
 
 macro_rules! shared_store {
     ($store:ty) => {
@@ -139,9 +120,9 @@ macro_rules! shared_store {
                 &self,
                 tenant: Option<&str>,
             ) -> $crate::store::Result<Vec<$crate::store::PackageRow>> {
-                let rows = match tenant {
+                let rows: Vec<$crate::store::rows::StoredPackage> = match tenant {
                     Some(t) => {
-                        sqlx::query(
+                        sqlx::query_as(
                             "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages WHERE tenant = $1 ORDER BY registered_at, id",
                         )
                         .bind(t)
@@ -149,18 +130,14 @@ macro_rules! shared_store {
                         .await?
                     }
                     None => {
-                        sqlx::query(
+                        sqlx::query_as(
                             "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages ORDER BY registered_at, id",
                         )
                         .fetch_all(self.pool())
                         .await?
                     }
                 };
-                let mut out = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    out.push(package_row!(row));
-                }
-                Ok(out)
+                rows.into_iter().map($crate::store::PackageRow::try_from).collect()
             }
 
             async fn package_fingerprints(
@@ -175,7 +152,7 @@ macro_rules! shared_store {
                 &self,
                 id: uuid::Uuid,
             ) -> $crate::store::Result<$crate::store::PackageRow> {
-                let row = sqlx::query(
+                let row: $crate::store::rows::StoredPackage = sqlx::query_as(
                     "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages WHERE id = $1",
                 )
                 .bind(id)
@@ -184,7 +161,7 @@ macro_rules! shared_store {
                 .ok_or_else(|| {
                     $crate::store::StoreError::NotFound(format!("package {id} not found"))
                 })?;
-                Ok(package_row!(&row))
+                row.try_into()
             }
 
             async fn blob(&self, content_hash: &str) -> $crate::store::Result<Vec<u8>> {
@@ -207,7 +184,7 @@ macro_rules! shared_store {
                 version: Option<&str>,
             ) -> $crate::store::Result<Vec<$crate::store::PackageRow>> {
                 let mut tx = self.begin_write().await?;
-                let rows = sqlx::query(
+                let rows: Vec<$crate::store::rows::StoredPackage> = sqlx::query_as(
                     "DELETE FROM packages WHERE tenant = $1 AND name = $2 AND ($3 IS NULL OR version = $3) RETURNING id, tenant, name, version, content_hash, size, registered_at, metadata",
                 )
                 .bind(tenant)
@@ -225,10 +202,10 @@ macro_rules! shared_store {
                         "package '{what}' not found in tenant {tenant}"
                     )));
                 }
-                let mut removed = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    removed.push(package_row!(row));
-                }
+                let removed = rows
+                    .into_iter()
+                    .map($crate::store::PackageRow::try_from)
+                    .collect::<$crate::store::Result<Vec<_>>>()?;
                 self.notify_packages(&mut tx).await?;
                 tx.commit().await?;
                 let _ = self.events.send($crate::store::PackageEvent::Changed);
@@ -270,26 +247,13 @@ macro_rules! shared_store {
                 &self,
                 since_ms: i64,
             ) -> $crate::store::Result<Vec<$crate::store::HostRecord>> {
-                let rows: Vec<(uuid::Uuid, String, i64, i64, i64, String)> = sqlx::query_as(
+                let rows: Vec<$crate::store::rows::StoredHost> = sqlx::query_as(
                     "SELECT id, hostname, pid, started_at, heartbeat_at, status FROM hosts WHERE heartbeat_at >= $1 ORDER BY started_at",
                 )
                 .bind(since_ms)
                 .fetch_all(self.pool())
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, hostname, pid, started_at, heartbeat_at, status)| {
-                        $crate::store::HostRecord {
-                            id,
-                            hostname,
-                            pid,
-                            started_at,
-                            heartbeat_at,
-                            status: serde_json::from_str(&status)
-                                .unwrap_or(serde_json::Value::Null),
-                        }
-                    })
-                    .collect())
+                Ok(rows.into_iter().map($crate::store::HostRecord::from).collect())
             }
 
             async fn remove_host(&self, id: uuid::Uuid) -> $crate::store::Result<()> {
@@ -332,34 +296,23 @@ macro_rules! shared_store {
             }
 
             async fn get_tenant(&self, name: &str) -> $crate::store::Result<$crate::tenants::TenantRow> {
-                let row: Option<(String, String, i64)> =
+                let row: Option<$crate::store::rows::StoredTenant> =
                     sqlx::query_as("SELECT name, limits, created_at FROM tenants WHERE name = $1")
                         .bind(name)
                         .fetch_optional(self.pool())
                         .await?;
-                let (name, limits, created_at) = row.ok_or_else(|| {
+                let row = row.ok_or_else(|| {
                     $crate::store::StoreError::NotFound(format!("tenant '{name}' does not exist"))
                 })?;
-                Ok($crate::tenants::TenantRow {
-                    name,
-                    limits: serde_json::from_str(&limits).unwrap_or_default(),
-                    created_at,
-                })
+                Ok(row.into())
             }
 
             async fn list_tenants(&self) -> $crate::store::Result<Vec<$crate::tenants::TenantRow>> {
-                let rows: Vec<(String, String, i64)> =
+                let rows: Vec<$crate::store::rows::StoredTenant> =
                     sqlx::query_as("SELECT name, limits, created_at FROM tenants ORDER BY name")
                         .fetch_all(self.pool())
                         .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(name, limits, created_at)| $crate::tenants::TenantRow {
-                        name,
-                        limits: serde_json::from_str(&limits).unwrap_or_default(),
-                        created_at,
-                    })
-                    .collect())
+                Ok(rows.into_iter().map($crate::tenants::TenantRow::from).collect())
             }
 
             async fn update_tenant(
@@ -458,7 +411,7 @@ macro_rules! shared_store {
             }
 
             async fn list_grants(&self, tenant: &str) -> $crate::store::Result<Vec<$crate::tenants::Grant>> {
-                let rows: Vec<(String, String, String, String, String, bool)> = sqlx::query_as(
+                let rows: Vec<$crate::store::rows::StoredGrant> = sqlx::query_as(
                     "SELECT tenant, package, kind, name, value, writable FROM grants WHERE tenant = $1 ORDER BY package, kind, name",
                 )
                 .bind(tenant)
@@ -466,16 +419,7 @@ macro_rules! shared_store {
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .filter_map(|(tenant, package, kind, name, value, writable)| {
-                        Some($crate::tenants::Grant {
-                            tenant,
-                            package,
-                            kind: $crate::tenants::GrantKind::parse(&kind)?,
-                            name,
-                            value,
-                            writable,
-                        })
-                    })
+                    .filter_map($crate::store::rows::StoredGrant::into_grant)
                     .collect())
             }
         }

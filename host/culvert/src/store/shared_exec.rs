@@ -4,36 +4,8 @@
 //! Backend-specific pieces it uses: `Self::CLAIM_SQL` (PostgreSQL claims
 //! with `FOR UPDATE SKIP LOCKED`; SQLite's write transaction already
 //! excludes every other writer), `Self::RECOVER_SQL` (the same for expired
-//! leases), `begin_write` and `pool`.
-
-/// Map an executions row.
-macro_rules! execution_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = $row;
-        let status: String = row.try_get("status")?;
-        $crate::store::ExecutionRow {
-            id: row.try_get("id")?,
-            tenant: row.try_get("tenant")?,
-            package_id: row.try_get("package_id")?,
-            package_name: row.try_get("package_name")?,
-            package_version: row.try_get("package_version")?,
-            content_hash: row.try_get("content_hash")?,
-            workflow: row.try_get("workflow")?,
-            status: $crate::scheduler::ExecutionStatus::parse(&status).ok_or_else(|| {
-                $crate::store::StoreError::Other(format!("unknown execution status '{status}'"))
-            })?,
-            context: $crate::store::executions::json_column(row.try_get("context")?)
-                .unwrap_or(serde_json::Value::Null),
-            output: $crate::store::executions::json_column(row.try_get("output")?),
-            error: row.try_get("error")?,
-            tasks_remaining: row.try_get("tasks_remaining")?,
-            created_at: row.try_get("created_at")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-        }
-    }};
-}
+//! leases), `begin_write` and `pool`. Rows are read into the records of
+//! `rows.rs`.
 
 macro_rules! shared_execution_store {
     ($store:ty, $db:ty) => {
@@ -521,7 +493,7 @@ macro_rules! shared_execution_store {
                 tenant: Option<&str>,
                 id: uuid::Uuid,
             ) -> $crate::store::Result<$crate::store::ExecutionRow> {
-                let row = sqlx::query(
+                let row: $crate::store::rows::StoredExecution = sqlx::query_as(
                     "SELECT * FROM executions WHERE id = $1 AND ($2 IS NULL OR tenant = $2)",
                 )
                 .bind(id)
@@ -531,14 +503,14 @@ macro_rules! shared_execution_store {
                 .ok_or_else(|| {
                     $crate::store::StoreError::NotFound(format!("execution {id} not found"))
                 })?;
-                Ok(execution_row!(&row))
+                row.try_into()
             }
 
             async fn list_executions(
                 &self,
                 filter: $crate::store::ExecutionFilter<'_>,
             ) -> $crate::store::Result<Vec<$crate::store::ExecutionRow>> {
-                let rows = sqlx::query(
+                let rows: Vec<$crate::store::rows::StoredExecution> = sqlx::query_as(
                     "SELECT * FROM executions WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3",
                 )
                 .bind(filter.tenant)
@@ -546,77 +518,33 @@ macro_rules! shared_execution_store {
                 .bind(filter.limit.unwrap_or(100))
                 .fetch_all(self.pool())
                 .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    out.push(execution_row!(row));
-                }
-                Ok(out)
+                rows.into_iter().map($crate::store::ExecutionRow::try_from).collect()
             }
 
             async fn execution_tasks(
                 &self,
                 id: uuid::Uuid,
             ) -> $crate::store::Result<Vec<$crate::store::TaskRow>> {
-                use sqlx::Row as _;
-                let rows = sqlx::query(
+                let rows: Vec<$crate::store::rows::StoredTask> = sqlx::query_as(
                     "SELECT execution_id, task_id, status, attempt, max_attempts, next_run_at, output, last_error, last_error_kind, skip_reason, claimed_by, lease_expires_at, recoveries, started_at, finished_at, duration_ms, ready_at FROM task_executions WHERE execution_id = $1",
                 )
                 .bind(id)
                 .fetch_all(self.pool())
                 .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let status: String = row.try_get("status")?;
-                    out.push($crate::store::TaskRow {
-                        execution_id: row.try_get("execution_id")?,
-                        task_id: row.try_get("task_id")?,
-                        status: $crate::scheduler::TaskStatus::parse(&status).ok_or_else(|| {
-                            $crate::store::StoreError::Other(format!("unknown task status '{status}'"))
-                        })?,
-                        attempt: row.try_get("attempt")?,
-                        max_attempts: row.try_get("max_attempts")?,
-                        next_run_at: row.try_get("next_run_at")?,
-                        output: $crate::store::executions::json_column(row.try_get("output")?),
-                        last_error: row.try_get("last_error")?,
-                        last_error_kind: row.try_get("last_error_kind")?,
-                        skip_reason: row.try_get("skip_reason")?,
-                        claimed_by: row.try_get("claimed_by")?,
-                        lease_expires_at: row.try_get("lease_expires_at")?,
-                        recoveries: row.try_get("recoveries")?,
-                        started_at: row.try_get("started_at")?,
-                        finished_at: row.try_get("finished_at")?,
-                        duration_ms: row.try_get("duration_ms")?,
-                        ready_at: row.try_get("ready_at")?,
-                    });
-                }
-                Ok(out)
+                rows.into_iter().map($crate::store::TaskRow::try_from).collect()
             }
 
             async fn execution_events(
                 &self,
                 id: uuid::Uuid,
             ) -> $crate::store::Result<Vec<$crate::store::EventRow>> {
-                let rows: Vec<(i64, uuid::Uuid, Option<String>, String, Option<String>, Option<uuid::Uuid>, i64)> =
-                    sqlx::query_as(
-                        "SELECT id, execution_id, task_id, kind, detail, host, at FROM execution_events WHERE execution_id = $1 ORDER BY id",
-                    )
-                    .bind(id)
-                    .fetch_all(self.pool())
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, execution_id, task_id, kind, detail, host, at)| {
-                        $crate::store::EventRow {
-                            id,
-                            execution_id,
-                            task_id,
-                            kind,
-                            detail,
-                            host,
-                            at,
-                        }
-                    })
-                    .collect())
+                let rows: Vec<$crate::store::rows::StoredEvent> = sqlx::query_as(
+                    "SELECT id, execution_id, task_id, kind, detail, host, at FROM execution_events WHERE execution_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?;
+                Ok(rows.into_iter().map($crate::store::EventRow::from).collect())
             }
 
             async fn execution_plan(
@@ -707,14 +635,13 @@ macro_rules! shared_execution_store {
                         break;
                     }
                 }
-                let mut rows: Vec<(uuid::Uuid, String, String, i64, i64, Option<String>, Option<i64>)> =
-                    Vec::new();
+                let mut rows: Vec<$crate::store::rows::StoredClaim> = Vec::new();
                 for (tenant, _, _) in &queue {
                     let n = grant.get(tenant).copied().unwrap_or(0);
                     if n == 0 {
                         continue;
                     }
-                    let mut claimed: Vec<(uuid::Uuid, String, String, i64, i64, Option<String>, Option<i64>)> =
+                    let mut claimed: Vec<$crate::store::rows::StoredClaim> =
                         sqlx::query_as(Self::CLAIM_SQL)
                             .bind(host)
                             .bind(lease_until)
@@ -731,7 +658,7 @@ macro_rules! shared_execution_store {
                     tx.rollback().await?;
                     return Ok(Vec::new());
                 }
-                let mut executions: Vec<uuid::Uuid> = rows.iter().map(|r| r.0).collect();
+                let mut executions: Vec<uuid::Uuid> = rows.iter().map(|r| r.execution_id).collect();
                 executions.sort();
                 executions.dedup();
                 for chunk in executions.chunks(500) {
@@ -749,25 +676,22 @@ macro_rules! shared_execution_store {
                 }
                 let events: Vec<(uuid::Uuid, Option<String>, &'static str, Option<String>)> = rows
                     .iter()
-                    .map(|r| (r.0, Some(r.1.clone()), "claimed", Some(format!("attempt {}", r.3))))
+                    .map(|r| {
+                        (
+                            r.execution_id,
+                            Some(r.task_id.clone()),
+                            "claimed",
+                            Some(format!("attempt {}", r.attempt)),
+                        )
+                    })
                     .collect();
                 Self::insert_event_rows(&mut tx, Some(host), now, &events).await?;
                 tx.commit().await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(execution_id, task_id, tenant, attempt, max_attempts, input, ready_at)| {
-                        $crate::store::ClaimedTask {
-                            limits: limits.get(&tenant).cloned().unwrap_or_default(),
-                            execution_id,
-                            task_id,
-                            tenant,
-                            attempt: attempt as u32,
-                            max_attempts: max_attempts as u32,
-                            input,
-                            ready_at,
-                            claimed_at: now,
-                            claim_token: token,
-                        }
+                    .map(|row| {
+                        let limits = limits.get(&row.tenant).cloned().unwrap_or_default();
+                        row.into_claimed(limits, now, token)
                     })
                     .collect())
             }
