@@ -4,10 +4,11 @@
 //!
 //! Each backend has its own embedded migrations (`host/migrations/sqlite`,
 //! `host/migrations/postgres`), numbered in lockstep and run on open. Both
-//! backends share their SQL text through the `shared_store!` macro and their
-//! row mapping through the records of `rows`, so they cannot drift apart;
-//! only what truly differs (opening, write transactions, notifications,
-//! claiming) is written per backend.
+//! backends run the same SQL, written once as Rust generic over the
+//! backend, so they cannot drift apart; only what truly differs (opening,
+//! write transactions, notifications, the statements that lock rows) is
+//! written per backend, as the items of one trait (`backend.rs` describes
+//! the design).
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
 
@@ -28,14 +29,13 @@ pub use executions::{
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-#[macro_use]
-mod shared;
-#[macro_use]
-mod shared_exec;
+mod backend;
 mod executions;
 mod migrations;
 mod postgres;
 mod rows;
+mod shared;
+mod shared_exec;
 mod sqlite;
 
 /// Which database a store talks to.
