@@ -7,14 +7,17 @@
 //! The SQL of both backends is the same text: SQLite accepts PostgreSQL's
 //! `$1` placeholders, and both accept `RETURNING` and `ON CONFLICT`. So it
 //! is written once, as plain Rust generic over the backend, with no macro:
-//! the two trait implementations (`impl Store for S` in `shared.rs`, `impl
-//! ExecutionStore for S` in `shared_exec.rs`) hold for every `S:
-//! SqlBackend`, and the steps they share are methods of [`Sql`]. What truly
-//! differs is a handful of items of [`SqlBackend`], side by side in the two
-//! backend files: the pools, how a write transaction begins, how package
-//! changes are announced, the statements that lock rows on PostgreSQL, and
-//! how a statement reports the rows it changed ([`RowsAffected`]). Rows are
-//! read into the records of `rows.rs`.
+//! the two trait implementations (`impl Store for S` in `packages.rs`,
+//! `impl ExecutionStore for S` in `executions.rs`) hold for every `S:
+//! SqlBackend`, and the steps they share are methods of [`Sql`] in the file
+//! of the tables they write (`tenants.rs`, `events.rs`, `claims.rs`,
+//! `completions.rs`, `recovery.rs`). What truly differs is a handful of
+//! items of [`SqlBackend`], side by side in the two backend files: the
+//! pools, how a write transaction begins, how package changes are
+//! announced, the statements that lock rows on PostgreSQL, and how a
+//! statement reports the rows it changed ([`RowsAffected`]). Rows are read
+//! into `#[derive(sqlx::FromRow)]` records, next to their queries, with the
+//! columns' own types; one conversion turns each into its public row type.
 //!
 //! The price of generic code is one `where` clause at the head of each of
 //! those `impl` blocks: that a connection of the backend's database runs
@@ -85,5 +88,6 @@ pub(crate) trait RowsAffected {
 }
 
 /// A store seen through its backend: the steps the store's calls share are
-/// its methods, written once for both backends.
+/// its methods, written once for both backends in the file of the tables
+/// they touch.
 pub(crate) struct Sql<'s, S>(pub(crate) &'s S);

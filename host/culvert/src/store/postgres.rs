@@ -9,8 +9,8 @@
 //! Its [`SqlBackend`] items are what it does differently from SQLite: the
 //! claim and the recovery sweeps skip rows other hosts hold (`FOR UPDATE
 //! SKIP LOCKED`), reading a tenant's limits locks its row (`FOR UPDATE`),
-//! and package changes are announced; the SQL both run is in `shared.rs`
-//! and `shared_exec.rs`.
+//! and package changes are announced; the SQL both run is in the files
+//! named for their tables.
 
 use super::backend::{RowsAffected, SqlBackend};
 use super::{Backend, PackageEvent, Result, StoreError};

@@ -7,7 +7,7 @@
 //! SQLite's lock; reads use a separate pool and never wait for writes.
 //!
 //! Its [`SqlBackend`] items are what it does differently from PostgreSQL;
-//! the SQL both run is in `shared.rs` and `shared_exec.rs`.
+//! the SQL both run is in the files named for their tables.
 
 use super::backend::{RowsAffected, SqlBackend};
 use super::{Backend, PackageEvent, Result, StoreError};
