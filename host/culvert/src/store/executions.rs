@@ -1,19 +1,31 @@
-//! Workflow executions in the store: rows, task rows, events, and the
-//! [`ExecutionStore`] trait whose calls are each one transaction.
+//! Workflow executions in the store: the [`ExecutionStore`] trait, whose
+//! calls are each one transaction, its rows and filters, and its
+//! implementation for both backends.
+//!
+//! Creating, reading, cancelling and finishing executions are written here;
+//! claiming is in `claims.rs`, recording completions in `completions.rs`,
+//! taking back what dead hosts held in `recovery.rs`, appending to the
+//! event log in `events.rs`.
 
-use crate::package::FailureKind;
+use super::backend::{RowsAffected, Sql, SqlBackend};
+use super::claims::ClaimedTask;
+use super::completions::{Completion, TaskOutcome};
+use super::events::Event;
+use super::recovery::Recovered;
+use super::{Result, StoreError, now_ms};
+use crate::package::WorkflowMeta;
 use crate::scheduler::{
-    BoundedMerge, ContextTooLarge, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
+    BoundedMerge, ContextTooLarge, Decision, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
+    decide_root,
 };
 use crate::tenants::TenantLimits;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type};
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
-
-use super::Result;
 
 /// An execution to create.
 #[derive(Debug, Clone)]
@@ -133,102 +145,6 @@ pub struct EventRow {
     pub at: i64,
 }
 
-/// A task a host claimed.
-#[derive(Debug, Clone)]
-pub struct ClaimedTask {
-    /// The execution.
-    pub execution_id: Uuid,
-    /// The task id.
-    pub task_id: String,
-    /// The tenant.
-    pub tenant: String,
-    /// This attempt's number (1-based).
-    pub attempt: u32,
-    /// The retry policy's limit.
-    pub max_attempts: u32,
-    /// The input context (JSON): a root's initial context. `None` for a
-    /// task with dependencies: the host that runs it merges their outputs
-    /// (outside any write transaction, bounded by `max_context_bytes`) and
-    /// decides whether it runs or is skipped.
-    pub input: Option<String>,
-    /// The tenant's limits, as the claim read them.
-    pub limits: Arc<TenantLimits>,
-    /// When it became ready, in ms.
-    pub ready_at: Option<i64>,
-    /// When it was claimed, in ms.
-    pub claimed_at: i64,
-    /// This claim's token: its completion must present it.
-    pub claim_token: Uuid,
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone)]
-pub enum TaskOutcome {
-    /// It succeeded with this output.
-    Succeeded {
-        /// The output context.
-        output: Map<String, Value>,
-    },
-    /// Its trigger rule did not hold (or a dependency did not complete):
-    /// it did not run, and its merged input passes through as its output.
-    Skipped {
-        /// Why.
-        reason: String,
-        /// Its merged input context, its output.
-        output: Map<String, Value>,
-    },
-    /// It failed.
-    Failed {
-        /// What kind of failure.
-        kind: FailureKind,
-        /// Details.
-        message: String,
-        /// When to try again; `None` means the failure is final.
-        retry_at: Option<i64>,
-    },
-}
-
-/// What recording a completion did.
-#[derive(Debug, Clone, Default)]
-pub struct Completion {
-    /// False when this host no longer held the task (its lease expired and
-    /// the task was recovered): the result was discarded.
-    pub accepted: bool,
-    /// Tasks that became ready.
-    pub became_ready: u32,
-    /// The execution's final status, if it just finished (or was
-    /// cancelled).
-    pub finished: Option<ExecutionStatus>,
-    /// The execution's last task just finished: the caller assembles its
-    /// final context with
-    /// [`finalize_execution`](ExecutionStore::finalize_execution), outside
-    /// the transaction (it holds the finalisation lease for
-    /// [`FINALIZE_LEASE_MS`]).
-    pub finalize: bool,
-}
-
-/// How long a host holds an execution's finalisation before another host's
-/// recovery sweep may take it over.
-pub const FINALIZE_LEASE_MS: i64 = 30_000;
-
-/// How many times an execution's finalisation may be started (a host that
-/// dies or runs out of memory while assembling the final context leaves it
-/// unfinished) before the sweep fails the execution instead.
-pub const MAX_FINALIZE_ATTEMPTS: i64 = 3;
-
-/// A task taken back from a host whose lease expired.
-#[derive(Debug, Clone)]
-pub struct Recovered {
-    /// The execution.
-    pub execution_id: Uuid,
-    /// The task.
-    pub task_id: String,
-    /// The host that lost it.
-    pub from_host: Option<Uuid>,
-    /// True when it exceeded the recovery limit and was failed instead.
-    pub gave_up: bool,
-}
-
 /// Filters for [`ExecutionStore::list_executions`].
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter<'a> {
@@ -297,7 +213,7 @@ pub trait ExecutionStore: Send + Sync {
     async fn complete_tasks(
         &self,
         host: Uuid,
-        batch: &[(ClaimedTask, TaskOutcome, std::sync::Arc<ExecutionPlan>)],
+        batch: &[(ClaimedTask, TaskOutcome, Arc<ExecutionPlan>)],
     ) -> Result<Vec<Completion>>;
 
     /// Extend to `lease_until` the leases of the claimed tasks `claims`
@@ -346,11 +262,6 @@ pub trait ExecutionStore: Send + Sync {
     /// `(execution, task)` pairs that `host` runs for executions that were
     /// cancelled.
     async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>>;
-}
-
-/// Parse a stored JSON text column.
-pub(crate) fn json_column(text: Option<String>) -> Option<Value> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// Stored outputs read per query by [`merge_outputs`]: at most this many
@@ -460,7 +371,7 @@ pub async fn merge_outputs<S: ExecutionStore + ?Sized>(
             } else {
                 tokio::task::spawn_blocking(move || merge_batch(merge))
                     .await
-                    .map_err(|e| super::StoreError::Other(format!("merging task outputs: {e}")))?
+                    .map_err(|e| StoreError::Other(format!("merging task outputs: {e}")))?
             };
             merge = back;
             if let Err(stopped) = result {
@@ -482,4 +393,640 @@ pub async fn merge_outputs<S: ExecutionStore + ?Sized>(
         states,
         merged: Ok(merge.finish()),
     })
+}
+
+/// An `executions` row, as stored (the columns [`ExecutionRow`] shows).
+#[derive(sqlx::FromRow)]
+struct StoredExecution {
+    id: Uuid,
+    tenant: String,
+    package_id: Uuid,
+    package_name: String,
+    package_version: String,
+    content_hash: String,
+    workflow: String,
+    /// An [`ExecutionStatus`], as text.
+    status: String,
+    /// JSON.
+    context: Option<String>,
+    /// JSON.
+    output: Option<String>,
+    error: Option<String>,
+    tasks_remaining: i64,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<StoredExecution> for ExecutionRow {
+    type Error = StoreError;
+
+    fn try_from(row: StoredExecution) -> Result<Self> {
+        let status = ExecutionStatus::parse(&row.status).ok_or_else(|| {
+            StoreError::Other(format!("unknown execution status '{}'", row.status))
+        })?;
+        Ok(ExecutionRow {
+            id: row.id,
+            tenant: row.tenant,
+            package_id: row.package_id,
+            package_name: row.package_name,
+            package_version: row.package_version,
+            content_hash: row.content_hash,
+            workflow: row.workflow,
+            status,
+            context: json_column(row.context).unwrap_or(Value::Null),
+            output: json_column(row.output),
+            error: row.error,
+            tasks_remaining: row.tasks_remaining,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+/// A `task_executions` row, as stored (the columns [`TaskRow`] shows).
+#[derive(sqlx::FromRow)]
+struct StoredTask {
+    execution_id: Uuid,
+    task_id: String,
+    /// A [`TaskStatus`], as text.
+    status: String,
+    attempt: i64,
+    max_attempts: i64,
+    next_run_at: Option<i64>,
+    /// JSON.
+    output: Option<String>,
+    last_error: Option<String>,
+    last_error_kind: Option<String>,
+    skip_reason: Option<String>,
+    claimed_by: Option<Uuid>,
+    lease_expires_at: Option<i64>,
+    recoveries: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    duration_ms: Option<i64>,
+    ready_at: Option<i64>,
+}
+
+impl TryFrom<StoredTask> for TaskRow {
+    type Error = StoreError;
+
+    fn try_from(row: StoredTask) -> Result<Self> {
+        Ok(TaskRow {
+            execution_id: row.execution_id,
+            task_id: row.task_id,
+            status: parse_task_status(&row.status)?,
+            attempt: row.attempt,
+            max_attempts: row.max_attempts,
+            next_run_at: row.next_run_at,
+            output: json_column(row.output),
+            last_error: row.last_error,
+            last_error_kind: row.last_error_kind,
+            skip_reason: row.skip_reason,
+            claimed_by: row.claimed_by,
+            lease_expires_at: row.lease_expires_at,
+            recoveries: row.recoveries,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            duration_ms: row.duration_ms,
+            ready_at: row.ready_at,
+        })
+    }
+}
+
+/// An `execution_events` row, as stored.
+#[derive(sqlx::FromRow)]
+struct StoredEvent {
+    id: i64,
+    execution_id: Uuid,
+    task_id: Option<String>,
+    kind: String,
+    detail: Option<String>,
+    host: Option<Uuid>,
+    at: i64,
+}
+
+impl From<StoredEvent> for EventRow {
+    fn from(row: StoredEvent) -> Self {
+        EventRow {
+            id: row.id,
+            execution_id: row.execution_id,
+            task_id: row.task_id,
+            kind: row.kind,
+            detail: row.detail,
+            host: row.host,
+            at: row.at,
+        }
+    }
+}
+
+/// Parse a stored JSON text column; text that is not JSON reads as `None`.
+fn json_column(text: Option<String>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Parse a stored task status.
+fn parse_task_status(status: &str) -> Result<TaskStatus> {
+    TaskStatus::parse(status)
+        .ok_or_else(|| StoreError::Other(format!("unknown task status '{status}'")))
+}
+
+/// `select` (ending in `WHERE` or `AND`) restricted to the tasks `ids` of
+/// `execution_id`.
+fn tasks_query<DB>(select: &str, execution_id: Uuid, ids: &[String]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::<DB>::new(select.to_string());
+    qb.push(" execution_id = ");
+    qb.push_bind(execution_id);
+    qb.push(" AND task_id IN (");
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
+    }
+    qb.push(")");
+    qb
+}
+
+#[async_trait]
+impl<S, DB> ExecutionStore for S
+where
+    S: SqlBackend<Db = DB>,
+    DB: Database<QueryResult: RowsAffected>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
+{
+    async fn create_execution(&self, new: NewExecution<'_>) -> Result<ExecutionRow> {
+        let sql = Sql(self);
+        let id = Uuid::now_v7();
+        let now = now_ms();
+        let wf = &new.plan.workflow;
+        let dag = serde_json::to_string(wf).map_err(|e| StoreError::Other(e.to_string()))?;
+        let context = Value::Object(new.context.clone()).to_string();
+        // Skipped roots store the initial context as their output: charged
+        // to max_execution_output_bytes like any output.
+        let skipping = wf
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.dependencies.is_empty()
+                    && matches!(decide_root(t, new.context), Decision::Skip { .. })
+            })
+            .count() as u64;
+        let skipped_bytes = skipping.saturating_mul(context.len() as u64);
+        if skipped_bytes > new.limits.max_execution_output_bytes {
+            return Err(StoreError::Quota(format!(
+                "tenant '{}': {skipping} root tasks of workflow '{}' would be skipped, each passing on the {}-byte initial context: {skipped_bytes} bytes of task output, over the max_execution_output_bytes limit of {}",
+                new.tenant,
+                wf.name,
+                context.len(),
+                new.limits.max_execution_output_bytes
+            )));
+        }
+        let mut tx = self.begin_write().await?;
+        // Counted and inserted in one transaction, with the tenant's row
+        // locked on PostgreSQL (SQLite's write transaction excludes every
+        // other writer already): concurrent starts cannot overshoot
+        // max_queued_executions.
+        sql.lock_tenant(&mut tx, new.tenant).await?;
+        let (queued,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
+        )
+        .bind(new.tenant)
+        .fetch_one(&mut *tx)
+        .await?;
+        if queued >= new.limits.max_queued_executions as i64 {
+            tx.rollback().await?;
+            return Err(StoreError::Quota(format!(
+                "tenant '{}' has {queued} unfinished executions, its max_queued_executions quota",
+                new.tenant
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at, output_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12)",
+        )
+        .bind(id)
+        .bind(new.tenant)
+        .bind(new.package_id)
+        .bind(new.package_name)
+        .bind(new.package_version)
+        .bind(new.content_hash)
+        .bind(&wf.name)
+        .bind(&dag)
+        .bind(&context)
+        .bind(wf.tasks.len() as i64)
+        .bind(now)
+        .bind(skipped_bytes as i64)
+        .execute(&mut *tx)
+        .await?;
+        let mut events: Vec<Event> = vec![(None, "created", None)];
+        let mut skipped_roots = Vec::new();
+        for chunk in wf.tasks.chunks(200) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO task_executions (execution_id, task_id, tenant, status, max_attempts, deps_remaining, next_run_at, input, output, skip_reason, finished_at, ready_at) ",
+            );
+            let mut rows = Vec::with_capacity(chunk.len());
+            for t in chunk {
+                if t.dependencies.is_empty() {
+                    match decide_root(t, new.context) {
+                        Decision::Run { .. } => {
+                            events.push((Some(t.id.clone()), "task_ready", None));
+                            rows.push((
+                                t,
+                                "ready",
+                                Some(now),
+                                Some(context.clone()),
+                                None,
+                                None,
+                                None,
+                                Some(now),
+                            ));
+                        }
+                        Decision::Skip { reason, input } => {
+                            events.push((Some(t.id.clone()), "skipped", Some(reason.clone())));
+                            let out = Value::Object(input.clone()).to_string();
+                            skipped_roots.push(t.id.clone());
+                            rows.push((
+                                t,
+                                "skipped",
+                                None,
+                                None,
+                                Some(out),
+                                Some(reason),
+                                Some(now),
+                                None,
+                            ));
+                        }
+                    }
+                } else {
+                    rows.push((t, "not_started", None, None, None, None, None, None));
+                }
+            }
+            qb.push_values(
+                rows,
+                |mut b, (t, status, next, input, output, reason, finished, ready)| {
+                    b.push_bind(id)
+                        .push_bind(t.id.clone())
+                        .push_bind(new.tenant.to_string())
+                        .push_bind(status)
+                        .push_bind(t.retry.max_attempts as i64)
+                        .push_bind(t.dependencies.len() as i64)
+                        .push_bind(next)
+                        .push_bind(input)
+                        .push_bind(output)
+                        .push_bind(reason)
+                        .push_bind(finished)
+                        .push_bind(ready);
+                },
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        let mut finalize = false;
+        if !skipped_roots.is_empty() {
+            let (_, finished) = sql
+                .propagate(&mut tx, new.plan, id, &skipped_roots, now, &mut events)
+                .await?;
+            finalize = sql.finalize(&mut tx, id, finished, now).await?.0;
+        }
+        sql.insert_events(&mut tx, id, None, now, &events).await?;
+        tx.commit().await?;
+        if finalize {
+            // Every root was skipped and nothing else is left.
+            self.finalize_execution(Uuid::nil(), id).await?;
+        }
+        self.get_execution(None, id).await
+    }
+
+    async fn get_execution(&self, tenant: Option<&str>, id: Uuid) -> Result<ExecutionRow> {
+        let row: StoredExecution = sqlx::query_as(
+            "SELECT * FROM executions WHERE id = $1 AND ($2 IS NULL OR tenant = $2)",
+        )
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("execution {id} not found")))?;
+        row.try_into()
+    }
+
+    async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>> {
+        let rows: Vec<StoredExecution> = sqlx::query_as(
+            "SELECT * FROM executions WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(filter.tenant)
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.limit.unwrap_or(100))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(ExecutionRow::try_from).collect()
+    }
+
+    async fn execution_tasks(&self, id: Uuid) -> Result<Vec<TaskRow>> {
+        let rows: Vec<StoredTask> = sqlx::query_as(
+            "SELECT execution_id, task_id, status, attempt, max_attempts, next_run_at, output, last_error, last_error_kind, skip_reason, claimed_by, lease_expires_at, recoveries, started_at, finished_at, duration_ms, ready_at FROM task_executions WHERE execution_id = $1",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(TaskRow::try_from).collect()
+    }
+
+    async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
+        let rows: Vec<StoredEvent> = sqlx::query_as(
+            "SELECT id, execution_id, task_id, kind, detail, host, at FROM execution_events WHERE execution_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(EventRow::from).collect())
+    }
+
+    async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan> {
+        let (dag,): (String,) = sqlx::query_as("SELECT dag FROM executions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("execution {id} not found")))?;
+        let wf: WorkflowMeta = serde_json::from_str(&dag)
+            .map_err(|e| StoreError::Other(format!("stored DAG: {e}")))?;
+        Ok(ExecutionPlan::new(wf))
+    }
+
+    async fn claim_tasks(
+        &self,
+        host: Uuid,
+        limit: u32,
+        lease_until: i64,
+        only_execution: Option<Uuid>,
+    ) -> Result<Vec<ClaimedTask>> {
+        Sql(self)
+            .claim_tasks(host, limit, lease_until, only_execution)
+            .await
+    }
+
+    async fn complete_task(
+        &self,
+        host: Uuid,
+        task: &ClaimedTask,
+        outcome: TaskOutcome,
+        plan: &ExecutionPlan,
+    ) -> Result<Completion> {
+        Sql(self).complete_task(host, task, outcome, plan).await
+    }
+
+    async fn complete_tasks(
+        &self,
+        host: Uuid,
+        batch: &[(ClaimedTask, TaskOutcome, Arc<ExecutionPlan>)],
+    ) -> Result<Vec<Completion>> {
+        Sql(self).complete_tasks(host, batch).await
+    }
+
+    async fn heartbeat(
+        &self,
+        host: Uuid,
+        lease_until: i64,
+        claims: &[(Uuid, String, Uuid)],
+    ) -> Result<u64> {
+        Sql(self).heartbeat(host, lease_until, claims).await
+    }
+
+    async fn recover_expired(&self, host: Uuid, max_recoveries: u32) -> Result<Vec<Recovered>> {
+        let (recovered, to_finalize) = Sql(self).recover_expired(host, max_recoveries).await?;
+        for id in to_finalize {
+            self.finalize_execution(host, id).await?;
+        }
+        Ok(recovered)
+    }
+
+    async fn task_states(&self, execution_id: Uuid, ids: &[String]) -> Result<Vec<TaskState>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The inline limit is a constant of this build, not input.
+        let select = format!(
+            "SELECT task_id, status, CAST(LENGTH(output) AS BIGINT), CASE WHEN LENGTH(output) <= {} THEN output END FROM task_executions WHERE",
+            INLINE_OUTPUT_CHARS
+        );
+        let mut qb = tasks_query::<DB>(&select, execution_id, ids);
+        let rows: Vec<(String, String, Option<i64>, Option<String>)> =
+            qb.build_query_as().fetch_all(self.pool()).await?;
+        rows.into_iter()
+            .map(|(id, status, len, output)| Ok((id, parse_task_status(&status)?, len, output)))
+            .collect()
+    }
+
+    async fn task_outputs(
+        &self,
+        execution_id: Uuid,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = tasks_query::<DB>(
+            "SELECT task_id, output FROM task_executions WHERE output IS NOT NULL AND",
+            execution_id,
+            ids,
+        );
+        Ok(qb.build_query_as().fetch_all(self.pool()).await?)
+    }
+
+    async fn finalize_execution(&self, host: Uuid, id: Uuid) -> Result<Option<ExecutionStatus>> {
+        // Everything up to the last statement reads through the pool,
+        // outside any write transaction.
+        let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT e.status, e.dag, e.tasks_remaining, t.limits FROM executions e LEFT JOIN tenants t ON t.name = e.tenant WHERE e.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((status, dag, remaining, limits)) = row else {
+            return Err(StoreError::NotFound(format!("execution {id} not found")));
+        };
+        let status = ExecutionStatus::parse(&status)
+            .ok_or_else(|| StoreError::Other(format!("unknown execution status '{status}'")))?;
+        if status.is_finished() {
+            return Ok(Some(status));
+        }
+        if remaining > 0 {
+            return Ok(None);
+        }
+        let limits: TenantLimits = limits
+            .and_then(|l| serde_json::from_str(&l).ok())
+            .unwrap_or_default();
+        let wf: WorkflowMeta = serde_json::from_str(&dag)
+            .map_err(|e| StoreError::Other(format!("stored DAG: {e}")))?;
+        let plan = ExecutionPlan::new(wf);
+        let failure: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT task_id, last_error_kind, last_error FROM task_executions WHERE execution_id = $1 AND status = 'failed' ORDER BY finished_at, task_id LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let mut error = failure.map(|(task, kind, error)| {
+            format!(
+                "task '{task}' failed: {}: {}",
+                kind.as_deref().unwrap_or("error"),
+                error.as_deref().unwrap_or("")
+            )
+        });
+        // The leaves' outputs, a chunk at a time: only the merge so far and
+        // one chunk are in memory, and the merge stops at the tenant's
+        // max_final_context_bytes.
+        let limit = limits.max_final_context_bytes.min(usize::MAX as u64) as usize;
+        let leaves: Vec<String> = plan.leaves().map(|t| t.id.clone()).collect();
+        let merged = merge_outputs(self, id, &leaves, limit).await?.merged;
+        let (merged, too_large) = match merged {
+            Ok(map) => (map, None),
+            Err((e, leaf_id)) => (
+                Map::new(),
+                Some(format!(
+                    "context_too_large: the final context reached {} bytes when the output of task '{leaf_id}' was merged in, over the tenant's max_final_context_bytes of {}",
+                    e.size, e.limit
+                )),
+            ),
+        };
+        let (status, output) = match too_large {
+            Some(message) => {
+                error = Some(match error {
+                    Some(first) => format!("{message}; {first}"),
+                    None => message,
+                });
+                (ExecutionStatus::Failed, None)
+            }
+            None => {
+                let text =
+                    serde_json::to_string(&merged).map_err(|e| StoreError::Other(e.to_string()))?;
+                let status = if error.is_some() {
+                    ExecutionStatus::Failed
+                } else {
+                    ExecutionStatus::Completed
+                };
+                (status, Some(text))
+            }
+        };
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE executions SET status = $2, output = $3, error = $4, finished_at = $5, finalize_lease_until = NULL WHERE id = $1 AND status IN ('pending', 'running') AND tasks_remaining <= 0",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(output)
+        .bind(error.clone())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            // Another host finished it first, or it was cancelled.
+            tx.rollback().await?;
+            let (now_status,): (String,) =
+                sqlx::query_as("SELECT status FROM executions WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(self.pool())
+                    .await?;
+            return Ok(ExecutionStatus::parse(&now_status).filter(|s| s.is_finished()));
+        }
+        let kind = if status == ExecutionStatus::Failed {
+            "execution_failed"
+        } else {
+            "execution_completed"
+        };
+        let host = (!host.is_nil()).then_some(host);
+        Sql(self)
+            .insert_events(&mut tx, id, host, now, &[(None, kind, error)])
+            .await?;
+        tx.commit().await?;
+        Ok(Some(status))
+    }
+
+    async fn count_unfinished(&self, tenant: &str) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
+        )
+        .bind(tenant)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n)
+    }
+
+    async fn cancel_execution(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let current: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM executions WHERE id = $1 AND tenant = $2")
+                .bind(id)
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((status,)) = current else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound(format!("execution {id} not found")));
+        };
+        if !matches!(status.as_str(), "pending" | "running") {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(format!(
+                "execution {id} is already {status}"
+            )));
+        }
+        sqlx::query(
+            "UPDATE executions SET status = 'cancelled', error = 'cancelled', finished_at = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let skipped: Vec<(String,)> = sqlx::query_as(
+            "UPDATE task_executions SET status = 'skipped', skip_reason = 'execution cancelled', finished_at = $2 WHERE execution_id = $1 AND status IN ('not_started', 'ready') RETURNING task_id",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut events = vec![(
+            None,
+            "cancelled",
+            Some(format!("{} pending tasks skipped", skipped.len())),
+        )];
+        for (task,) in skipped {
+            events.push((
+                Some(task),
+                "skipped",
+                Some("execution cancelled".to_string()),
+            ));
+        }
+        Sql(self)
+            .insert_events(&mut tx, id, None, now, &events)
+            .await?;
+        tx.commit().await?;
+        self.get_execution(Some(tenant), id).await
+    }
+
+    async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT t.execution_id, t.task_id FROM task_executions t JOIN executions e ON e.id = t.execution_id WHERE t.claimed_by = $1 AND t.status = 'running' AND e.status = 'cancelled'",
+        )
+        .bind(host)
+        .fetch_all(self.pool())
+        .await?)
+    }
 }

@@ -2,8 +2,9 @@
 //!
 //! They are plain SQL files under `host/migrations/{sqlite,postgres}`,
 //! embedded with `include_str!` and fed to sqlx's [`Migrator`] through a
-//! small [`MigrationSource`] (sqlx's `migrate!` macro would pull in its
-//! proc-macro crate and build both database drivers a second time).
+//! small [`MigrationSource`] (sqlx's `migrate!` macro needs its `macros`
+//! feature, the compile-time checked queries and their offline mode, on top
+//! of the `derive` feature the store's row records use).
 
 use futures::future::BoxFuture;
 use sqlx::SqlSafeStr;

@@ -4,9 +4,25 @@
 //!
 //! Each backend has its own embedded migrations (`host/migrations/sqlite`,
 //! `host/migrations/postgres`), numbered in lockstep and run on open. Both
-//! backends share their SQL text and row mapping through the `shared_store!`
-//! macro, so they cannot drift apart; only what truly differs (opening,
-//! write transactions, notifications, claiming) is written per backend.
+//! backends run the same SQL, written once as Rust generic over the
+//! backend, so they cannot drift apart; only what truly differs (opening,
+//! write transactions, notifications, the statements that lock rows) is
+//! written per backend, as the items of one trait (`backend.rs` describes
+//! the design).
+//!
+//! | File | What it holds |
+//! |---|---|
+//! | `mod.rs` | the [`Store`] trait, [`StoreError`], the package and host types, [`open`] |
+//! | `backend.rs` | `SqlBackend`, what differs between the backends, and `Sql`, the handle the shared steps are methods of |
+//! | `sqlite.rs`, `postgres.rs` | opening each backend, and its `SqlBackend` items |
+//! | `migrations.rs` | the embedded migrations of both backends |
+//! | `packages.rs` | packages, their blobs, hosts: the `Store` implementation |
+//! | `tenants.rs` | tenants, grants, and locking a tenant's row for a quota |
+//! | `executions.rs` | the [`ExecutionStore`] trait and its rows; creating, reading, cancelling and finishing executions |
+//! | `claims.rs` | claiming ready tasks fairly across tenants; heartbeats |
+//! | `completions.rs` | recording completions; unlocking dependents; counting an execution down |
+//! | `recovery.rs` | taking back expired leases and stuck finalisations |
+//! | `events.rs` | appending to the event log |
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
 
@@ -19,22 +35,27 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub use claims::ClaimedTask;
+pub use completions::{Completion, FINALIZE_LEASE_MS, TaskOutcome};
 pub use executions::{
-    ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
-    FINALIZE_LEASE_MS, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs, NewExecution,
-    Recovered, TaskOutcome, TaskRow, TaskState, merge_outputs,
+    EventRow, ExecutionFilter, ExecutionRow, ExecutionStore, INLINE_OUTPUT_CHARS, MergedOutputs,
+    NewExecution, TaskRow, TaskState, merge_outputs,
 };
 pub use postgres::PgStore;
+pub use recovery::{MAX_FINALIZE_ATTEMPTS, Recovered};
 pub use sqlite::SqliteStore;
 
-#[macro_use]
-mod shared;
-#[macro_use]
-mod shared_exec;
+mod backend;
+mod claims;
+mod completions;
+mod events;
 mod executions;
 mod migrations;
+mod packages;
 mod postgres;
+mod recovery;
 mod sqlite;
+mod tenants;
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -289,9 +310,6 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     }
 }
 
-/// Blobs no package and no unfinished execution uses.
-pub(crate) const GC_BLOBS: &str = "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages) AND content_hash NOT IN (SELECT content_hash FROM executions WHERE status IN ('pending', 'running'))";
-
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -309,19 +327,6 @@ pub fn redact_url(url: &str) -> String {
         return format!("{scheme}://{user}:***@{host}");
     }
     url.to_string()
-}
-
-/// The message for a conflicting registration.
-pub(crate) fn conflict_message(
-    tenant: &str,
-    name: &str,
-    version: &str,
-    existing: &str,
-    new: &str,
-) -> String {
-    format!(
-        "package '{name}@{version}' (tenant {tenant}) is already registered with content hash {existing}; these bytes hash to {new}. Register them under a new version."
-    )
 }
 
 #[cfg(test)]

@@ -5,9 +5,16 @@
 //! store runs a listener task that forwards them to its
 //! [`package_events`](super::Store::package_events) subscribers, which is
 //! how another host's reconciler hears of a registration within a second.
+//!
+//! Its [`SqlBackend`] items are what it does differently from SQLite: the
+//! claim and the recovery sweeps skip rows other hosts hold (`FOR UPDATE
+//! SKIP LOCKED`), reading a tenant's limits locks its row (`FOR UPDATE`),
+//! and package changes are announced; the SQL both run is in the files
+//! named for their tables.
 
+use super::backend::{RowsAffected, SqlBackend};
 use super::{Backend, PackageEvent, Result, StoreError};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -18,9 +25,9 @@ pub const PACKAGES_CHANNEL: &str = "culvert_packages";
 /// A store in a PostgreSQL database.
 #[derive(Debug)]
 pub struct PgStore {
-    pub(crate) url: String,
+    url: String,
     pool: PgPool,
-    pub(crate) events: broadcast::Sender<PackageEvent>,
+    events: broadcast::Sender<PackageEvent>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -30,24 +37,59 @@ impl Drop for PgStore {
     }
 }
 
-impl PgStore {
-    pub(crate) const BACKEND: Backend = Backend::Postgres;
+impl SqlBackend for PgStore {
+    type Db = Postgres;
+    const BACKEND: Backend = Backend::Postgres;
     /// Claim a tenant's ready tasks, skipping rows other hosts are
     /// claiming. `$1` host, `$2` lease end, `$3` now, `$4` limit, `$5`
     /// tenant, `$6` claim token, `$7` only this execution (or NULL).
-    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions t SET status = 'running', claimed_by = $1, claim_token = $6, lease_expires_at = $2, attempt = t.attempt + 1, started_at = $3 FROM (SELECT execution_id, task_id FROM task_executions WHERE status = 'ready' AND tenant = $5 AND next_run_at <= $3 AND ($7::uuid IS NULL OR execution_id = $7) ORDER BY next_run_at LIMIT $4 FOR UPDATE SKIP LOCKED) c WHERE t.execution_id = c.execution_id AND t.task_id = c.task_id RETURNING t.execution_id, t.task_id, t.tenant, t.attempt, t.max_attempts, t.input, t.ready_at";
+    const CLAIM_SQL: &'static str = "UPDATE task_executions t SET status = 'running', claimed_by = $1, claim_token = $6, lease_expires_at = $2, attempt = t.attempt + 1, started_at = $3 FROM (SELECT execution_id, task_id FROM task_executions WHERE status = 'ready' AND tenant = $5 AND next_run_at <= $3 AND ($7::uuid IS NULL OR execution_id = $7) ORDER BY next_run_at LIMIT $4 FOR UPDATE SKIP LOCKED) c WHERE t.execution_id = c.execution_id AND t.task_id = c.task_id RETURNING t.execution_id, t.task_id, t.tenant, t.attempt, t.max_attempts, t.input, t.ready_at";
     /// A tenant's limits, locking its row for the rest of the claim. `$1`
     /// tenant.
-    pub(crate) const TENANT_LIMITS_SQL: &'static str =
-        "SELECT limits FROM tenants WHERE name = $1 FOR UPDATE";
+    const TENANT_LIMITS_SQL: &'static str = "SELECT limits FROM tenants WHERE name = $1 FOR UPDATE";
     /// Executions whose last task finished but whose finalisation lease
     /// expired (or was never taken), skipping rows another host is taking
     /// over. `$1` now.
-    pub(crate) const FINALIZE_SWEEP_SQL: &'static str = "SELECT id, finalize_attempts FROM executions WHERE status IN ('pending', 'running') AND tasks_remaining <= 0 AND (finalize_lease_until IS NULL OR finalize_lease_until < $1) ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED";
+    const FINALIZE_SWEEP_SQL: &'static str = "SELECT id, finalize_attempts FROM executions WHERE status IN ('pending', 'running') AND tasks_remaining <= 0 AND (finalize_lease_until IS NULL OR finalize_lease_until < $1) ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED";
     /// Tasks whose lease expired, skipping rows another host is
     /// recovering. `$1` now.
-    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100 FOR UPDATE SKIP LOCKED";
+    const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100 FOR UPDATE SKIP LOCKED";
 
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn events(&self) -> &broadcast::Sender<PackageEvent> {
+        &self.events
+    }
+
+    /// The pool.
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction (PostgreSQL needs no special mode to write).
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Announce a package change on commit.
+    async fn notify_packages(&self, tx: &mut Transaction<'static, Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(PACKAGES_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+impl RowsAffected for PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        PgQueryResult::rows_affected(self)
+    }
+}
+
+impl PgStore {
     /// Connect to and migrate the database at `url`, and start listening
     /// for package changes.
     ///
@@ -99,29 +141,4 @@ impl PgStore {
             listener,
         })
     }
-
-    /// The pool.
-    pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// A transaction (PostgreSQL needs no special mode to write).
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
-    }
-
-    /// Announce a package change on commit.
-    pub(crate) async fn notify_packages(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-    ) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(PACKAGES_CHANNEL)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
 }
-
-shared_store!(PgStore);
-shared_execution_store!(PgStore, Postgres);

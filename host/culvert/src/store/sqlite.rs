@@ -5,10 +5,15 @@
 //! other processes, and foreign keys on. Writes in this process go through
 //! a pool of one connection, so they queue in memory instead of spinning on
 //! SQLite's lock; reads use a separate pool and never wait for writes.
+//!
+//! Its [`SqlBackend`] items are what it does differently from PostgreSQL;
+//! the SQL both run is in the files named for their tables.
 
+use super::backend::{RowsAffected, SqlBackend};
 use super::{Backend, PackageEvent, Result, StoreError};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
@@ -18,26 +23,60 @@ use tokio::sync::broadcast;
 /// A store in an SQLite file (or in memory).
 #[derive(Debug)]
 pub struct SqliteStore {
-    pub(crate) url: String,
+    url: String,
     read: SqlitePool,
     write: SqlitePool,
-    pub(crate) events: broadcast::Sender<PackageEvent>,
+    events: broadcast::Sender<PackageEvent>,
 }
 
-impl SqliteStore {
-    pub(crate) const BACKEND: Backend = Backend::Sqlite;
+impl SqlBackend for SqliteStore {
+    type Db = Sqlite;
+    const BACKEND: Backend = Backend::Sqlite;
     /// Claim a tenant's ready tasks: the write transaction already excludes
     /// every other writer. `$1` host, `$2` lease end, `$3` now, `$4` limit,
     /// `$5` tenant, `$6` claim token, `$7` only this execution (or NULL).
-    pub(crate) const CLAIM_SQL: &'static str = "UPDATE task_executions SET status = 'running', claimed_by = $1, claim_token = $6, lease_expires_at = $2, attempt = attempt + 1, started_at = $3 WHERE rowid IN (SELECT rowid FROM task_executions WHERE status = 'ready' AND tenant = $5 AND next_run_at <= $3 AND ($7 IS NULL OR execution_id = $7) ORDER BY next_run_at LIMIT $4) RETURNING execution_id, task_id, tenant, attempt, max_attempts, input, ready_at";
+    const CLAIM_SQL: &'static str = "UPDATE task_executions SET status = 'running', claimed_by = $1, claim_token = $6, lease_expires_at = $2, attempt = attempt + 1, started_at = $3 WHERE rowid IN (SELECT rowid FROM task_executions WHERE status = 'ready' AND tenant = $5 AND next_run_at <= $3 AND ($7 IS NULL OR execution_id = $7) ORDER BY next_run_at LIMIT $4) RETURNING execution_id, task_id, tenant, attempt, max_attempts, input, ready_at";
     /// A tenant's limits. `$1` tenant.
-    pub(crate) const TENANT_LIMITS_SQL: &'static str = "SELECT limits FROM tenants WHERE name = $1";
+    const TENANT_LIMITS_SQL: &'static str = "SELECT limits FROM tenants WHERE name = $1";
     /// Executions whose last task finished but whose finalisation lease
     /// expired (or was never taken). `$1` now.
-    pub(crate) const FINALIZE_SWEEP_SQL: &'static str = "SELECT id, finalize_attempts FROM executions WHERE status IN ('pending', 'running') AND tasks_remaining <= 0 AND (finalize_lease_until IS NULL OR finalize_lease_until < $1) ORDER BY id LIMIT 100";
+    const FINALIZE_SWEEP_SQL: &'static str = "SELECT id, finalize_attempts FROM executions WHERE status IN ('pending', 'running') AND tasks_remaining <= 0 AND (finalize_lease_until IS NULL OR finalize_lease_until < $1) ORDER BY id LIMIT 100";
     /// Tasks whose lease expired. `$1` now.
-    pub(crate) const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100";
+    const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100";
 
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn events(&self) -> &broadcast::Sender<PackageEvent> {
+        &self.events
+    }
+
+    /// The read pool.
+    fn pool(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    /// A write transaction, holding SQLite's write lock from the start so
+    /// that it never fails half-way with "database is locked".
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// SQLite has no cross-process notifications: other processes see
+    /// changes at their next reconcile interval.
+    async fn notify_packages(&self, _tx: &mut Transaction<'static, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl RowsAffected for SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl SqliteStore {
     /// Open (creating if missing) and migrate the database at `url`:
     /// `sqlite://PATH`, `sqlite:PATH`, a plain path, or `sqlite::memory:`.
     ///
@@ -111,27 +150,4 @@ impl SqliteStore {
             events,
         })
     }
-
-    /// The read pool.
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.read
-    }
-
-    /// A write transaction, holding SQLite's write lock from the start so
-    /// that it never fails half-way with "database is locked".
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// SQLite has no cross-process notifications: other processes see
-    /// changes at their next reconcile interval.
-    pub(crate) async fn notify_packages(
-        &self,
-        _tx: &mut Transaction<'static, Sqlite>,
-    ) -> Result<()> {
-        Ok(())
-    }
 }
-
-shared_store!(SqliteStore);
-shared_execution_store!(SqliteStore, Sqlite);
