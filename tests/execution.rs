@@ -643,7 +643,7 @@ async fn heartbeats_keep_a_task_longer_than_its_lease(db: Db) {
 ///
 /// Catches: the claim transaction not checking `next_run_at <= now` (seen
 /// red with the check dropped from both of its queries, the per-tenant
-/// count in `shared_exec.rs` and `CLAIM_SQL` in `sqlite.rs` and
+/// count in `store/claims.rs` and `CLAIM_SQL` in `sqlite.rs` and
 /// `postgres.rs`: attempt 2 was claimed 14 ms after attempt 1). Dropping it
 /// from `CLAIM_SQL` alone changes nothing observable: the count, taken
 /// with the same `now`, caps each tenant's batch at its due tasks, and
@@ -677,7 +677,7 @@ async fn retries_wait_out_their_backoff(db: Db) {
 /// refused and changes nothing, and a heartbeat with the old token extends
 /// nothing; the completion of the current claim is accepted.
 ///
-/// Catches: the completion `UPDATE`s in `shared_exec.rs` not checking
+/// Catches: the completion `UPDATE`s in `store/completions.rs` not checking
 /// `claim_token` (seen red: the stale completion was accepted), and the
 /// heartbeat's `UPDATE` not checking it (seen red: the stale heartbeat
 /// extended the lease).

@@ -817,11 +817,16 @@ async fn three_hosts_share_200_workflows_and_survive_a_kill() {
             .sum::<i64>();
     }
     // The leases the dead host left were found expired and recovered by
-    // the others. Fewer than `left_behind` may be: a completion batch the
-    // host sent just before it died can still commit on the server.
+    // the others. The count is not compared with `left_behind`, read just
+    // after the kill: a completion batch the host sent just before it died
+    // can still commit on the server (fewer expire), and so can a claim
+    // (more expire; seen once, 13 for 12). The accounting below is exact
+    // whatever the timing: every claim of the dead host ended in its own
+    // completion or in an expired lease, and each of those was recovered
+    // once.
     assert!(
-        (1..=left_behind).contains(&expired),
-        "{expired} lease_expired events for {left_behind} leases left behind"
+        expired >= 1,
+        "no lease_expired event for {left_behind} leases left behind"
     );
     assert_eq!(
         victim_claims,
