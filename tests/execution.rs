@@ -505,6 +505,11 @@ async fn the_event_log_tells_the_story(db: Db) {
             (None, "execution_completed"),
         ]
     );
+    // The retry's detail gives the policy's delay (fixed, 20 ms), not what
+    // was left of it when the failure was recorded.
+    let retry = events.iter().find(|e| e.kind == "retry_scheduled").unwrap();
+    let detail = retry.detail.as_deref().unwrap();
+    assert!(detail.ends_with("; retry in 20 ms"), "{detail}");
     r.shutdown().await;
 }
 

@@ -32,7 +32,7 @@ use crate::registry::Registry;
 use crate::sandbox::{CallLabels, CancelFlag, SandboxLimits};
 use crate::scheduler::{Decision, ExecutionPlan, decide};
 use crate::store::{
-    ClaimedTask, Completion, Store, StoreError, TaskOutcome, merge_outputs, now_ms,
+    ClaimedTask, Completion, ScheduledRetry, Store, StoreError, TaskOutcome, merge_outputs, now_ms,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -214,7 +214,7 @@ pub fn retry_decision(
     attempt: u32,
     kind: FailureKind,
     now: i64,
-) -> Option<i64> {
+) -> Option<ScheduledRetry> {
     if kind == FailureKind::Cancelled || attempt >= policy.max_attempts {
         return None;
     }
@@ -223,7 +223,13 @@ pub fn retry_decision(
         RetryOn::TransientOnly => kind.is_transient(),
         RetryOn::AllErrors => true,
     };
-    retry.then(|| now + policy.delay_after(attempt).as_millis() as i64)
+    retry.then(|| {
+        let delay_ms = policy.delay_after(attempt).as_millis() as i64;
+        ScheduledRetry {
+            at: now + delay_ms,
+            delay_ms,
+        }
+    })
 }
 
 /// Runs tasks for one host.
@@ -750,7 +756,7 @@ impl Executor {
                 let outcome = TaskOutcome::Failed {
                     kind: FailureKind::Host,
                     message: format!("cannot load the execution's package: {e}"),
-                    retry_at,
+                    retry: retry_at,
                 };
                 (outcome, Arc::new(plan))
             }
@@ -863,7 +869,7 @@ impl Executor {
     ) -> Result<String, TaskOutcome> {
         let host_failure = |message: String| TaskOutcome::Failed {
             kind: FailureKind::Host,
-            retry_at: retry_decision(&meta.retry, task.attempt, FailureKind::Host, now_ms()),
+            retry: retry_decision(&meta.retry, task.attempt, FailureKind::Host, now_ms()),
             message,
         };
         let limit = task.limits.max_context_bytes.min(usize::MAX as u64) as usize;
@@ -883,7 +889,7 @@ impl Executor {
                 "task '{}': its input context, merged from its dependencies' outputs, reached {} bytes when the output of '{dep}' was merged in, over the tenant's max_context_bytes of {}",
                 task.task_id, e.size, e.limit
             ),
-            retry_at: None,
+            retry: None,
         })?;
         match decide(meta, &found.states, input) {
             Decision::Run { input } => Ok(Value::Object(input).to_string()),
@@ -899,7 +905,7 @@ impl Executor {
             return TaskOutcome::Failed {
                 kind: FailureKind::Permanent,
                 message: format!("the workflow has no task '{}'", task.task_id),
-                retry_at: None,
+                retry: None,
             };
         };
         let merged;
@@ -923,7 +929,7 @@ impl Executor {
                     input.len(),
                     info.limits.max_context_bytes
                 ),
-                retry_at: None,
+                retry: None,
             };
         }
         let timeout = meta
@@ -939,7 +945,7 @@ impl Executor {
             return TaskOutcome::Failed {
                 kind: FailureKind::Cancelled,
                 message: "cancelled before it started".into(),
-                retry_at: None,
+                retry: None,
             };
         }
         let execution_id = task.execution_id.to_string();
@@ -985,7 +991,7 @@ impl Executor {
                 TaskOutcome::Failed {
                     kind: f.kind,
                     message: f.message,
-                    retry_at,
+                    retry: retry_at,
                 }
             }
         }
@@ -1011,11 +1017,12 @@ mod tests {
     #[test]
     fn retries_follow_the_policy_and_the_kind() {
         let t = policy(RetryOn::TransientOnly);
+        let at = |at: i64| Some(ScheduledRetry { at, delay_ms: 100 });
         assert_eq!(
             retry_decision(&t, 1, FailureKind::Transient, 1000),
-            Some(1100)
+            at(1100)
         );
-        assert_eq!(retry_decision(&t, 1, FailureKind::Timeout, 0), Some(100));
+        assert_eq!(retry_decision(&t, 1, FailureKind::Timeout, 0), at(100));
         assert_eq!(retry_decision(&t, 1, FailureKind::Permanent, 0), None);
         assert_eq!(retry_decision(&t, 1, FailureKind::OutOfFuel, 0), None);
         assert_eq!(
@@ -1024,10 +1031,7 @@ mod tests {
             "no attempts left"
         );
         let all = policy(RetryOn::AllErrors);
-        assert_eq!(
-            retry_decision(&all, 1, FailureKind::Permanent, 0),
-            Some(100)
-        );
+        assert_eq!(retry_decision(&all, 1, FailureKind::Permanent, 0), at(100));
         assert_eq!(retry_decision(&all, 1, FailureKind::Cancelled, 0), None);
         let never = policy(RetryOn::Never);
         assert_eq!(retry_decision(&never, 1, FailureKind::Transient, 0), None);

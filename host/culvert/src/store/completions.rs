@@ -41,8 +41,18 @@ pub enum TaskOutcome {
         /// Details.
         message: String,
         /// When to try again; `None` means the failure is final.
-        retry_at: Option<i64>,
+        retry: Option<ScheduledRetry>,
     },
+}
+
+/// A retry the task's policy scheduled after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduledRetry {
+    /// When the task becomes ready again, in ms since the Unix epoch.
+    pub at: i64,
+    /// The policy's delay that gave `at` (backoff, with any jitter), in ms:
+    /// what the `retry_scheduled` event reports.
+    pub delay_ms: i64,
 }
 
 /// What recording a completion did.
@@ -182,7 +192,7 @@ where
             TaskOutcome::Failed {
                 kind,
                 message,
-                retry_at: Some(at),
+                retry: Some(at),
             } => {
                 let status: Option<(String,)> =
                     sqlx::query_as("SELECT status FROM executions WHERE id = $1")
@@ -193,7 +203,7 @@ where
                 TaskOutcome::Failed {
                     kind,
                     message,
-                    retry_at: if cancelled { None } else { Some(at) },
+                    retry: if cancelled { None } else { Some(at) },
                 }
             }
             other => other,
@@ -238,7 +248,7 @@ where
                         task.task_id,
                         used.saturating_add(n)
                     ),
-                    retry_at: None,
+                    retry: None,
                 };
                 text = None;
             }
@@ -289,14 +299,14 @@ where
             TaskOutcome::Failed {
                 kind,
                 message,
-                retry_at: Some(at),
+                retry: Some(at),
             } => {
                 let done = sqlx::query(
                     "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, last_error = $4, last_error_kind = $5, duration_ms = $6 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $7 AND claim_token = $8",
                 )
                 .bind(task.execution_id)
                 .bind(&task.task_id)
-                .bind(at)
+                .bind(at.at)
                 .bind(&message)
                 .bind(kind.as_str())
                 .bind(now)
@@ -309,8 +319,7 @@ where
                     "retry_scheduled",
                     Some(format!(
                         "attempt {} failed ({kind}: {message}); retry in {} ms",
-                        task.attempt,
-                        (at - now).max(0)
+                        task.attempt, at.delay_ms
                     )),
                 ));
                 done.rows_affected()
@@ -318,7 +327,7 @@ where
             TaskOutcome::Failed {
                 kind,
                 message,
-                retry_at: None,
+                retry: None,
             } => {
                 let done = sqlx::query(
                     "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = $4, finished_at = $5, duration_ms = $5 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $6 AND claim_token = $7",

@@ -36,7 +36,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use claims::ClaimedTask;
-pub use completions::{Completion, FINALIZE_LEASE_MS, TaskOutcome};
+pub use completions::{Completion, FINALIZE_LEASE_MS, ScheduledRetry, TaskOutcome};
 pub use executions::{
     EventRow, ExecutionFilter, ExecutionRow, ExecutionStore, INLINE_OUTPUT_CHARS, MergedOutputs,
     NewExecution, TaskRow, TaskState, merge_outputs,
