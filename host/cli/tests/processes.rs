@@ -1086,6 +1086,27 @@ async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: cannot open the database"), "{err}");
+    // Database URLs that cannot work say why, in one line, and what to do.
+    let missing = format!(
+        "{}/culvert_no_such_database",
+        culvert_tests::postgres_server()
+    );
+    for (url, says) in [
+        (
+            "mysql://x".to_string(),
+            "unsupported database URL scheme 'mysql': use sqlite://PATH",
+        ),
+        (
+            missing,
+            "database \"culvert_no_such_database\" does not exist; create it first, for example with: createdb",
+        ),
+    ] {
+        let (code, out, err) = run_cli(&db, &["package", "list", "--database", &url]);
+        assert_eq!(code, 1, "{out}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("at line"), "{err}");
+    }
     // A serve that could run nothing is a usage error, not a silent 1.
     let (code, _, err) = run_cli(&db, &["serve", "--concurrency", "0"]);
     assert_eq!(code, 2, "{err}");

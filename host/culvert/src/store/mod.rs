@@ -83,6 +83,11 @@ pub enum StoreError {
     /// would exceed it); the message names the quota.
     #[error("{0}")]
     Quota(String),
+    /// The database URL or the database's setup is wrong (an unsupported
+    /// scheme, a PostgreSQL database that does not exist): retrying will
+    /// not help; the message says what to change.
+    #[error("{0}")]
+    Config(String),
     /// Anything else.
     #[error("database error: {0}")]
     Other(String),
@@ -303,10 +308,14 @@ pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
 /// [`StoreError::Unavailable`] when the database cannot be reached, and
 /// [`StoreError::Other`] when a migration fails.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::open(url).await?))
-    } else {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("postgres" | "postgresql") => Ok(Arc::new(postgres::PgStore::open(url).await?)),
+        Some("sqlite") | None => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
+        Some(other) => Err(StoreError::Config(format!(
+            "unsupported database URL scheme '{}': use sqlite://PATH (or a file path) or \
+             postgres://USER@HOST:PORT/DATABASE",
+            crate::guest_text::printable(other)
+        ))),
     }
 }
 

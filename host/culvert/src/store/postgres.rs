@@ -14,8 +14,9 @@
 
 use super::backend::{RowsAffected, SqlBackend};
 use super::{Backend, PackageEvent, Result, StoreError};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::{Postgres, Transaction};
+use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -96,17 +97,28 @@ impl PgStore {
     /// # Errors
     /// [`StoreError::Unavailable`] when the server cannot be reached.
     pub async fn open(url: &str) -> Result<Self> {
+        // One plain connection first: a pool that cannot connect only says
+        // it timed out, where this gives the server's reason (refused, no
+        // such database, authentication) at once.
+        {
+            use sqlx::Connection;
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+            let probe = tokio::time::timeout(
+                Duration::from_secs(10),
+                sqlx::PgConnection::connect_with(&options),
+            )
+            .await
+            .map_err(|_| StoreError::Unavailable("cannot connect: no answer within 10 s".into()))?
+            .map_err(|e| connect_error(url, e))?;
+            let _ = probe.close().await;
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to {}: {e}",
-                    super::redact_url(url)
-                ))
-            })?;
+            .map_err(|e| connect_error(url, e))?;
         // Several hosts may start at once: migrations take an advisory lock
         // (sqlx does), so only one applies them.
         super::migrations::migrator(super::migrations::POSTGRES)
@@ -141,4 +153,31 @@ impl PgStore {
             listener,
         })
     }
+}
+
+/// A failed connection as one line that says what to do: a database that
+/// does not exist is a [`StoreError::Config`] with the command that creates
+/// it; anything else is [`StoreError::Unavailable`], with the server's own
+/// message (not sqlx's wrapping of it).
+fn connect_error(url: &str, e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.code().as_deref() == Some("3D000") {
+            let create = match PgConnectOptions::from_str(url) {
+                Ok(o) => format!(
+                    "createdb -h {} -p {} -U {} {}",
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_username(),
+                    o.get_database().unwrap_or("DATABASE")
+                ),
+                Err(_) => "createdb NAME".to_string(),
+            };
+            return StoreError::Config(format!(
+                "{}; create it first, for example with: {create}",
+                db.message()
+            ));
+        }
+        return StoreError::Unavailable(format!("cannot connect: {}", db.message()));
+    }
+    StoreError::Unavailable(format!("cannot connect: {e}"))
 }
