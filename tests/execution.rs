@@ -83,6 +83,7 @@ culvert_tests::both_backends!(
     executions_stay_pinned_to_their_version,
     bad_input_creates_nothing,
     the_event_log_tells_the_story,
+    a_failed_execution_is_retried_from_its_failed_tasks,
     finalisations_are_taken_over_then_given_up,
     heartbeats_keep_a_task_longer_than_its_lease,
     retries_wait_out_their_backoff,
@@ -478,6 +479,74 @@ async fn bad_input_creates_nothing(db: Db) {
     );
     let all = r.executions(ExecutionFilter::default()).await.unwrap();
     assert!(all.is_empty(), "{all:?}");
+    r.shutdown().await;
+}
+
+/// `retry_execution` re-runs a failed execution in place from its failed
+/// tasks: attempt numbers continue with a fresh budget (so `flaky`, which
+/// fails its first five attempts, completes on the sixth), completed tasks
+/// are not run again and keep their outputs, and only a failed execution of
+/// the caller's tenant can be retried.
+async fn a_failed_execution_is_retried_from_its_failed_tasks(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = runner_with(&db, &[artifacts::FLAKY, artifacts::ETL]).await;
+    let failed = run_to_end(&r, "flaky", json!({"fail_times": 5})).await;
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    let again = r.retry_execution("public", failed.id).await.unwrap();
+    assert_eq!(again.id, failed.id);
+    assert_eq!(again.status, ExecutionStatus::Pending);
+    let done = r
+        .wait(failed.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.output.as_ref().unwrap()["succeeded_on_attempt"], 6);
+    let (_, tasks, events) = r.execution("public", failed.id).await.unwrap();
+    let unreliable = tasks.iter().find(|t| t.task_id == "unreliable").unwrap();
+    assert_eq!((unreliable.attempt, unreliable.max_attempts), (6, 10));
+    assert!(events.iter().any(|e| e.kind == "retried"), "{events:?}");
+
+    // etl with a zero factor: extract and clean complete, enrich fails for
+    // good. Retried, enrich runs (and fails) again; extract and clean do
+    // not run again and keep their outputs.
+    let failed = run_to_end(&r, "etl", json!({"factor": 0})).await;
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    let (_, before, _) = r.execution("public", failed.id).await.unwrap();
+    r.retry_execution("public", failed.id).await.unwrap();
+    let done = r
+        .wait(failed.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let (_, after, events) = r.execution("public", failed.id).await.unwrap();
+    let claims = |task: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind == "claimed" && e.task_id.as_deref() == Some(task))
+            .count()
+    };
+    assert_eq!((claims("extract"), claims("clean")), (1, 1), "{events:?}");
+    assert_eq!(claims("enrich"), 2, "{events:?}");
+    for t in ["extract", "clean"] {
+        let was = before.iter().find(|x| x.task_id == t).unwrap();
+        let is = after.iter().find(|x| x.task_id == t).unwrap();
+        assert_eq!(is.status, TaskStatus::Completed);
+        assert_eq!(is.output, was.output, "{t} kept its output");
+    }
+
+    // Only a failed execution, and only the tenant's own.
+    let completed = run_to_end(&r, "flaky", json!({"fail_times": 0})).await;
+    let e = r.retry_execution("public", completed.id).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("only a failed execution can be retried"),
+        "{e}"
+    );
+    r.create_tenant("other", &culvert::TenantLimits::default())
+        .await
+        .unwrap();
+    let e = r.retry_execution("other", failed.id).await.unwrap_err();
+    assert!(e.is_not_found(), "{e:?}");
     r.shutdown().await;
 }
 
@@ -1106,6 +1175,15 @@ mod faulty {
         }
         async fn cancel_execution(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow> {
             self.inner.cancel_execution(tenant, id).await
+        }
+        async fn retry_execution(
+            &self,
+            tenant: &str,
+            id: Uuid,
+            reset: &[culvert::TaskReset],
+            limits: &TenantLimits,
+        ) -> Result<ExecutionRow> {
+            self.inner.retry_execution(tenant, id, reset, limits).await
         }
         async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>> {
             self.inner.cancelled_running(host).await

@@ -490,6 +490,29 @@ pub enum ExecutionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-run a failed execution from its failed tasks: completed tasks
+    /// keep their outputs, the package version stays the pinned one.
+    Retry(RetryArgs),
+}
+
+/// `culvert executions retry`
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The failed execution's id.
+    pub id: Uuid,
+    /// The tenant that owns it.
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    /// Wait for the end (running it in this process when no `serve` is
+    /// running) and print the final status and context.
+    #[arg(long)]
+    pub wait: bool,
+    /// With `--wait`: give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `culvert demo`

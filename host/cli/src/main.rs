@@ -154,6 +154,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
             executions_show(g, id, &tenant, json).await
         }
+        Command::Executions(ExecutionsCommand::Retry(args)) => retry_execution(g, args).await,
         Command::Cancel { id, tenant, json } => cancel(g, id, &tenant, json).await,
         Command::Demo(args) => demo(g, args).await,
         Command::Tenant(cmd) => tenant(g, cmd).await,

@@ -21,17 +21,40 @@ pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Resul
             context,
         )
         .await?;
-    let serving = serve_is_running(&runner).await?;
-    if !args.wait {
+    follow(
+        &runner,
+        &row,
+        &args.tenant,
+        args.wait,
+        args.timeout,
+        args.json,
+    )
+    .await
+}
+
+/// What `run` and `executions retry` do once the execution is pending:
+/// without `wait`, print its id (and say when no `serve` will pick it
+/// up); with `wait`, see it to the end (here, when no `serve` runs it) and
+/// print it.
+pub(crate) async fn follow(
+    runner: &Runner,
+    row: &culvert::ExecutionRow,
+    tenant: &str,
+    wait: bool,
+    timeout: Option<u64>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let serving = serve_is_running(runner).await?;
+    if !wait {
         if !serving {
             eprintln!(
                 "note: no `culvert serve` is running against this database, so execution {} \
-                 waits until one starts. Start one with `culvert serve`, or use `run --wait` \
+                 waits until one starts. Start one with `culvert serve`, or pass --wait \
                  to run it in this process.",
                 row.id
             );
         }
-        if args.json {
+        if json {
             println!("{}", json!({"id": row.id, "status": row.status}));
         } else {
             println!("{}", row.id);
@@ -39,10 +62,10 @@ pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Resul
         return Ok(0);
     }
     if !serving {
-        run_here(&runner, row.id);
+        run_here(runner, row.id);
     }
-    let done = wait_watching_hosts(&runner, row.id, args.timeout, !serving).await;
-    print_finished(&runner, &args.tenant, done, args.json, true).await
+    let done = wait_watching_hosts(runner, row.id, timeout, !serving).await;
+    print_finished(runner, tenant, done, json, true).await
 }
 
 /// How long a host may go without a heartbeat before `run` counts it as
@@ -150,4 +173,18 @@ async fn print_finished(
         );
     }
     Ok(exit_code(done.status))
+}
+
+pub(crate) async fn retry_execution(g: &GlobalArgs, args: RetryArgs) -> anyhow::Result<i32> {
+    let runner = open_runner(runner_config(g)?).await?;
+    let row = runner.retry_execution(&args.tenant, args.id).await?;
+    follow(
+        &runner,
+        &row,
+        &args.tenant,
+        args.wait,
+        args.timeout,
+        args.json,
+    )
+    .await
 }

@@ -1011,6 +1011,53 @@ async fn run_tells_what_to_do_without_serve_and_outlives_its_serve(db: Db) {
     assert_completed_exactly_once(store.as_ref(), id).await;
 }
 
+/// `executions retry ID --wait` re-runs a failed execution from its failed
+/// task and exits 0 when it then completes.
+async fn executions_retry_reruns_a_failed_execution(db: Db) {
+    let db = TestDb::new(db).await;
+    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::FLAKY]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_cli(
+        &db,
+        &[
+            "run",
+            "flaky",
+            "--context",
+            r#"{"fail_times":5}"#,
+            "--wait",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+    );
+    assert_eq!(code, EXIT_WORKFLOW_FAILED, "{err}");
+    let failed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = failed["id"].as_str().unwrap();
+    let (code, out, err) = run_cli(
+        &db,
+        &[
+            "executions",
+            "retry",
+            id,
+            "--wait",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(done["id"], json!(id));
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["context"]["succeeded_on_attempt"], 6);
+    let (code, _, err) = run_cli(&db, &["executions", "retry", id]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("only a failed execution can be retried"),
+        "{err}"
+    );
+}
+
 async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
     let db = TestDb::new(db).await;
     run_cli(&db, &["package", "add", artifacts::HELLO]);
@@ -1630,6 +1677,7 @@ culvert_tests::both_backends!(
     serve_drains_running_tasks_on_sigterm,
     the_cli_registers_runs_and_reports,
     run_tells_what_to_do_without_serve_and_outlives_its_serve,
+    executions_retry_reruns_a_failed_execution,
     the_cli_fails_cleanly_on_bad_input,
     exec_runs_a_file_without_registering_it,
     tenant_and_grant_commands_speak_json,

@@ -70,7 +70,7 @@ pub use store::{
     Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
     FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs,
     NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, Recovered, Registration,
-    Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError, TaskOutcome, TaskRow,
-    TaskState, merge_outputs, now_ms, open as open_store, redact_url,
+    Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError, TaskOutcome, TaskReset,
+    TaskRow, TaskState, merge_outputs, now_ms, open as open_store, redact_url,
 };
 pub use tenants::{Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow};

@@ -20,13 +20,15 @@
 //! ```
 
 use crate::executor::{Executor, ExecutorConfig};
-use crate::package::{CacheConfig, CompiledCache, LoadError, LoaderConfig, PackageLoader};
+use crate::package::{
+    CacheConfig, CompiledCache, LoadError, LoaderConfig, PackageLoader, TaskMeta,
+};
 use crate::registry::{LookupError, Reconciler, ReconcilerConfig, ReconcilerStatus, Registry};
 use crate::sandbox::{EngineConfig, SandboxEngine};
-use crate::scheduler::{ExecutionPlan, ExecutionStatus};
+use crate::scheduler::{Decision, ExecutionPlan, ExecutionStatus, TaskStatus, decide_root};
 use crate::store::{
     self, EventRow, ExecutionFilter, ExecutionRow, NewExecution, NewPackage, PackageRow, Store,
-    StoreError, TaskRow,
+    StoreError, TaskReset, TaskRow,
 };
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use serde::Serialize;
@@ -624,6 +626,68 @@ impl Runner {
     pub async fn grants(&self, tenant: &str) -> Result<Vec<Grant>, Error> {
         self.tenant(tenant).await?;
         Ok(self.store.list_grants(tenant).await?)
+    }
+
+    /// Re-run a failed execution of `tenant` from its failed tasks, in
+    /// place: completed tasks keep their outputs and are not run again;
+    /// failed and skipped tasks are reset (each with a fresh budget of its
+    /// policy's attempts, its attempt numbers continuing); a root whose
+    /// trigger rule does not hold on the initial context stays skipped. The
+    /// execution keeps its pinned package version.
+    ///
+    /// # Errors
+    /// "Not found" when it is not the tenant's; a conflict when it has not
+    /// failed; [`Error::Quota`] over `max_queued_executions`.
+    pub async fn retry_execution(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow, Error> {
+        validate_tenant(tenant)?;
+        let limits = self.tenant(tenant).await?.limits;
+        let row = self.store.get_execution(Some(tenant), id).await?;
+        let plan = self.store.execution_plan(id).await?;
+        let tasks = self.store.execution_tasks(id).await?;
+        let initial = row.context.as_object().cloned().unwrap_or_default();
+        let completed: std::collections::HashSet<&str> = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Completed)
+            .map(|t| t.task_id.as_str())
+            .collect();
+        // What runs again: every task that did not complete, except roots
+        // whose trigger rule skips them anyway.
+        let mut again: Vec<(&TaskMeta, Option<Map<String, Value>>)> = Vec::new();
+        for t in &plan.workflow.tasks {
+            if completed.contains(t.id.as_str()) {
+                continue;
+            }
+            if t.dependencies.is_empty() {
+                match decide_root(t, &initial) {
+                    Decision::Run { input } => again.push((t, Some(input))),
+                    Decision::Skip { .. } => {}
+                }
+            } else {
+                again.push((t, None));
+            }
+        }
+        let resetting: std::collections::HashSet<&str> =
+            again.iter().map(|(t, _)| t.id.as_str()).collect();
+        let reset: Vec<TaskReset> = again
+            .into_iter()
+            .map(|(t, input)| TaskReset {
+                task_id: t.id.clone(),
+                deps_remaining: t
+                    .dependencies
+                    .iter()
+                    .filter(|d| resetting.contains(d.as_str()))
+                    .count() as i64,
+                input,
+                attempts: i64::from(t.retry.max_attempts),
+            })
+            .collect();
+        let row = self
+            .store
+            .retry_execution(tenant, id, &reset, &limits)
+            .await?;
+        tracing::info!(execution = %id, tenant, tasks = reset.len(), "execution retried");
+        self.executor.wake();
+        Ok(row)
     }
 
     /// Cancel an execution of `tenant`: pending tasks are skipped and

@@ -259,9 +259,43 @@ pub trait ExecutionStore: Send + Sync {
     /// hosts interrupt the running ones.
     async fn cancel_execution(&self, tenant: &str, id: Uuid) -> Result<ExecutionRow>;
 
+    /// Re-run failed execution `id` of `tenant` in place, from its
+    /// unfinished work: each task of `reset` (failed or skipped) is made
+    /// ready (no unfinished dependency) or not started again, with a fresh
+    /// budget of attempts; completed tasks keep their outputs; the package
+    /// version stays the one the execution is pinned to. Counted against
+    /// `max_queued_executions` like a start.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it is not the tenant's,
+    /// [`StoreError::Conflict`] when it has not failed,
+    /// [`StoreError::Quota`] over `max_queued_executions`.
+    async fn retry_execution(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        reset: &[TaskReset],
+        limits: &TenantLimits,
+    ) -> Result<ExecutionRow>;
+
     /// `(execution, task)` pairs that `host` runs for executions that were
     /// cancelled.
     async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>>;
+}
+
+/// One task [`ExecutionStore::retry_execution`] runs again.
+#[derive(Debug, Clone)]
+pub struct TaskReset {
+    /// The task.
+    pub task_id: String,
+    /// Its dependencies that are reset too (not finished any more): ready
+    /// at 0.
+    pub deps_remaining: i64,
+    /// A root's input (the initial context); `None` for a task with
+    /// dependencies, whose input is merged when it is claimed.
+    pub input: Option<Map<String, Value>>,
+    /// Attempts it may make from now on (its policy's `max_attempts`).
+    pub attempts: i64,
 }
 
 /// Stored outputs read per query by [`merge_outputs`]: at most this many
@@ -1014,6 +1048,103 @@ where
                 Some("execution cancelled".to_string()),
             ));
         }
+        Sql(self)
+            .insert_events(&mut tx, id, None, now, &events)
+            .await?;
+        tx.commit().await?;
+        self.get_execution(Some(tenant), id).await
+    }
+
+    async fn retry_execution(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        reset: &[TaskReset],
+        limits: &TenantLimits,
+    ) -> Result<ExecutionRow> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let current: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM executions WHERE id = $1 AND tenant = $2")
+                .bind(id)
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((status,)) = current else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound(format!("execution {id} not found")));
+        };
+        if status != "failed" {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(format!(
+                "execution {id} is {status}: only a failed execution can be retried"
+            )));
+        }
+        // It becomes unfinished again: counted like a start.
+        Sql(self).lock_tenant(&mut tx, tenant).await?;
+        let (queued,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
+        )
+        .bind(tenant)
+        .fetch_one(&mut *tx)
+        .await?;
+        if queued >= limits.max_queued_executions as i64 {
+            tx.rollback().await?;
+            return Err(StoreError::Quota(format!(
+                "tenant '{tenant}' has {queued} unfinished executions, its max_queued_executions quota"
+            )));
+        }
+        let mut events: Vec<Event> = vec![(
+            None,
+            "retried",
+            Some(format!(
+                "{} failed or skipped tasks run again: {}",
+                reset.len(),
+                reset
+                    .iter()
+                    .map(|r| r.task_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        )];
+        for r in reset {
+            let ready = r.deps_remaining == 0;
+            let input = match &r.input {
+                Some(map) => {
+                    Some(serde_json::to_string(map).map_err(|e| StoreError::Other(e.to_string()))?)
+                }
+                None => None,
+            };
+            let done = sqlx::query(
+                "UPDATE task_executions SET status = $3, deps_remaining = $4, input = $5, output = NULL, last_error = NULL, last_error_kind = NULL, skip_reason = NULL, max_attempts = attempt + $6, next_run_at = $7, ready_at = $7, started_at = NULL, finished_at = NULL, duration_ms = NULL, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status IN ('failed', 'skipped')",
+            )
+            .bind(id)
+            .bind(&r.task_id)
+            .bind(if ready { "ready" } else { "not_started" })
+            .bind(r.deps_remaining)
+            .bind(input)
+            .bind(r.attempts)
+            .bind(ready.then_some(now))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict(format!(
+                    "execution {id}: task '{}' is not failed or skipped any more",
+                    r.task_id
+                )));
+            }
+            if ready {
+                events.push((Some(r.task_id.clone()), "task_ready", None));
+            }
+        }
+        sqlx::query(
+            "UPDATE executions SET status = 'pending', error = NULL, output = NULL, finished_at = NULL, tasks_remaining = $2, finalize_attempts = 0, finalize_lease_until = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(reset.len() as i64)
+        .execute(&mut *tx)
+        .await?;
         Sql(self)
             .insert_events(&mut tx, id, None, now, &events)
             .await?;

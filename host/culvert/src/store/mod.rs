@@ -39,7 +39,7 @@ pub use claims::ClaimedTask;
 pub use completions::{Completion, FINALIZE_LEASE_MS, ScheduledRetry, TaskOutcome};
 pub use executions::{
     EventRow, ExecutionFilter, ExecutionRow, ExecutionStore, INLINE_OUTPUT_CHARS, MergedOutputs,
-    NewExecution, TaskRow, TaskState, merge_outputs,
+    NewExecution, TaskReset, TaskRow, TaskState, merge_outputs,
 };
 pub use postgres::PgStore;
 pub use recovery::{MAX_FINALIZE_ATTEMPTS, Recovered};
