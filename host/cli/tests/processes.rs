@@ -1068,6 +1068,10 @@ async fn the_cli_fails_cleanly_on_bad_input(db: Db) {
         ),
         (vec!["run", "helo"], "did you mean 'hello'?"),
         (
+            vec!["package", "remove", "helo"],
+            "package 'helo' not found in tenant public; did you mean 'hello'?",
+        ),
+        (
             vec!["run", "hello", "--tenant", "ghosts"],
             "tenant 'ghosts' does not exist",
         ),

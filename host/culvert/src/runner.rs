@@ -349,7 +349,22 @@ impl Runner {
         name: &str,
         version: Option<&str>,
     ) -> Result<Vec<PackageRow>, Error> {
-        let removed = self.store.remove_packages(tenant, name, version).await?;
+        let removed = match self.store.remove_packages(tenant, name, version).await {
+            Err(StoreError::NotFound(message)) => {
+                // Say which of the tenant's own packages exist.
+                let names: Vec<String> = self
+                    .store
+                    .list_packages(Some(tenant))
+                    .await
+                    .map(|rows| rows.into_iter().map(|p| p.name).collect())
+                    .unwrap_or_default();
+                return Err(Error::Store(StoreError::NotFound(format!(
+                    "{message}{}",
+                    crate::suggest::did_you_mean(name, names.iter().map(String::as_str))
+                ))));
+            }
+            other => other?,
+        };
         if let Err(e) = self.store.collect_garbage().await {
             tracing::warn!(error = %e, "could not collect unused component bytes");
         }
