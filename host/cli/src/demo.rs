@@ -1,5 +1,5 @@
-//! `culvert demo`: register the example packages, run `etl` and `flaky`,
-//! and print what happened.
+//! `culvert demo`: register the example packages, run each of them
+//! (`hello`, `etl`, `flaky`), and print what happened.
 
 use crate::args::*;
 use crate::common::*;
@@ -35,6 +35,7 @@ pub(crate) async fn demo(g: &GlobalArgs, args: DemoArgs) -> anyhow::Result<i32> 
     runner.start_executor();
     let mut code = 0;
     for (workflow, context) in [
+        ("hello", json!({"name": "demo"})),
         ("etl", json!({"notify": true})),
         ("flaky", json!({"fail_times": 2})),
     ] {
@@ -55,6 +56,20 @@ pub(crate) async fn demo(g: &GlobalArgs, args: DemoArgs) -> anyhow::Result<i32> 
         Some(url) => format!(" --database '{}'", redact_url(url)),
         None => String::new(),
     };
-    println!("\nsee them again with: culvert{database} executions list");
+    // The command as it can be typed here: `culvert` when that is on the
+    // PATH and is this binary, else this binary's path (the demo script
+    // runs it from the target directory).
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths)
+            .any(|d| d.join("culvert").canonicalize().ok() == std::env::current_exe().ok())
+    });
+    let command = if on_path {
+        "culvert".to_string()
+    } else {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "culvert".into())
+    };
+    println!("\nsee them again with: {command}{database} executions list");
     Ok(code)
 }

@@ -1599,6 +1599,57 @@ async fn closed_pipes_end_commands_quietly() {
     assert_eq!(done["status"], "completed");
 }
 
+/// `culvert demo` runs every example it registers, and its closing hint is
+/// a command that works as printed: this binary's path when `culvert` is
+/// not on the PATH, and the database it used.
+async fn the_demo_runs_every_example_and_its_hint_works(db: Db) {
+    let db = TestDb::new(db).await;
+    let dir = std::path::Path::new(artifacts::HELLO).parent().unwrap();
+    let out = culvert(&db)
+        .args([
+            "demo",
+            "--packages",
+            dir.to_str().unwrap(),
+            "--database",
+            &db.url,
+        ])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for workflow in ["hello", "etl", "flaky"] {
+        assert!(
+            text.contains(&format!("running {workflow} with context")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("greeting: \"Hello, demo!\""), "{text}");
+    let hint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("see them again with: "))
+        .unwrap_or_else(|| panic!("no hint in {text}"));
+    assert!(hint.starts_with(BIN), "{hint}");
+    let (code, listed, err) = run_cli(&db, &["executions", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    // The hint, run as printed (a shell splits it), lists the same three.
+    let shown = Command::new("sh")
+        .args(["-c", &format!("{hint} --json")])
+        .env_remove("CULVERT_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(
+        shown.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), 3);
+}
+
 /// Guest text cannot forge lines of the host's log. The probe's `forge`
 /// workflow writes, in a log record (message, field name, field value), on
 /// stdout, on stderr, in a task error and in a panic message, a newline or
@@ -1682,6 +1733,7 @@ culvert_tests::both_backends!(
     the_cli_registers_runs_and_reports,
     run_tells_what_to_do_without_serve_and_outlives_its_serve,
     executions_retry_reruns_a_failed_execution,
+    the_demo_runs_every_example_and_its_hint_works,
     the_cli_fails_cleanly_on_bad_input,
     exec_runs_a_file_without_registering_it,
     tenant_and_grant_commands_speak_json,
