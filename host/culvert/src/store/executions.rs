@@ -1094,17 +1094,22 @@ where
                 "tenant '{tenant}' has {queued} unfinished executions, its max_queued_executions quota"
             )));
         }
+        // The detail names at most 20 tasks: a workflow may have 10,000.
+        let mut named = reset
+            .iter()
+            .take(20)
+            .map(|r| r.task_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if reset.len() > 20 {
+            named.push_str(&format!(", and {} more", reset.len() - 20));
+        }
         let mut events: Vec<Event> = vec![(
             None,
             "retried",
             Some(format!(
-                "{} failed or skipped tasks run again: {}",
-                reset.len(),
-                reset
-                    .iter()
-                    .map(|r| r.task_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "{} failed or skipped tasks run again: {named}",
+                reset.len()
             )),
         )];
         for r in reset {
