@@ -152,6 +152,86 @@ pub enum Command {
     /// Scaffold a package crate in ./NAME: a sample workflow, its native
     /// tests, and the settings that build it for wasm32-wasip2.
     New(NewArgs),
+    /// Create, list and revoke API keys for the HTTP API.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Show the audit log: every change made through the API (and with
+    /// `apikey`), newest first.
+    Audit(AuditArgs),
+}
+
+/// `culvert apikey ...`
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key. Its secret is printed once: store it now.
+    Create {
+        /// The tenant the key belongs to (and, for a tenant key, the only
+        /// one it reaches).
+        #[arg(long)]
+        tenant: String,
+        /// A name for people, unique among the tenant's live keys.
+        #[arg(long)]
+        name: String,
+        /// `tenant` (its own tenant only) or `operator` (everything).
+        #[arg(long, value_enum, default_value_t = KeyRole::Tenant)]
+        role: KeyRole,
+        /// How long until it stops working: `90d`, `12h`, `30m`. Default
+        /// never.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// Print one JSON object, the secret under `"secret"`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: it stops working on every host within a second.
+    Revoke {
+        /// The key's id (the 12 hex digits after `cvk_`).
+        id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What a key may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyRole {
+    /// Its own tenant's packages and executions.
+    Tenant,
+    /// Every tenant, and tenants, grants, keys, the audit log and metrics.
+    Operator,
+}
+
+/// `culvert audit`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only changes to this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
+    /// Print one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A duration such as `30d`, `12h`, `90m` or `45s`.
+///
+/// # Errors
+/// When it does not parse, with an example.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}): use e.g. 30d, 12h, 90m or 45s"))
 }
 
 /// `culvert new`
@@ -339,6 +419,8 @@ pub enum BenchKind {
     Throughput,
     /// A well-behaved tenant alone, then next to a hostile one.
     Tenants,
+    /// The HTTP API over loopback: getting and starting executions.
+    Http,
 }
 
 /// `culvert package ...`
@@ -409,6 +491,30 @@ pub struct ServeArgs {
     /// some speed; compiled code is cached separately).
     #[arg(long)]
     pub fuel: bool,
+    /// Where the HTTP API listens, or `none` for no API.
+    #[arg(long, default_value = culvert_server::DEFAULT_LISTEN, env = "CULVERT_LISTEN")]
+    pub listen: String,
+    /// Also serve `/metrics` here, without a key (for a Prometheus on a
+    /// private network).
+    #[arg(long, env = "CULVERT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Requests per second each API key may make (a token bucket per key
+    /// and host).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+    /// Requests a key may make at once above its rate.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds one API request may take (uploads and event streams
+    /// excepted).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+    /// Package uploads this host handles at once; more are answered 429.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_uploads: usize,
 }
 
 /// `culvert run`

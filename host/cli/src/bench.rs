@@ -11,7 +11,9 @@
 //!   chain of 200, on SQLite with one host and on PostgreSQL with one and
 //!   two hosts (`--postgres`);
 //! - `tenants`: a well-behaved tenant's throughput and p99 latency alone,
-//!   then while another tenant runs hostile workflows in a loop.
+//!   then while another tenant runs hostile workflows in a loop;
+//! - `http`: the HTTP API's requests per second and latencies over
+//!   loopback (`bench_http.rs`).
 //!
 //! Build with `--release`: debug builds are about 15x slower in the sandbox.
 
@@ -74,7 +76,8 @@ impl BenchPackages {
         Self { dir: dir.into() }
     }
 
-    fn read(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+    /// The bytes of `NAME.wasm`.
+    pub fn read(&self, name: &str) -> anyhow::Result<Vec<u8>> {
         let path = self.dir.join(format!("{name}.wasm"));
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     }
@@ -736,6 +739,7 @@ pub async fn tenants(
             tenant: Some("evil"),
             status: Some(culvert::ExecutionStatus::Failed),
             limit: Some(100_000),
+            ..Default::default()
         })
         .await?
         .len();
@@ -798,6 +802,7 @@ pub(crate) async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i3
             )
             .await
         }
+        BenchKind::Http => crate::bench_http::http(&packages, &scratch).await,
         BenchKind::Tenants => {
             tenants(
                 &packages,

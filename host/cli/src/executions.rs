@@ -29,6 +29,7 @@ pub(crate) async fn executions_list(
             tenant,
             status,
             limit: Some(limit),
+            ..Default::default()
         })
         .await?;
     if json_out {

@@ -7,8 +7,10 @@
 //! `table` the shared text and JSON forms, `common` what opens the
 //! database, the engine and package files.
 
+mod apikey;
 mod args;
 mod bench;
+mod bench_http;
 mod common;
 mod demo;
 mod executions;
@@ -20,6 +22,7 @@ mod serve;
 mod table;
 mod tenant;
 
+use crate::apikey::*;
 use crate::args::*;
 use crate::bench::bench;
 use crate::demo::*;
@@ -172,5 +175,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::New(args) => new_package(args),
+        Command::Apikey(cmd) => apikey(g, cmd).await,
+        Command::Audit(args) => audit(g, args).await,
     }
 }

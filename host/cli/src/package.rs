@@ -2,11 +2,11 @@
 
 use crate::args::*;
 use crate::common::*;
-use crate::render::*;
 use crate::table::print_table;
 use anyhow::Context as _;
-use culvert::{CacheSource, Escaped, LoadedPackage, PackageMetadata, PackageRow, SandboxEngine};
-use serde_json::{Value, json};
+use culvert::{CacheSource, Escaped, LoadedPackage, PackageMetadata};
+pub(crate) use culvert_server::views::{inspect_json, package_json};
+use serde_json::Value;
 use std::path::Path;
 
 pub(crate) async fn inspect(
@@ -35,22 +35,6 @@ pub(crate) async fn inspect(
         ),
     }
     Ok(0)
-}
-
-pub(crate) fn inspect_json(pkg: &LoadedPackage, engine: &SandboxEngine) -> serde_json::Value {
-    let mut v = serde_json::to_value(&pkg.metadata).expect("metadata serializes");
-    let obj = v.as_object_mut().expect("an object");
-    obj.insert("content_hash".into(), json!(pkg.content_hash));
-    obj.insert("size".into(), json!(pkg.size));
-    obj.insert(
-        "cache".into(),
-        json!({ "source": pkg.source, "hit": pkg.source.is_hit() }),
-    );
-    obj.insert(
-        "imports".into(),
-        json!(culvert::imports_of(engine, &pkg.compiled.component)),
-    );
-    v
 }
 
 pub(crate) fn describe_source(source: CacheSource) -> &'static str {
@@ -207,20 +191,6 @@ pub(crate) async fn package_add(
         println!("  content hash  {}", r.content_hash);
     }
     Ok(0)
-}
-
-pub(crate) fn package_json(p: &PackageRow) -> Value {
-    json!({
-        "id": p.id,
-        "tenant": p.tenant,
-        "name": p.name,
-        "version": p.version,
-        "content_hash": p.content_hash,
-        "size": p.size,
-        "registered_at": fmt_ms(p.registered_at),
-        "workflows": p.metadata.workflows.iter().map(|w| &w.name).collect::<Vec<_>>(),
-        "capabilities": p.metadata.capabilities,
-    })
 }
 
 pub(crate) async fn package_list(

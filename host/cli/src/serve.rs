@@ -7,9 +7,13 @@ use crate::package::package_json;
 use crate::render::*;
 use anyhow::Context as _;
 use culvert::{ExecutionFilter, ExecutionStatus, HostRecord, Runner, now_ms, redact_url};
+use culvert_server::{AppState, ServerConfig};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// What a host reports about itself.
 pub(crate) async fn host_status(runner: &Runner) -> Value {
@@ -31,14 +35,75 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
     config.executor.heartbeat_interval = config.executor.lease / 3;
     config.executor.recovery_interval = (config.executor.lease / 2).min(Duration::from_secs(5));
     let url = redact_url(&config.database_url);
-    let runner = open_runner(config).await?;
+    let listen: Option<SocketAddr> = match args.listen.as_str() {
+        "none" => None,
+        addr => Some(addr.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "--listen '{addr}' is not an address such as 127.0.0.1:8470 ({e}), nor `none`"
+            )
+        })?),
+    };
+    // Bind before starting anything: a taken port fails the start, plainly.
+    let api = match listen {
+        Some(addr) => Some(culvert_server::bind(addr).await?),
+        None => None,
+    };
+    let metrics_api = match args.metrics_listen {
+        Some(addr) => Some(culvert_server::bind(addr).await?),
+        None => None,
+    };
+    let runner = Arc::new(open_runner(config).await?);
     let host_id = runner.executor().host_id();
     runner.start();
+    let (stop_http, stopped) = watch::channel(false);
+    let mut http_tasks = Vec::new();
+    if api.is_some() || metrics_api.is_some() {
+        let server_config = ServerConfig {
+            listen: listen
+                .unwrap_or_else(|| culvert_server::DEFAULT_LISTEN.parse().expect("valid")),
+            metrics_listen: args.metrics_listen,
+            header_timeout: Duration::from_secs(args.header_timeout),
+            request_timeout: Duration::from_secs(args.request_timeout),
+            rate_per_second: args.rate_limit,
+            rate_burst: args.rate_burst,
+            max_concurrent_uploads: args.max_uploads,
+            ..ServerConfig::default()
+        };
+        let state = AppState::new(
+            runner.clone(),
+            server_config,
+            culvert_server::install_metrics(),
+        );
+        if let Some(listener) = api {
+            let app = culvert_server::router(state.clone());
+            let config = state.config.clone();
+            let stopped = stopped.clone();
+            http_tasks.push(tokio::spawn(async move {
+                culvert_server::serve_on(listener, app, &config, stopped).await;
+            }));
+        }
+        if let Some(listener) = metrics_api {
+            let app = culvert_server::metrics_router(state.clone());
+            let config = state.config.clone();
+            let stopped = stopped.clone();
+            http_tasks.push(tokio::spawn(async move {
+                culvert_server::serve_on(listener, app, &config, stopped).await;
+            }));
+        }
+    }
     let started_at = now_ms();
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    eprintln!("culvert serving: host {host_id}, database {url}. Stop with Ctrl-C or SIGTERM.");
+    let api_text = match (listen, args.metrics_listen) {
+        (Some(a), Some(m)) => format!(", API on http://{a} (metrics also on http://{m}/metrics)"),
+        (Some(a), None) => format!(", API on http://{a}"),
+        (None, Some(m)) => format!(", no API (metrics on http://{m}/metrics)"),
+        (None, None) => ", no API".to_string(),
+    };
+    eprintln!(
+        "culvert serving: host {host_id}, database {url}{api_text}. Stop with Ctrl-C or SIGTERM."
+    );
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     let mut beat = tokio::time::interval(Duration::from_secs(2));
@@ -62,6 +127,10 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
         }
     }
     eprintln!("culvert: shutting down; waiting for running tasks to finish");
+    let _ = stop_http.send(true);
+    for task in http_tasks {
+        let _ = task.await;
+    }
     runner.shutdown().await;
     let _ = runner.store().remove_host(host_id).await;
     eprintln!("culvert: stopped");

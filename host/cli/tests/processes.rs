@@ -976,6 +976,7 @@ async fn run_tells_what_to_do_without_serve_and_outlives_its_serve(db: Db) {
                 tenant: Some("public"),
                 status: Some(ExecutionStatus::Running),
                 limit: Some(10),
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -18,7 +18,7 @@
 //! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
 //! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
 //! | `package` | metadata and its validation, linking, the compiled-code cache, `describe` and `run`, the loader |
-//! | `tenants` | tenant limits, capability grants and names |
+//! | `tenants`, `access` | tenant limits, capability grants and names; API keys and the audit log |
 //! | `scheduler` | pure rules: statuses, plans, context merging, run or skip |
 //! | `store` | SQLite and PostgreSQL behind one [`Store`] trait |
 //! | `registry` | the in-memory registries and the reconcile loop |
@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+mod access;
 mod contract;
 mod executor;
 mod files;
@@ -42,6 +43,10 @@ mod tenants;
 #[doc(hidden)]
 pub mod test_support;
 
+pub use access::{
+    API_KEY_PREFIX, ApiKeyRole, ApiKeyRow, AuditAction, AuditEntry, AuditRow, NewApiKey,
+    api_key_id, generate_api_key, verify as verify_api_key,
+};
 pub use contract::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, ContractVersionError, check_contract_version,
 };
@@ -60,7 +65,7 @@ pub use registry::{
     FailedPackage, LookupError, PackageStatusDetail, ReconcileError, ReconcileResult, Reconciler,
     ReconcilerConfig, ReconcilerStatus, RegisteredPackage, Registry, TaskNamespace, WorkflowRef,
 };
-pub use runner::{Error, Registered, Runner, RunnerConfig, validate_tenant};
+pub use runner::{Error, MAX_IDEMPOTENCY_KEY, Registered, Runner, RunnerConfig, validate_tenant};
 pub use sandbox::{
     CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, SandboxEngine, SandboxGrants,
     SandboxLimits, WASMTIME_VERSION,

@@ -40,6 +40,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// The longest idempotency key accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
 /// Everything that can go wrong through the [`Runner`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -61,6 +64,10 @@ pub enum Error {
     /// A tenant quota would be exceeded; the message names the quota.
     #[error("{0}")]
     Quota(String),
+    /// The request conflicts with what exists (an idempotency key reused
+    /// for a different request).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<StoreError> for Error {
@@ -393,7 +400,43 @@ impl Runner {
         version: Option<&str>,
         context: Map<String, Value>,
     ) -> Result<ExecutionRow, Error> {
+        Ok(self
+            .start_execution_once(tenant, workflow, version, context, None)
+            .await?
+            .0)
+    }
+
+    /// [`start_execution`](Self::start_execution), at most once per
+    /// `idempotency_key` (per tenant): a second call with the same key
+    /// returns the execution the first one started, and `false` (not
+    /// created). The key lives as long as that execution does.
+    ///
+    /// # Errors
+    /// Those of [`start_execution`](Self::start_execution), and
+    /// [`Error::Conflict`] when the key was used to start another workflow.
+    pub async fn start_execution_once(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        version: Option<&str>,
+        context: Map<String, Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(ExecutionRow, bool), Error> {
         validate_tenant(tenant)?;
+        if let Some(key) = idempotency_key
+            && (key.is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY
+                || !key.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(Error::Invalid(format!(
+                "an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters, without spaces"
+            )));
+        }
+        if let Some(key) = idempotency_key {
+            if let Some(row) = self.replay(tenant, workflow, key).await? {
+                return Ok((row, false));
+            }
+        }
         let limits = self.tenant(tenant).await?.limits;
         let packages = self.store.list_packages(Some(tenant)).await?;
         let (package, index) = find_workflow(&packages, tenant, workflow, version)?;
@@ -416,8 +459,19 @@ impl Runner {
                 plan: &plan,
                 context: &context,
                 limits: &limits,
+                idempotency_key,
             })
-            .await?;
+            .await;
+        let row = match (row, idempotency_key) {
+            (Ok(row), _) => row,
+            // A concurrent request with the same key inserted first.
+            (Err(StoreError::Conflict(_)), Some(key))
+                if let Some(row) = self.replay(tenant, workflow, key).await? =>
+            {
+                return Ok((row, false));
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         tracing::info!(
             execution = %row.id,
             tenant,
@@ -426,7 +480,26 @@ impl Runner {
             "execution started"
         );
         self.executor.wake();
-        Ok(row)
+        Ok((row, true))
+    }
+
+    /// The execution `tenant` started with `key`, when it ran `workflow`.
+    async fn replay(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        key: &str,
+    ) -> Result<Option<ExecutionRow>, Error> {
+        match self.store.execution_by_idempotency_key(tenant, key).await? {
+            Some(row) if row.workflow != workflow => Err(Error::Conflict(format!(
+                "the idempotency key '{}' already started execution {} of workflow '{}', not '{}': use a new key for a different request",
+                crate::guest_text::printable(key),
+                row.id,
+                row.workflow,
+                crate::guest_text::printable(workflow)
+            ))),
+            other => Ok(other),
+        }
     }
 
     /// Wait until execution `id` finishes (or `timeout` passes) and return
@@ -577,6 +650,7 @@ impl Runner {
                         tenant: Some(name),
                         status: Some(status),
                         limit: Some(i64::MAX),
+                        ..Default::default()
                     })
                     .await?;
                 for row in rows {

@@ -16,7 +16,7 @@ const STAGES: &[&[&str]] = &[
     &["contract"],
     &["sandbox"],
     &["package"],
-    &["tenants"],
+    &["tenants", "access"],
     &["scheduler"],
     &["store"],
     &["registry"],

@@ -47,6 +47,10 @@ pub struct NewExecution<'a> {
     /// The tenant's limits: `max_queued_executions` is checked (with the
     /// tenant's row locked) in the inserting transaction.
     pub limits: &'a TenantLimits,
+    /// A client's idempotency key: unique per tenant, so a second insert
+    /// with it fails with [`StoreError::Conflict`] (see
+    /// [`ExecutionStore::execution_by_idempotency_key`]).
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// A workflow execution.
@@ -82,6 +86,14 @@ pub struct ExecutionRow {
     pub started_at: Option<i64>,
     /// Finished, in ms.
     pub finished_at: Option<i64>,
+}
+
+impl ExecutionRow {
+    /// Where the next page of a listing starts: pass it as
+    /// [`ExecutionFilter::before`].
+    pub fn cursor(&self) -> (i64, Uuid) {
+        (self.created_at, self.id)
+    }
 }
 
 /// One task of an execution.
@@ -152,6 +164,11 @@ pub struct ExecutionFilter<'a> {
     pub tenant: Option<&'a str>,
     /// Only with this status.
     pub status: Option<ExecutionStatus>,
+    /// Only of this workflow.
+    pub workflow: Option<&'a str>,
+    /// Only older than this `(created_at, id)`: the last row of the
+    /// previous page (a cursor; see [`ExecutionRow::cursor`]).
+    pub before: Option<(i64, Uuid)>,
     /// At most this many, newest first. Default 100.
     pub limit: Option<i64>,
 }
@@ -167,6 +184,13 @@ pub trait ExecutionStore: Send + Sync {
     /// (otherwise "not found").
     async fn get_execution(&self, tenant: Option<&str>, id: Uuid) -> Result<ExecutionRow>;
 
+    /// The execution `tenant` started with `key`, if any.
+    async fn execution_by_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<ExecutionRow>>;
+
     /// Executions, newest first.
     async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>>;
 
@@ -175,6 +199,15 @@ pub trait ExecutionStore: Send + Sync {
 
     /// The event log of an execution, in order.
     async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>>;
+
+    /// At most `limit` events of execution `id` after event `after` (an
+    /// [`EventRow::id`]; 0 for the first), oldest first.
+    async fn execution_events_after(
+        &self,
+        id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>>;
 
     /// The DAG an execution runs.
     async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan>;
@@ -654,7 +687,7 @@ where
             )));
         }
         sqlx::query(
-            "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at, output_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12)",
+            "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at, output_bytes, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13)",
         )
         .bind(id)
         .bind(new.tenant)
@@ -668,6 +701,7 @@ where
         .bind(wf.tasks.len() as i64)
         .bind(now)
         .bind(skipped_bytes as i64)
+        .bind(new.idempotency_key)
         .execute(&mut *tx)
         .await?;
         let mut events: Vec<Event> = vec![(None, "created", None)];
@@ -760,13 +794,31 @@ where
         row.try_into()
     }
 
+    async fn execution_by_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<ExecutionRow>> {
+        let row: Option<StoredExecution> =
+            sqlx::query_as("SELECT * FROM executions WHERE tenant = $1 AND idempotency_key = $2")
+                .bind(tenant)
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(ExecutionRow::try_from).transpose()
+    }
+
     async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>> {
+        let (before_at, before_id) = filter.before.unzip();
         let rows: Vec<StoredExecution> = sqlx::query_as(
-            "SELECT * FROM executions WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3",
+            "SELECT * FROM executions WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR status = $2) AND ($4 IS NULL OR workflow = $4) AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) ORDER BY created_at DESC, id DESC LIMIT $3",
         )
         .bind(filter.tenant)
         .bind(filter.status.map(|s| s.as_str()))
         .bind(filter.limit.unwrap_or(100))
+        .bind(filter.workflow)
+        .bind(before_at)
+        .bind(before_id)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(ExecutionRow::try_from).collect()
@@ -787,6 +839,23 @@ where
             "SELECT id, execution_id, task_id, kind, detail, host, at FROM execution_events WHERE execution_id = $1 ORDER BY id",
         )
         .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(EventRow::from).collect())
+    }
+
+    async fn execution_events_after(
+        &self,
+        id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let rows: Vec<StoredEvent> = sqlx::query_as(
+            "SELECT id, execution_id, task_id, kind, detail, host, at FROM execution_events WHERE execution_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(EventRow::from).collect())

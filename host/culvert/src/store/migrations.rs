@@ -36,6 +36,11 @@ pub(crate) const SQLITE: &[Entry] = &[
         "data bounds",
         include_str!("../../migrations/sqlite/0004_data_bounds.sql"),
     ),
+    (
+        5,
+        "api keys and audit",
+        include_str!("../../migrations/sqlite/0005_api.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -59,6 +64,11 @@ pub(crate) const POSTGRES: &[Entry] = &[
         4,
         "data bounds",
         include_str!("../../migrations/postgres/0004_data_bounds.sql"),
+    ),
+    (
+        5,
+        "api keys and audit",
+        include_str!("../../migrations/postgres/0005_api.sql"),
     ),
 ];
 

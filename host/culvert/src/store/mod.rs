@@ -18,6 +18,7 @@
 //! | `migrations.rs` | the embedded migrations of both backends |
 //! | `packages.rs` | packages, their blobs, hosts: the `Store` implementation |
 //! | `tenants.rs` | tenants, grants, and locking a tenant's row for a quota |
+//! | `access.rs` | API keys (their hashes) and the audit log |
 //! | `executions.rs` | the [`ExecutionStore`] trait and its rows; creating, reading, cancelling and finishing executions |
 //! | `claims.rs` | claiming ready tasks fairly across tenants; heartbeats |
 //! | `completions.rs` | recording completions; unlocking dependents; counting an execution down |
@@ -26,6 +27,7 @@
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
 
+use crate::access::{ApiKeyRow, AuditEntry, AuditRow};
 use crate::package::PackageMetadata;
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use async_trait::async_trait;
@@ -45,6 +47,7 @@ pub use postgres::PgStore;
 pub use recovery::{MAX_FINALIZE_ATTEMPTS, Recovered};
 pub use sqlite::SqliteStore;
 
+mod access;
 mod backend;
 mod claims;
 mod completions;
@@ -295,6 +298,36 @@ pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
 
     /// A tenant's grants.
     async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>>;
+
+    /// Store a new API key: its row and the hash of its secret.
+    /// [`StoreError::NotFound`] for an unknown tenant,
+    /// [`StoreError::Conflict`] when the tenant has a live key of that
+    /// name.
+    async fn create_api_key(&self, row: &ApiKeyRow, hash: &str) -> Result<()>;
+
+    /// A key by its public id, with the stored hash of its secret
+    /// (revoked and expired keys too: the caller checks
+    /// [`ApiKeyRow::is_live`]).
+    async fn api_key(&self, id: &str) -> Result<(ApiKeyRow, String)>;
+
+    /// Keys of one tenant, or of all, oldest first.
+    async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRow>>;
+
+    /// Revoke a key (of `tenant`, when given): it stops working at once.
+    /// [`StoreError::NotFound`] for an unknown key or another tenant's.
+    async fn revoke_api_key(&self, tenant: Option<&str>, id: &str) -> Result<ApiKeyRow>;
+
+    /// Append to the audit log.
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<()>;
+
+    /// The audit log of one tenant, or of all, newest first: at most
+    /// `limit` entries, older than entry `before` when given.
+    async fn audit_log(
+        &self,
+        tenant: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>>;
 }
 
 /// Open the store at `url`, running its migrations.

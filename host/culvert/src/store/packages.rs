@@ -11,6 +11,7 @@ use super::{
     Backend, HostRecord, NewPackage, PackageEvent, PackageRow, Registration, Result, Store,
     StoreError, now_ms, redact_url,
 };
+use crate::access::{ApiKeyRow, AuditEntry, AuditRow};
 use crate::package::PackageMetadata;
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use async_trait::async_trait;
@@ -351,6 +352,35 @@ where
 
     async fn delete_tenant(&self, name: &str) -> Result<()> {
         Sql(self).delete_tenant(name).await
+    }
+
+    async fn create_api_key(&self, row: &ApiKeyRow, hash: &str) -> Result<()> {
+        Sql(self).create_api_key(row, hash).await
+    }
+
+    async fn api_key(&self, id: &str) -> Result<(ApiKeyRow, String)> {
+        Sql(self).api_key(id).await
+    }
+
+    async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRow>> {
+        Sql(self).list_api_keys(tenant).await
+    }
+
+    async fn revoke_api_key(&self, tenant: Option<&str>, id: &str) -> Result<ApiKeyRow> {
+        Sql(self).revoke_api_key(tenant, id).await
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
+        Sql(self).record_audit(entry).await
+    }
+
+    async fn audit_log(
+        &self,
+        tenant: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>> {
+        Sql(self).audit_log(tenant, before, limit).await
     }
 
     async fn add_grant(&self, grant: &Grant) -> Result<()> {

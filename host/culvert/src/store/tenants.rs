@@ -180,6 +180,7 @@ where
             "DELETE FROM executions WHERE tenant = $1",
             "DELETE FROM packages WHERE tenant = $1",
             "DELETE FROM grants WHERE tenant = $1",
+            "DELETE FROM api_keys WHERE tenant = $1",
         ] {
             sqlx::query(sql).bind(name).execute(&mut *tx).await?;
         }
