@@ -1188,6 +1188,9 @@ mod faulty {
         async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>> {
             self.inner.cancelled_running(host).await
         }
+        async fn fleet_counts(&self) -> Result<culvert::FleetCounts> {
+            self.inner.fleet_counts().await
+        }
     }
 
     #[async_trait]

@@ -23,6 +23,9 @@
 //!   tasks at once; other hosts notice within
 //!   [`ExecutorConfig::cancel_poll_interval`]. A guest running wasm stops at
 //!   the next epoch tick, one waiting in a host call is dropped.
+//! - **Metrics** (`telemetry`): each claim's dispatch latency (from the
+//!   task's `ready_at`), each attempt's time in the sandbox, each accepted
+//!   completion by outcome and failure kind, and lease recoveries.
 
 use crate::package::{
     self, Compiled, ContentHash, FailureKind, PackageLoader, PackageMetadata, RetryOn, RetryPolicy,
@@ -34,6 +37,7 @@ use crate::scheduler::{Decision, ExecutionPlan, decide};
 use crate::store::{
     ClaimedTask, Completion, ScheduledRetry, Store, StoreError, TaskOutcome, merge_outputs, now_ms,
 };
+use crate::telemetry;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -190,6 +194,23 @@ fn stored_bytes(outcome: &TaskOutcome) -> usize {
             crate::scheduler::json_len(output)
         }
         TaskOutcome::Failed { message, .. } => message.len(),
+    }
+}
+
+/// The `outcome` and `kind` labels of
+/// [`TASKS_FINISHED`](crate::metric_names::TASKS_FINISHED) for an outcome.
+fn outcome_labels(outcome: &TaskOutcome) -> (&'static str, &'static str) {
+    match outcome {
+        TaskOutcome::Succeeded { .. } => ("succeeded", ""),
+        TaskOutcome::Skipped { .. } => ("skipped", ""),
+        TaskOutcome::Failed {
+            kind, retry: None, ..
+        } => ("failed", kind.as_str()),
+        TaskOutcome::Failed {
+            kind,
+            retry: Some(_),
+            ..
+        } => ("retrying", kind.as_str()),
     }
 }
 
@@ -416,6 +437,9 @@ impl Executor {
                 .claimed
                 .fetch_add(claimed.len() as u64, Ordering::Relaxed);
             for task in claimed {
+                if let Some(ready_at) = task.ready_at {
+                    telemetry::dispatch_latency(&task.tenant, ready_at, task.claimed_at);
+                }
                 let permit = match self.permits.clone().acquire_owned().await {
                     Ok(p) => p,
                     Err(_) => break,
@@ -560,6 +584,7 @@ impl Executor {
                     self.counters
                         .recovered
                         .fetch_add(recovered.len() as u64, Ordering::Relaxed);
+                    telemetry::lease_recoveries(recovered.len());
                     self.wake.notify_one();
                 }
                 Ok(_) => {}
@@ -779,6 +804,10 @@ impl Executor {
         for attempt in 0.. {
             match self.record(&task, outcome.clone(), &plan).await {
                 Ok(mut done) => {
+                    if done.accepted {
+                        let (outcome, kind) = outcome_labels(&outcome);
+                        telemetry::task_finished(&task.tenant, outcome, kind);
+                    }
                     if done.finalize {
                         // The execution's last task: its final context is
                         // assembled now, outside the recording transaction.
@@ -964,6 +993,7 @@ impl Executor {
             attempt: task.attempt,
             max_attempts: task.max_attempts,
         };
+        let started = std::time::Instant::now();
         let result = package::run_task(
             self.loader.engine(),
             &info.compiled,
@@ -973,6 +1003,7 @@ impl Executor {
             Some(flag),
         )
         .await;
+        telemetry::task_duration(&task.tenant, started.elapsed());
         match result {
             Ok(out) => TaskOutcome::Succeeded {
                 output: out.context,

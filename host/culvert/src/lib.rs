@@ -14,7 +14,7 @@
 //!
 //! | Stage | What it does |
 //! |---|---|
-//! | `files`, `guest_text`, `suggest` | bounded reads of regular files; guest text made safe for a log line; "did you mean" |
+//! | `files`, `guest_text`, `suggest`, `telemetry` | bounded reads of regular files; guest text made safe for a log line; "did you mean"; the metrics' names and recording |
 //! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
 //! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
 //! | `package` | metadata and its validation, linking, the compiled-code cache, `describe` and `run`, the loader |
@@ -39,6 +39,7 @@ mod sandbox;
 mod scheduler;
 mod store;
 mod suggest;
+mod telemetry;
 mod tenants;
 #[doc(hidden)]
 pub mod test_support;
@@ -77,5 +78,10 @@ pub use store::{
     NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, Recovered, Registration,
     Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError, TaskOutcome, TaskReset,
     TaskRow, TaskState, merge_outputs, now_ms, open as open_store, redact_url,
+};
+pub use telemetry::{
+    FleetCounts, HISTOGRAM_BUCKETS, TenantExecutionCounts, TenantTaskCounts,
+    buckets as metric_buckets, describe as describe_metrics, names as metric_names,
+    record_fleet_counts,
 };
 pub use tenants::{Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow};

@@ -18,6 +18,7 @@ use crate::scheduler::{
     BoundedMerge, ContextTooLarge, Decision, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
     decide_root,
 };
+use crate::telemetry::FleetCounts;
 use crate::tenants::TenantLimits;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -314,6 +315,11 @@ pub trait ExecutionStore: Send + Sync {
     /// `(execution, task)` pairs that `host` runs for executions that were
     /// cancelled.
     async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>>;
+
+    /// Ready, waiting and running tasks and unfinished executions per
+    /// tenant, in one read of indexes only (`stats.rs`): what every host
+    /// reports as the fleet's gauges (see [`record_fleet_counts`](crate::record_fleet_counts)).
+    async fn fleet_counts(&self) -> Result<FleetCounts>;
 }
 
 /// One task [`ExecutionStore::retry_execution`] runs again.
@@ -955,13 +961,13 @@ where
     async fn finalize_execution(&self, host: Uuid, id: Uuid) -> Result<Option<ExecutionStatus>> {
         // Everything up to the last statement reads through the pool,
         // outside any write transaction.
-        let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
-            "SELECT e.status, e.dag, e.tasks_remaining, t.limits FROM executions e LEFT JOIN tenants t ON t.name = e.tenant WHERE e.id = $1",
+        let row: Option<(String, String, i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT e.status, e.dag, e.tasks_remaining, t.limits, e.tenant FROM executions e LEFT JOIN tenants t ON t.name = e.tenant WHERE e.id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        let Some((status, dag, remaining, limits)) = row else {
+        let Some((status, dag, remaining, limits, tenant)) = row else {
             return Err(StoreError::NotFound(format!("execution {id} not found")));
         };
         let status = ExecutionStatus::parse(&status)
@@ -1059,6 +1065,7 @@ where
             .insert_events(&mut tx, id, host, now, &[(None, kind, error)])
             .await?;
         tx.commit().await?;
+        crate::telemetry::execution_finished(&tenant, status.as_str());
         Ok(Some(status))
     }
 
@@ -1121,6 +1128,7 @@ where
             .insert_events(&mut tx, id, None, now, &events)
             .await?;
         tx.commit().await?;
+        crate::telemetry::execution_finished(tenant, ExecutionStatus::Cancelled.as_str());
         self.get_execution(Some(tenant), id).await
     }
 
@@ -1233,5 +1241,9 @@ where
         .bind(host)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    async fn fleet_counts(&self) -> Result<FleetCounts> {
+        Sql(self).fleet_counts().await
     }
 }

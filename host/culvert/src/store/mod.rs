@@ -23,6 +23,7 @@
 //! | `claims.rs` | claiming ready tasks fairly across tenants; heartbeats |
 //! | `completions.rs` | recording completions; unlocking dependents; counting an execution down |
 //! | `recovery.rs` | taking back expired leases and stuck finalisations |
+//! | `stats.rs` | what the fleet shares, counted for the metrics: ready and running tasks, unfinished executions |
 //! | `events.rs` | appending to the event log |
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
@@ -58,6 +59,7 @@ mod packages;
 mod postgres;
 mod recovery;
 mod sqlite;
+mod stats;
 mod tenants;
 
 /// Which database a store talks to.
@@ -103,8 +105,27 @@ impl StoreError {
     }
 }
 
+/// Every database error the store meets passes through here, so this is
+/// where [`DATABASE_ERRORS`](crate::metric_names::DATABASE_ERRORS) is
+/// counted, by the variant it becomes. A row not found is the answer to the
+/// caller's question (an execution or tenant that does not exist), not a
+/// database problem, and is not counted.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let error = StoreError::from_sqlx(e);
+        match &error {
+            StoreError::Unavailable(_) => crate::telemetry::database_error("unavailable"),
+            StoreError::Conflict(_) => crate::telemetry::database_error("conflict"),
+            StoreError::Other(_) => crate::telemetry::database_error("other"),
+            _ => {}
+        }
+        error
+    }
+}
+
+impl StoreError {
+    /// The variant a database error is.
+    fn from_sqlx(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound("not found".into()),
             sqlx::Error::Database(db) if db.is_unique_violation() => {
