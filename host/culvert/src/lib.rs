@@ -53,8 +53,9 @@ pub use package::{
     CompiledCache, Condition, ContentHash, DirRequest, FailureKind, IncompatibleComponent,
     LoadError, LoadedPackage, LoaderConfig, MAX_ARTIFACT_BYTES, MetadataError, MetadataLimits,
     MetadataLocation, NameKind, PackageLoader, PackageMetadata, RetryOn, RetryPolicy, TaskCall,
-    TaskFailure, TaskMeta, TaskOutput, TriggerRule, WorkflowMeta, describe as describe_package,
-    imports_of, is_engine_key, parse_context, run_task, validate as validate_metadata,
+    TaskFailure, TaskMeta, TaskOutput, TaskRun, TriggerRule, WorkflowMeta,
+    describe as describe_package, imports_of, is_engine_key, parse_context, run_task,
+    run_task_logged, validate as validate_metadata,
 };
 pub use registry::{
     FailedPackage, LookupError, PackageStatusDetail, ReconcileError, ReconcileResult, Reconciler,
@@ -62,8 +63,9 @@ pub use registry::{
 };
 pub use runner::{Error, Registered, Runner, RunnerConfig, validate_tenant};
 pub use sandbox::{
-    CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, SandboxEngine, SandboxGrants,
-    SandboxLimits, WASMTIME_VERSION,
+    CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, LOG_RECORD_OVERHEAD, LogRecord,
+    LogStream, SandboxEngine, SandboxGrants, SandboxLimits, TASK_LOG_BYTES, TaskLogs,
+    WASMTIME_VERSION,
 };
 pub use scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
 pub use store::{
