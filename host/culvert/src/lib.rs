@@ -61,7 +61,7 @@ pub use registry::{
     FailedPackage, LookupError, PackageStatusDetail, ReconcileError, ReconcileResult, Reconciler,
     ReconcilerConfig, ReconcilerStatus, RegisteredPackage, Registry, TaskNamespace, WorkflowRef,
 };
-pub use runner::{Error, Registered, Runner, RunnerConfig, validate_tenant};
+pub use runner::{Error, PRUNE_BATCH, Registered, Runner, RunnerConfig, validate_tenant};
 pub use sandbox::{
     CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, LOG_RECORD_OVERHEAD, LogRecord,
     LogStream, SandboxEngine, SandboxGrants, SandboxLimits, TASK_LOG_BYTES, TaskLogs,
@@ -69,10 +69,11 @@ pub use sandbox::{
 };
 pub use scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
 pub use store::{
-    Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
-    FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs,
-    NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, Recovered, Registration,
-    Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError, TaskOutcome, TaskReset,
-    TaskRow, TaskState, merge_outputs, now_ms, open as open_store, redact_url,
+    AttemptLogs, Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow,
+    ExecutionStore, FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS,
+    MergedOutputs, NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, PruneReport,
+    Recovered, Registration, Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError,
+    TaskOutcome, TaskReset, TaskRow, TaskState, merge_outputs, now_ms, open as open_store,
+    redact_url,
 };
 pub use tenants::{Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow};

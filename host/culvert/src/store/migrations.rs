@@ -36,6 +36,12 @@ pub(crate) const SQLITE: &[Entry] = &[
         "data bounds",
         include_str!("../../migrations/sqlite/0004_data_bounds.sql"),
     ),
+    // 0005 is the API keys' migration.
+    (
+        6,
+        "task logs",
+        include_str!("../../migrations/sqlite/0006_task_logs.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -59,6 +65,12 @@ pub(crate) const POSTGRES: &[Entry] = &[
         4,
         "data bounds",
         include_str!("../../migrations/postgres/0004_data_bounds.sql"),
+    ),
+    // 0005 is the API keys' migration.
+    (
+        6,
+        "task logs",
+        include_str!("../../migrations/postgres/0006_task_logs.sql"),
     ),
 ];
 
