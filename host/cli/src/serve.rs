@@ -1,5 +1,6 @@
-//! `culvert serve` (the reconcile loop and the executor, until a signal)
-//! and `culvert status` (the hosts, the database and the cache).
+//! `culvert serve` (the reconcile loop, the executor and the retention
+//! loop, until a signal) and `culvert status` (the hosts, the database and
+//! the cache).
 
 use crate::args::*;
 use crate::common::*;
@@ -31,9 +32,16 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
     config.executor.heartbeat_interval = config.executor.lease / 3;
     config.executor.recovery_interval = (config.executor.lease / 2).min(Duration::from_secs(5));
     let url = redact_url(&config.database_url);
-    let runner = open_runner(config).await?;
+    let runner = std::sync::Arc::new(open_runner(config).await?);
     let host_id = runner.executor().host_id();
     runner.start();
+    if let Retention(Some(older_than)) = args.retention {
+        tokio::spawn(crate::logs::retention_loop(
+            runner.clone(),
+            older_than,
+            runner.shutdown_signal(),
+        ));
+    }
     let started_at = now_ms();
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
