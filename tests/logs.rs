@@ -53,8 +53,11 @@ async fn run_to_end(r: &Runner, workflow: &str, context: Value) -> ExecutionRow 
         .unwrap_or_else(|e| panic!("wait {workflow}: {e}"))
 }
 
-/// `(stream, level, message, fields)` of each record.
-fn records(a: &AttemptLogs) -> Vec<(LogStream, Option<&str>, &str, Vec<(&str, &str)>)> {
+/// `(stream, level, message, fields)` of a record.
+type Record<'a> = (LogStream, Option<&'a str>, &'a str, Vec<(&'a str, &'a str)>);
+
+/// Each record of `a`.
+fn records(a: &AttemptLogs) -> Vec<Record<'_>> {
     a.records
         .iter()
         .map(|r| {
