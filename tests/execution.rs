@@ -352,6 +352,7 @@ async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
             &claimed[0],
             TaskOutcome::Succeeded {
                 output: ctx(json!({"late": true})),
+                logs: None,
             },
             &plan,
         )
@@ -801,6 +802,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
             &first[0],
             TaskOutcome::Succeeded {
                 output: ctx(json!({"stale": true})),
+                logs: None,
             },
             &plan,
         )
@@ -825,6 +827,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
             &second[0],
             TaskOutcome::Succeeded {
                 output: ctx(json!({"current": true})),
+                logs: None,
             },
             &plan,
         )
@@ -1190,6 +1193,21 @@ mod faulty {
         }
         async fn fleet_counts(&self) -> Result<culvert::FleetCounts> {
             self.inner.fleet_counts().await
+        }
+        async fn task_logs(
+            &self,
+            execution_id: Uuid,
+            task: Option<&str>,
+            attempt: Option<u32>,
+        ) -> Result<Vec<culvert::AttemptLogs>> {
+            self.inner.task_logs(execution_id, task, attempt).await
+        }
+        async fn prune_finished(
+            &self,
+            finished_before_ms: i64,
+            batch: u32,
+        ) -> Result<culvert::PruneReport> {
+            self.inner.prune_finished(finished_before_ms, batch).await
         }
     }
 

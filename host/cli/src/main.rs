@@ -14,6 +14,7 @@ mod bench_http;
 mod common;
 mod demo;
 mod executions;
+mod logs;
 mod new;
 mod package;
 mod render;
@@ -27,6 +28,7 @@ use crate::args::*;
 use crate::bench::bench;
 use crate::demo::*;
 use crate::executions::*;
+use crate::logs::{executions_logs, prune};
 use crate::new::new_package;
 use crate::package::*;
 use crate::run::*;
@@ -158,6 +160,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             executions_show(g, id, &tenant, json).await
         }
         Command::Executions(ExecutionsCommand::Retry(args)) => retry_execution(g, args).await,
+        Command::Executions(ExecutionsCommand::Logs(args)) => executions_logs(g, args).await,
+        Command::Prune(args) => prune(g, args).await,
         Command::Cancel { id, tenant, json } => cancel(g, id, &tenant, json).await,
         Command::Demo(args) => demo(g, args).await,
         Command::Tenant(cmd) => tenant(g, cmd).await,

@@ -18,7 +18,10 @@
 //! - **Retries** follow the task's policy (see [`retry_decision`]).
 //! - **Completion** is one transaction in the store; a completion from a
 //!   host that lost its lease is discarded, so each task's completion is
-//!   recorded exactly once even if a crash made it run twice.
+//!   recorded exactly once even if a crash made it run twice. What the
+//!   guest said (its log records and output lines, capped at
+//!   [`TASK_LOG_BYTES`](crate::TASK_LOG_BYTES)) is stored in the same
+//!   transaction, for every attempt that ran.
 //! - **Cancellation**: a cancel through this host interrupts its running
 //!   tasks at once; other hosts notice within
 //!   [`ExecutorConfig::cancel_poll_interval`]. A guest running wasm stops at
@@ -187,10 +190,12 @@ where
 /// not a precise cost.
 const HOST_NS_PER_BYTE: u64 = 20;
 
-/// The bytes an outcome stores (its output as compact JSON).
+/// The bytes an outcome stores (its output as compact JSON, or its
+/// message; and its guest's logs).
 fn stored_bytes(outcome: &TaskOutcome) -> usize {
-    match outcome {
-        TaskOutcome::Succeeded { output } | TaskOutcome::Skipped { output, .. } => {
+    let logs = outcome.logs().map_or(0, |l| l.bytes as usize);
+    logs + match outcome {
+        TaskOutcome::Succeeded { output, .. } | TaskOutcome::Skipped { output, .. } => {
             crate::scheduler::json_len(output)
         }
         TaskOutcome::Failed { message, .. } => message.len(),
@@ -782,6 +787,7 @@ impl Executor {
                     kind: FailureKind::Host,
                     message: format!("cannot load the execution's package: {e}"),
                     retry: retry_at,
+                    logs: None,
                 };
                 (outcome, Arc::new(plan))
             }
@@ -900,6 +906,7 @@ impl Executor {
             kind: FailureKind::Host,
             retry: retry_decision(&meta.retry, task.attempt, FailureKind::Host, now_ms()),
             message,
+            logs: None,
         };
         let limit = task.limits.max_context_bytes.min(usize::MAX as u64) as usize;
         let found = retried("reading dependencies' outputs", task.execution_id, || {
@@ -919,6 +926,7 @@ impl Executor {
                 task.task_id, e.size, e.limit
             ),
             retry: None,
+            logs: None,
         })?;
         match decide(meta, &found.states, input) {
             Decision::Run { input } => Ok(Value::Object(input).to_string()),
@@ -935,6 +943,7 @@ impl Executor {
                 kind: FailureKind::Permanent,
                 message: format!("the workflow has no task '{}'", task.task_id),
                 retry: None,
+                logs: None,
             };
         };
         let merged;
@@ -959,6 +968,7 @@ impl Executor {
                     info.limits.max_context_bytes
                 ),
                 retry: None,
+                logs: None,
             };
         }
         let timeout = meta
@@ -975,6 +985,7 @@ impl Executor {
                 kind: FailureKind::Cancelled,
                 message: "cancelled before it started".into(),
                 retry: None,
+                logs: None,
             };
         }
         let execution_id = task.execution_id.to_string();
@@ -994,7 +1005,7 @@ impl Executor {
             max_attempts: task.max_attempts,
         };
         let started = std::time::Instant::now();
-        let result = package::run_task(
+        let run = package::run_task_logged(
             self.loader.engine(),
             &info.compiled,
             &call,
@@ -1004,9 +1015,12 @@ impl Executor {
         )
         .await;
         telemetry::task_duration(&task.tenant, started.elapsed());
-        match result {
+        // Stored with the completion, whatever the ending.
+        let logs = Some(Arc::new(run.logs));
+        match run.result {
             Ok(out) => TaskOutcome::Succeeded {
                 output: out.context,
+                logs,
             },
             Err(f) => {
                 let retry_at = retry_decision(&meta.retry, task.attempt, f.kind, now_ms());
@@ -1023,6 +1037,7 @@ impl Executor {
                     kind: f.kind,
                     message: f.message,
                     retry: retry_at,
+                    logs,
                 }
             }
         }

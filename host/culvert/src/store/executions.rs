@@ -11,7 +11,9 @@ use super::backend::{RowsAffected, Sql, SqlBackend};
 use super::claims::ClaimedTask;
 use super::completions::{Completion, TaskOutcome};
 use super::events::Event;
+use super::logs::AttemptLogs;
 use super::recovery::Recovered;
+use super::retention::PruneReport;
 use super::{Result, StoreError, now_ms};
 use crate::package::WorkflowMeta;
 use crate::scheduler::{
@@ -320,6 +322,23 @@ pub trait ExecutionStore: Send + Sync {
     /// tenant, in one read of indexes only (`stats.rs`): what every host
     /// reports as the fleet's gauges (see [`record_fleet_counts`](crate::record_fleet_counts)).
     async fn fleet_counts(&self) -> Result<FleetCounts>;
+
+    /// What the guests of `execution_id`'s attempts said, in the order
+    /// their completions were recorded; only `task`'s, or only attempt
+    /// `attempt`, when given. The caller checks the execution's tenant.
+    async fn task_logs(
+        &self,
+        execution_id: Uuid,
+        task: Option<&str>,
+        attempt: Option<u32>,
+    ) -> Result<Vec<AttemptLogs>>;
+
+    /// Delete executions that finished (completed, failed or cancelled)
+    /// before `finished_before_ms` and have no task still running, with
+    /// their tasks, events and logs, oldest first, `batch` executions per
+    /// write transaction; then the blobs nothing uses any more. Safe to run
+    /// on several hosts at once.
+    async fn prune_finished(&self, finished_before_ms: i64, batch: u32) -> Result<PruneReport>;
 }
 
 /// One task [`ExecutionStore::retry_execution`] runs again.
@@ -1245,5 +1264,18 @@ where
 
     async fn fleet_counts(&self) -> Result<FleetCounts> {
         Sql(self).fleet_counts().await
+    }
+
+    async fn task_logs(
+        &self,
+        execution_id: Uuid,
+        task: Option<&str>,
+        attempt: Option<u32>,
+    ) -> Result<Vec<AttemptLogs>> {
+        Sql(self).task_logs(execution_id, task, attempt).await
+    }
+
+    async fn prune_finished(&self, finished_before_ms: i64, batch: u32) -> Result<PruneReport> {
+        Sql(self).prune_finished(finished_before_ms, batch).await
     }
 }

@@ -25,6 +25,8 @@
 //! | `recovery.rs` | taking back expired leases and stuck finalisations |
 //! | `stats.rs` | what the fleet shares, counted for the metrics: ready and running tasks, unfinished executions |
 //! | `events.rs` | appending to the event log |
+//! | `logs.rs` | what each attempt's guest said (`task_logs`): stored with its completion, read as [`AttemptLogs`] |
+//! | `retention.rs` | pruning finished executions with their tasks, events and logs, in batches ([`PruneReport`]) |
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
 
@@ -44,8 +46,10 @@ pub use executions::{
     EventRow, ExecutionFilter, ExecutionRow, ExecutionStore, INLINE_OUTPUT_CHARS, MergedOutputs,
     NewExecution, TaskReset, TaskRow, TaskState, merge_outputs,
 };
+pub use logs::AttemptLogs;
 pub use postgres::PgStore;
 pub use recovery::{MAX_FINALIZE_ATTEMPTS, Recovered};
+pub use retention::PruneReport;
 pub use sqlite::SqliteStore;
 
 mod access;
@@ -54,10 +58,12 @@ mod claims;
 mod completions;
 mod events;
 mod executions;
+mod logs;
 mod migrations;
 mod packages;
 mod postgres;
 mod recovery;
+mod retention;
 mod sqlite;
 mod stats;
 mod tenants;
