@@ -1097,6 +1097,21 @@ mod faulty {
         async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
             self.inner.execution_events(id).await
         }
+        async fn execution_events_after(
+            &self,
+            id: Uuid,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<EventRow>> {
+            self.inner.execution_events_after(id, after, limit).await
+        }
+        async fn execution_by_idempotency_key(
+            &self,
+            tenant: &str,
+            key: &str,
+        ) -> Result<Option<ExecutionRow>> {
+            self.inner.execution_by_idempotency_key(tenant, key).await
+        }
         async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan> {
             self.inner.execution_plan(id).await
         }
@@ -1218,6 +1233,33 @@ mod faulty {
         }
         fn display_url(&self) -> String {
             self.inner.display_url()
+        }
+        async fn create_api_key(&self, row: &culvert::ApiKeyRow, hash: &str) -> Result<()> {
+            self.inner.create_api_key(row, hash).await
+        }
+        async fn api_key(&self, id: &str) -> Result<(culvert::ApiKeyRow, String)> {
+            self.inner.api_key(id).await
+        }
+        async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<culvert::ApiKeyRow>> {
+            self.inner.list_api_keys(tenant).await
+        }
+        async fn revoke_api_key(
+            &self,
+            tenant: Option<&str>,
+            id: &str,
+        ) -> Result<culvert::ApiKeyRow> {
+            self.inner.revoke_api_key(tenant, id).await
+        }
+        async fn record_audit(&self, entry: &culvert::AuditEntry) -> Result<()> {
+            self.inner.record_audit(entry).await
+        }
+        async fn audit_log(
+            &self,
+            tenant: Option<&str>,
+            before: Option<i64>,
+            limit: i64,
+        ) -> Result<Vec<culvert::AuditRow>> {
+            self.inner.audit_log(tenant, before, limit).await
         }
         async fn register_package(&self, package: NewPackage<'_>) -> Result<Registration> {
             self.inner.register_package(package).await

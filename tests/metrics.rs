@@ -300,6 +300,7 @@ async fn fleet_counts_are_exact(db: Db) {
             at: now_ms() + 3_600_000,
             delay_ms: 3_600_000,
         }),
+        logs: None,
     };
     let done = store
         .complete_task(host, &failed, retry, &plan)
