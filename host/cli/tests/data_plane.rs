@@ -87,6 +87,8 @@ async fn bloated_executions_stay_within_a_memory_bound() {
     let serve = Serve(
         Command::new(BIN)
             .env("CULVERT_DATABASE_URL", &db.url)
+            // Tests run side by side: each serve takes a free port for its API.
+            .env("CULVERT_LISTEN", "127.0.0.1:0")
             .env("CULVERT_CACHE_DIR", db.dir().join("cache"))
             .env("CULVERT_DATA_DIR", db.dir().join("data"))
             .env("CULVERT_LOG", "warn")
