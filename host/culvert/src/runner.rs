@@ -432,10 +432,10 @@ impl Runner {
                 "an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters, without spaces"
             )));
         }
-        if let Some(key) = idempotency_key {
-            if let Some(row) = self.replay(tenant, workflow, key).await? {
-                return Ok((row, false));
-            }
+        if let Some(key) = idempotency_key
+            && let Some(row) = self.replay(tenant, workflow, key).await?
+        {
+            return Ok((row, false));
         }
         let limits = self.tenant(tenant).await?.limits;
         let packages = self.store.list_packages(Some(tenant)).await?;
