@@ -90,6 +90,8 @@ async fn bloated_executions_stay_within_a_memory_bound() {
             .env("CULVERT_CACHE_DIR", db.dir().join("cache"))
             .env("CULVERT_DATA_DIR", db.dir().join("data"))
             .env("CULVERT_LOG", "warn")
+            // No HTTP API: the default 127.0.0.1:8470 may be taken.
+            .env("CULVERT_LISTEN", "none")
             .args(["serve", "--concurrency", "8"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
