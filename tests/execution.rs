@@ -1043,6 +1043,7 @@ async fn a_removed_packages_pending_execution_runs_on_a_fresh_host(db: Db) {
 mod faulty {
     use async_trait::async_trait;
     use culvert::ExecutionPlan;
+    use culvert::{ApiKeyRow, AuditEntry, AuditRow};
     use culvert::{
         Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
         HostRecord, NewExecution, NewPackage, PackageEvent, PackageRow, Recovered, Registration,
@@ -1088,14 +1089,15 @@ mod faulty {
         async fn get_execution(&self, tenant: Option<&str>, id: Uuid) -> Result<ExecutionRow> {
             self.inner.get_execution(tenant, id).await
         }
+        async fn execution_by_idempotency_key(
+            &self,
+            tenant: &str,
+            key: &str,
+        ) -> Result<Option<ExecutionRow>> {
+            self.inner.execution_by_idempotency_key(tenant, key).await
+        }
         async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>> {
             self.inner.list_executions(filter).await
-        }
-        async fn execution_tasks(&self, id: Uuid) -> Result<Vec<TaskRow>> {
-            self.inner.execution_tasks(id).await
-        }
-        async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
-            self.inner.execution_events(id).await
         }
         async fn execution_events_after(
             &self,
@@ -1105,12 +1107,11 @@ mod faulty {
         ) -> Result<Vec<EventRow>> {
             self.inner.execution_events_after(id, after, limit).await
         }
-        async fn execution_by_idempotency_key(
-            &self,
-            tenant: &str,
-            key: &str,
-        ) -> Result<Option<ExecutionRow>> {
-            self.inner.execution_by_idempotency_key(tenant, key).await
+        async fn execution_tasks(&self, id: Uuid) -> Result<Vec<TaskRow>> {
+            self.inner.execution_tasks(id).await
+        }
+        async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
+            self.inner.execution_events(id).await
         }
         async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan> {
             self.inner.execution_plan(id).await
@@ -1234,33 +1235,6 @@ mod faulty {
         fn display_url(&self) -> String {
             self.inner.display_url()
         }
-        async fn create_api_key(&self, row: &culvert::ApiKeyRow, hash: &str) -> Result<()> {
-            self.inner.create_api_key(row, hash).await
-        }
-        async fn api_key(&self, id: &str) -> Result<(culvert::ApiKeyRow, String)> {
-            self.inner.api_key(id).await
-        }
-        async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<culvert::ApiKeyRow>> {
-            self.inner.list_api_keys(tenant).await
-        }
-        async fn revoke_api_key(
-            &self,
-            tenant: Option<&str>,
-            id: &str,
-        ) -> Result<culvert::ApiKeyRow> {
-            self.inner.revoke_api_key(tenant, id).await
-        }
-        async fn record_audit(&self, entry: &culvert::AuditEntry) -> Result<()> {
-            self.inner.record_audit(entry).await
-        }
-        async fn audit_log(
-            &self,
-            tenant: Option<&str>,
-            before: Option<i64>,
-            limit: i64,
-        ) -> Result<Vec<culvert::AuditRow>> {
-            self.inner.audit_log(tenant, before, limit).await
-        }
         async fn register_package(&self, package: NewPackage<'_>) -> Result<Registration> {
             self.inner.register_package(package).await
         }
@@ -1328,6 +1302,29 @@ mod faulty {
         }
         async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>> {
             self.inner.list_grants(tenant).await
+        }
+        async fn create_api_key(&self, row: &ApiKeyRow, hash: &str) -> Result<()> {
+            self.inner.create_api_key(row, hash).await
+        }
+        async fn api_key(&self, id: &str) -> Result<(ApiKeyRow, String)> {
+            self.inner.api_key(id).await
+        }
+        async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRow>> {
+            self.inner.list_api_keys(tenant).await
+        }
+        async fn revoke_api_key(&self, tenant: Option<&str>, id: &str) -> Result<ApiKeyRow> {
+            self.inner.revoke_api_key(tenant, id).await
+        }
+        async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
+            self.inner.record_audit(entry).await
+        }
+        async fn audit_log(
+            &self,
+            tenant: Option<&str>,
+            before: Option<i64>,
+            limit: i64,
+        ) -> Result<Vec<AuditRow>> {
+            self.inner.audit_log(tenant, before, limit).await
         }
     }
 }

@@ -53,6 +53,16 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
         Some(addr) => Some(culvert_server::bind(addr).await?),
         None => None,
     };
+    // The addresses actually bound: with port 0 the system picks one, and
+    // the line below is how a script (or a test) learns it.
+    let listen = match &api {
+        Some(l) => Some(l.local_addr().context("the API's address")?),
+        None => None,
+    };
+    let metrics_listen = match &metrics_api {
+        Some(l) => Some(l.local_addr().context("the metrics address")?),
+        None => None,
+    };
     let runner = Arc::new(open_runner(config).await?);
     let host_id = runner.executor().host_id();
     runner.start();
@@ -62,7 +72,7 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
         let server_config = ServerConfig {
             listen: listen
                 .unwrap_or_else(|| culvert_server::DEFAULT_LISTEN.parse().expect("valid")),
-            metrics_listen: args.metrics_listen,
+            metrics_listen,
             header_timeout: Duration::from_secs(args.header_timeout),
             request_timeout: Duration::from_secs(args.request_timeout),
             rate_per_second: args.rate_limit,
@@ -103,7 +113,7 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    let api_text = match (listen, args.metrics_listen) {
+    let api_text = match (listen, metrics_listen) {
         (Some(a), Some(m)) => format!(", API on http://{a} (metrics also on http://{m}/metrics)"),
         (Some(a), None) => format!(", API on http://{a}"),
         (None, Some(m)) => format!(", no API (metrics on http://{m}/metrics)"),

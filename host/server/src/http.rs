@@ -1,6 +1,6 @@
 //! Accepting connections: hyper with a header-read timeout (a slow client
-//! cannot hold a connection by trickling its headers), a cap on open
-//! connections, and a graceful stop.
+//! cannot hold a connection by trickling its headers, nor by sending
+//! nothing at all), a cap on open connections, and a graceful stop.
 
 use crate::config::ServerConfig;
 use axum::Router;
@@ -11,7 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 /// How long a stop waits for requests in flight.
@@ -30,6 +30,28 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// Resolves when `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// What an HTTP/2 connection starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether `stream` sends enough to tell its protocol (a byte that is not
+/// the HTTP/2 preface's, or the whole preface) within `limit`: peeked, not
+/// consumed. A client that sends nothing, or stalls within the preface,
+/// would otherwise hold its connection (and a slot) for ever.
+async fn first_bytes(stream: &TcpStream, limit: Duration) -> bool {
+    let sniff = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if buf[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len() => return true,
+                // Part of the preface: peek again when more has come.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    };
+    tokio::time::timeout(limit, sniff).await.unwrap_or(false)
 }
 
 /// Serve `app` on `listener` until `stop` turns true, then let requests in
@@ -73,14 +95,20 @@ pub async fn serve_on(
             _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, app, watcher) = (builder.clone(), app.clone(), graceful.watcher());
+        let header_timeout = config.header_timeout;
         tokio::spawn(async move {
-            let _ = connection.await;
-            drop(slot);
+            let _slot = slot;
+            // hyper's header timeout starts once it knows the protocol,
+            // which it learns from the first bytes: bound that wait too.
+            if !first_bytes(&stream, header_timeout).await {
+                return;
+            }
+            let service = TowerToHyperService::new(app);
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(connection).await;
         });
     }
     drop(listener);

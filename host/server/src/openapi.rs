@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations
 //! (utoipa) and served at `/api/v1/openapi.json`.
 
+use crate::auth::Caller;
 use crate::routes::{admin, executions, health, logs, packages, stream};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -20,7 +21,7 @@ use utoipa::{Modify, OpenApi};
         admin::create_tenant, admin::list_tenants, admin::show_tenant, admin::update_tenant,
         admin::delete_tenant, admin::list_grants, admin::add_grant, admin::revoke_grant,
         admin::add_key, admin::list_keys, admin::revoke_key, admin::audit,
-        health::healthz, health::readyz, health::metrics,
+        health::healthz, health::readyz, health::metrics, openapi_json,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -30,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         (name = "executions", description = "Start, list, show, follow, cancel and retry executions; their events and logs"),
         (name = "operators", description = "Operator keys only: tenants, limits, grants, API keys, the audit log"),
         (name = "health", description = "Liveness, readiness and metrics"),
+        (name = "document", description = "This OpenAPI document"),
     )
 )]
 pub struct ApiDoc;
@@ -52,7 +54,14 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document, as JSON.
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+/// This document. Any valid key reads it (as every route but the health
+/// checks needs one); it lists the operator routes too, which a tenant key
+/// is answered 404 on.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "document",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "No valid key", body = crate::error::ErrorBody),
+    ))]
+pub async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

@@ -1117,20 +1117,44 @@ where
                 "execution {id} is already {status}"
             )));
         }
-        sqlx::query(
-            "UPDATE executions SET status = 'cancelled', error = 'cancelled', finished_at = $2 WHERE id = $1",
+        // Lock order, against deadlocks on PostgreSQL: a claim locks ready
+        // task rows, then the execution's row; a completion locks the
+        // execution's row, then tasks that were not started. So: the ready
+        // tasks first (a claim holding one commits first, and its task is
+        // then running, not ready), then the execution, then the rest.
+        let mut skipped: Vec<(String,)> = sqlx::query_as(
+            "UPDATE task_executions SET status = 'skipped', skip_reason = 'execution cancelled', finished_at = $2 WHERE execution_id = $1 AND status = 'ready' RETURNING task_id",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Still unfinished? It may have finished since the read above.
+        let cancelled = sqlx::query(
+            "UPDATE executions SET status = 'cancelled', error = 'cancelled', finished_at = $2 WHERE id = $1 AND status IN ('pending', 'running')",
         )
         .bind(id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let skipped: Vec<(String,)> = sqlx::query_as(
+        if cancelled.rows_affected() == 0 {
+            tx.rollback().await?;
+            let row = self.get_execution(Some(tenant), id).await?;
+            return Err(StoreError::Conflict(format!(
+                "execution {id} is already {}",
+                row.status
+            )));
+        }
+        // With the execution's row held, no completion makes a task ready
+        // any more; skip what is left.
+        let rest: Vec<(String,)> = sqlx::query_as(
             "UPDATE task_executions SET status = 'skipped', skip_reason = 'execution cancelled', finished_at = $2 WHERE execution_id = $1 AND status IN ('not_started', 'ready') RETURNING task_id",
         )
         .bind(id)
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+        skipped.extend(rest);
         let mut events = vec![(
             None,
             "cancelled",

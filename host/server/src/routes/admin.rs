@@ -2,7 +2,7 @@
 //! the audit log. A tenant key is answered 404 here, as for anything it
 //! cannot see.
 
-use super::json_ok;
+use super::{json_body, json_ok};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::routes::packages::record;
@@ -21,13 +21,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use utoipa::ToSchema;
-
-/// A JSON body, or 400 with what is wrong with it.
-fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    parsed
-        .map(|Json(t)| t)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))
-}
 
 /// A tenant as JSON (as `tenant list --json` prints each).
 pub fn tenant_json(t: &TenantRow) -> Value {
@@ -76,7 +69,7 @@ pub async fn create_tenant(
     request: Result<Json<CreateTenant>, JsonRejection>,
 ) -> ApiResult<Response> {
     caller.require_operator()?;
-    let request = body(request)?;
+    let request = json_body(request)?;
     validate_tenant(&request.name)?;
     let mut limits = TenantLimits::default();
     apply(&mut limits, &request.limits)?;
@@ -149,7 +142,7 @@ pub async fn update_tenant(
     request: Result<Json<Map<String, Value>>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     caller.require_operator()?;
-    let changes = body(request)?;
+    let changes = json_body(request)?;
     let mut limits = state.runner.tenant(&name).await?.limits;
     apply(&mut limits, &changes)?;
     let row = state.runner.update_tenant(&name, &limits).await?;
@@ -276,7 +269,7 @@ pub async fn add_grant(
     request: Result<Json<GrantRequest>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     caller.require_operator()?;
-    let grant = body(request)?.into_grant(&name)?;
+    let grant = json_body(request)?.into_grant(&name)?;
     state.runner.grant(&grant).await?;
     record(
         &state,
@@ -306,7 +299,7 @@ pub async fn revoke_grant(
     request: Result<Json<GrantRequest>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     caller.require_operator()?;
-    let grant = body(request)?.into_grant(&name)?;
+    let grant = json_body(request)?.into_grant(&name)?;
     state
         .runner
         .revoke(&name, &grant.package, grant.kind, &grant.name)
@@ -398,7 +391,7 @@ pub async fn add_key(
     request: Result<Json<CreateKey>, JsonRejection>,
 ) -> ApiResult<Response> {
     caller.require_operator()?;
-    let request = body(request)?;
+    let request = json_body(request)?;
     let role = match request.role.as_deref() {
         None => ApiKeyRole::Tenant,
         Some(r) => ApiKeyRole::parse(r)

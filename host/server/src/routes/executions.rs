@@ -1,7 +1,7 @@
 //! `/api/v1/executions`: start, list, show, events, cancel and retry
 //! executions (the log and the event stream have their own modules).
 
-use super::{TenantQuery, json_ok};
+use super::{TenantQuery, json_body, json_ok};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::routes::packages::record;
@@ -37,20 +37,6 @@ pub struct StartRequest {
     pub version: Option<String>,
 }
 
-/// A JSON body, or the error shape (400 `invalid_json`, 413 when too
-/// large).
-fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    parsed.map(|Json(t)| t).map_err(|e| match e {
-        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::too_large(format!("the request body is too large: {}", b.body_text()))
-        }
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::invalid("send the body as JSON, with `Content-Type: application/json`")
-        }
-        e => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()),
-    })
-}
-
 /// Start an execution. With an `Idempotency-Key` header, a retried
 /// request returns the execution the first one started (200, not 201).
 #[utoipa::path(post, path = "/api/v1/executions", tag = "executions",
@@ -73,7 +59,7 @@ pub async fn start(
     request: Result<Json<StartRequest>, JsonRejection>,
 ) -> ApiResult<Response> {
     let tenant = caller.tenant_for(q.tenant.as_deref())?;
-    let request = body(request)?;
+    let request = json_body(request)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {

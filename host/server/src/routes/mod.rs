@@ -26,6 +26,8 @@ use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
@@ -38,6 +40,22 @@ use tower_http::timeout::TimeoutLayer;
 pub struct TenantQuery {
     /// The tenant to act on; default the key's own.
     pub tenant: Option<String>,
+}
+
+/// A JSON request body, or the error shape: 413 `payload_too_large` over
+/// the JSON cap (with or without a `Content-Length`), 400
+/// `invalid_request` without `Content-Type: application/json`, else 400
+/// `invalid_json` with what is wrong with it.
+pub(crate) fn json_body<T>(parsed: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    parsed.map(|Json(t)| t).map_err(|e| match e {
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::too_large(format!("the request body is too large: {}", b.body_text()))
+        }
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::invalid("send the body as JSON, with `Content-Type: application/json`")
+        }
+        e => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()),
+    })
 }
 
 /// A JSON answer.
