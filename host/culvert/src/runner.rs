@@ -406,7 +406,7 @@ impl Runner {
         context: Map<String, Value>,
     ) -> Result<ExecutionRow, Error> {
         Ok(self
-            .start_execution_once(tenant, workflow, version, context, None)
+            .start_execution_once(tenant, workflow, version, context, None, None)
             .await?
             .0)
     }
@@ -414,7 +414,9 @@ impl Runner {
     /// [`start_execution`](Self::start_execution), at most once per
     /// `idempotency_key` (per tenant): a second call with the same key
     /// returns the execution the first one started, and `false` (not
-    /// created). The key lives as long as that execution does.
+    /// created). The key lives as long as that execution does. `audit`,
+    /// when given, is recorded in the transaction that creates the
+    /// execution (see [`NewExecution::audit`]).
     ///
     /// # Errors
     /// Those of [`start_execution`](Self::start_execution), and
@@ -426,6 +428,7 @@ impl Runner {
         version: Option<&str>,
         context: Map<String, Value>,
         idempotency_key: Option<&str>,
+        audit: Option<&crate::access::AuditEntry>,
     ) -> Result<(ExecutionRow, bool), Error> {
         validate_tenant(tenant)?;
         if let Some(key) = idempotency_key
@@ -465,6 +468,7 @@ impl Runner {
                 context: &context,
                 limits: &limits,
                 idempotency_key,
+                audit,
             })
             .await;
         let row = match (row, idempotency_key) {
@@ -549,7 +553,10 @@ impl Runner {
     ) -> Result<(ExecutionRow, Vec<TaskRow>, Vec<EventRow>), Error> {
         let row = self.store.get_execution(Some(tenant), id).await?;
         let mut tasks = self.store.execution_tasks(id).await?;
-        if let Ok(plan) = self.store.execution_plan(id).await {
+        // One task needs no order (and saves reading and parsing the DAG).
+        if tasks.len() > 1
+            && let Ok(plan) = self.store.execution_plan(id).await
+        {
             // Each task's rank in the DAG's order, looked up by id: linear,
             // where searching the order for each task was quadratic (15 s
             // and more for a 10,000-task execution).

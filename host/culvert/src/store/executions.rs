@@ -54,6 +54,10 @@ pub struct NewExecution<'a> {
     /// with it fails with [`StoreError::Conflict`] (see
     /// [`ExecutionStore::execution_by_idempotency_key`]).
     pub idempotency_key: Option<&'a str>,
+    /// An audit entry to record in the same transaction: no start without
+    /// its record. Its `subject` becomes the new execution's id, and the
+    /// workflow, package and content hash join its `detail`.
+    pub audit: Option<&'a crate::access::AuditEntry>,
 }
 
 /// A workflow execution.
@@ -799,6 +803,30 @@ where
             finalize = sql.finalize(&mut tx, id, finished, now).await?.0;
         }
         sql.insert_events(&mut tx, id, None, now, &events).await?;
+        if let Some(entry) = new.audit {
+            let mut detail = match &entry.detail {
+                Value::Object(map) => map.clone(),
+                _ => Map::new(),
+            };
+            detail.insert("workflow".into(), Value::from(wf.name.clone()));
+            detail.insert(
+                "package".into(),
+                Value::from(format!("{}@{}", new.package_name, new.package_version)),
+            );
+            detail.insert("content_hash".into(), Value::from(new.content_hash));
+            sqlx::query(
+                "INSERT INTO audit_log (at, key_id, key_name, tenant, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(now)
+            .bind(entry.key_id.as_deref())
+            .bind(entry.key_name.as_deref())
+            .bind(new.tenant)
+            .bind(entry.action.as_str())
+            .bind(id.to_string())
+            .bind(Value::Object(detail).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         if finalize {
             // Every root was skipped and nothing else is left.

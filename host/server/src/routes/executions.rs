@@ -66,6 +66,10 @@ pub async fn start(
             ApiError::invalid("the Idempotency-Key header must be printable ASCII")
         })?),
     };
+    // The audit entry is recorded in the transaction that creates the
+    // execution (its subject becomes the id): one write, and no start
+    // without its record.
+    let audit = caller.audit(&tenant, AuditAction::ExecutionStarted, "", json!({}));
     let (row, created) = state
         .runner
         .start_execution_once(
@@ -74,24 +78,9 @@ pub async fn start(
             request.version.as_deref(),
             request.context,
             key,
+            Some(&audit),
         )
         .await?;
-    if created {
-        record(
-            &state,
-            caller.audit(
-                &tenant,
-                AuditAction::ExecutionStarted,
-                row.id.to_string(),
-                json!({
-                    "workflow": row.workflow,
-                    "package": format!("{}@{}", row.package_name, row.package_version),
-                    "content_hash": row.content_hash,
-                }),
-            ),
-        )
-        .await;
-    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -213,8 +202,13 @@ pub async fn show(
     Path(id): Path<Uuid>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Value>> {
-    let row = visible(&state, &caller, q.tenant.as_deref(), id).await?;
-    let (row, tasks, events) = state.runner.execution(&row.tenant, id).await?;
+    // A key scoped to one tenant reads it directly; an operator naming
+    // none finds the execution's tenant first.
+    let tenant = match caller.scope(q.tenant.as_deref())? {
+        Some(tenant) => tenant,
+        None => visible(&state, &caller, None, id).await?.tenant,
+    };
+    let (row, tasks, events) = state.runner.execution(&tenant, id).await?;
     json_ok(execution_json(&row, &tasks, Some(&events)))
 }
 
