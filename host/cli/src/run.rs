@@ -54,18 +54,24 @@ pub(crate) async fn follow(
                 row.id
             );
         }
-        if json {
-            println!("{}", json!({"id": row.id, "status": row.status}));
-        } else {
-            println!("{}", row.id);
-        }
-        return Ok(0);
+        return print_started(&json!({"id": row.id, "status": row.status}), json);
     }
     if !serving {
         run_here(runner, row.id);
     }
     let done = wait_watching_hosts(runner, row.id, timeout, !serving).await;
     print_finished(runner, tenant, done, json, true).await
+}
+
+/// Print a started execution that is not waited for: `{"id", "status"}`,
+/// or its id alone (for scripts: `ID=$(culvert run ...)`).
+pub(crate) fn print_started(v: &serde_json::Value, json: bool) -> anyhow::Result<i32> {
+    if json {
+        println!("{}", json!({"id": v["id"], "status": v["status"]}));
+    } else {
+        println!("{}", v["id"].as_str().unwrap_or(""));
+    }
+    Ok(0)
 }
 
 /// How long a host may go without a heartbeat before `run` counts it as
@@ -166,7 +172,7 @@ async fn print_finished(
         v["id"] = serde_json::Value::Null;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let text = execution_text(&done, &tasks, None);
+        let text = execution_text(&execution_json(&done, &tasks, None));
         print!(
             "{}",
             text.replacen(&done.id.to_string(), "(one-shot, not stored)", 1)
