@@ -12,24 +12,12 @@ use uuid::Uuid;
 
 pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<i32> {
     let context = parse_context(&args.context)?;
+    let tenant = tenant_or_default(&args.tenant);
     let runner = open_runner(runner_config(g)?).await?;
     let row = runner
-        .start_execution(
-            &args.tenant,
-            &args.workflow,
-            args.version.as_deref(),
-            context,
-        )
+        .start_execution(tenant, &args.workflow, args.version.as_deref(), context)
         .await?;
-    follow(
-        &runner,
-        &row,
-        &args.tenant,
-        args.wait,
-        args.timeout,
-        args.json,
-    )
-    .await
+    follow(&runner, &row, tenant, args.wait, args.timeout, args.json).await
 }
 
 /// What `run` and `executions retry` do once the execution is pending:
@@ -182,15 +170,8 @@ async fn print_finished(
 }
 
 pub(crate) async fn retry_execution(g: &GlobalArgs, args: RetryArgs) -> anyhow::Result<i32> {
+    let tenant = tenant_or_default(&args.tenant);
     let runner = open_runner(runner_config(g)?).await?;
-    let row = runner.retry_execution(&args.tenant, args.id).await?;
-    follow(
-        &runner,
-        &row,
-        &args.tenant,
-        args.wait,
-        args.timeout,
-        args.json,
-    )
-    .await
+    let row = runner.retry_execution(tenant, args.id).await?;
+    follow(&runner, &row, tenant, args.wait, args.timeout, args.json).await
 }
