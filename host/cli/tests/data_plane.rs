@@ -90,7 +90,8 @@ async fn bloated_executions_stay_within_a_memory_bound() {
             .env("CULVERT_CACHE_DIR", db.dir().join("cache"))
             .env("CULVERT_DATA_DIR", db.dir().join("data"))
             .env("CULVERT_LOG", "warn")
-            .args(["serve", "--concurrency", "8"])
+            // No API: another test's `serve` may hold 127.0.0.1:8470.
+            .args(["serve", "--concurrency", "8", "--listen", "none"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -22,7 +22,10 @@ fn culvert(db: &TestDb) -> Command {
     c.env("CULVERT_DATABASE_URL", &db.url)
         .env("CULVERT_CACHE_DIR", db.dir().join("cache"))
         .env("CULVERT_DATA_DIR", db.dir().join("data"))
-        .env("CULVERT_LOG", "warn");
+        .env("CULVERT_LOG", "warn")
+        // No API: parallel tests' `serve`s would all bind 127.0.0.1:8470,
+        // and all but one fail to start.
+        .env("CULVERT_LISTEN", "none");
     c
 }
 
