@@ -352,6 +352,7 @@ async fn an_expired_lease_is_recovered_and_the_late_result_discarded(db: Db) {
             &claimed[0],
             TaskOutcome::Succeeded {
                 output: ctx(json!({"late": true})),
+                logs: None,
             },
             &plan,
         )
@@ -801,6 +802,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
             &first[0],
             TaskOutcome::Succeeded {
                 output: ctx(json!({"stale": true})),
+                logs: None,
             },
             &plan,
         )
@@ -825,6 +827,7 @@ async fn a_stale_claim_token_is_fenced_out_on_the_same_host(db: Db) {
             &second[0],
             TaskOutcome::Succeeded {
                 output: ctx(json!({"current": true})),
+                logs: None,
             },
             &plan,
         )
@@ -1094,6 +1097,21 @@ mod faulty {
         async fn execution_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
             self.inner.execution_events(id).await
         }
+        async fn execution_events_after(
+            &self,
+            id: Uuid,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<EventRow>> {
+            self.inner.execution_events_after(id, after, limit).await
+        }
+        async fn execution_by_idempotency_key(
+            &self,
+            tenant: &str,
+            key: &str,
+        ) -> Result<Option<ExecutionRow>> {
+            self.inner.execution_by_idempotency_key(tenant, key).await
+        }
         async fn execution_plan(&self, id: Uuid) -> Result<ExecutionPlan> {
             self.inner.execution_plan(id).await
         }
@@ -1188,6 +1206,24 @@ mod faulty {
         async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>> {
             self.inner.cancelled_running(host).await
         }
+        async fn fleet_counts(&self) -> Result<culvert::FleetCounts> {
+            self.inner.fleet_counts().await
+        }
+        async fn task_logs(
+            &self,
+            execution_id: Uuid,
+            task: Option<&str>,
+            attempt: Option<u32>,
+        ) -> Result<Vec<culvert::AttemptLogs>> {
+            self.inner.task_logs(execution_id, task, attempt).await
+        }
+        async fn prune_finished(
+            &self,
+            finished_before_ms: i64,
+            batch: u32,
+        ) -> Result<culvert::PruneReport> {
+            self.inner.prune_finished(finished_before_ms, batch).await
+        }
     }
 
     #[async_trait]
@@ -1197,6 +1233,33 @@ mod faulty {
         }
         fn display_url(&self) -> String {
             self.inner.display_url()
+        }
+        async fn create_api_key(&self, row: &culvert::ApiKeyRow, hash: &str) -> Result<()> {
+            self.inner.create_api_key(row, hash).await
+        }
+        async fn api_key(&self, id: &str) -> Result<(culvert::ApiKeyRow, String)> {
+            self.inner.api_key(id).await
+        }
+        async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<culvert::ApiKeyRow>> {
+            self.inner.list_api_keys(tenant).await
+        }
+        async fn revoke_api_key(
+            &self,
+            tenant: Option<&str>,
+            id: &str,
+        ) -> Result<culvert::ApiKeyRow> {
+            self.inner.revoke_api_key(tenant, id).await
+        }
+        async fn record_audit(&self, entry: &culvert::AuditEntry) -> Result<()> {
+            self.inner.record_audit(entry).await
+        }
+        async fn audit_log(
+            &self,
+            tenant: Option<&str>,
+            before: Option<i64>,
+            limit: i64,
+        ) -> Result<Vec<culvert::AuditRow>> {
+            self.inner.audit_log(tenant, before, limit).await
         }
         async fn register_package(&self, package: NewPackage<'_>) -> Result<Registration> {
             self.inner.register_package(package).await

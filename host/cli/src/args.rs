@@ -157,6 +157,10 @@ pub enum Command {
     /// List and show executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Delete finished executions (completed, failed or cancelled) older
+    /// than a duration, with their tasks, events and logs, and the component
+    /// bytes nothing uses any more. Every tenant's.
+    Prune(PruneArgs),
     /// Cancel an execution: pending tasks are skipped, running ones
     /// interrupted.
     Cancel {
@@ -264,15 +268,6 @@ pub struct AuditArgs {
     /// Print one JSON array.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A duration such as `30d`, `12h`, `90m` or `45s`.
-///
-/// # Errors
-/// When it does not parse, with an example.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("'{text}' is not a duration ({e}): use e.g. 30d, 12h, 90m or 45s"))
 }
 
 /// `culvert new`
@@ -559,6 +554,11 @@ pub struct ServeArgs {
     /// Package uploads this host handles at once; more are answered 429.
     #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_uploads: usize,
+    /// Delete finished executions older than this (with their tasks,
+    /// events and logs), at start and then every 10 minutes: `30d`, `12h`,
+    /// `90m`, or `none` to keep everything.
+    #[arg(long, value_name = "DURATION|none", default_value = "30d", value_parser = parse_retention)]
+    pub retention: Retention,
 }
 
 /// `culvert run`
@@ -646,6 +646,69 @@ pub enum ExecutionsCommand {
     /// Re-run a failed execution from its failed tasks: completed tasks
     /// keep their outputs, the package version stays the pinned one.
     Retry(RetryArgs),
+    /// Print what an execution's guests said: each attempt's log records
+    /// and stdout and stderr lines (the first 64 KiB per attempt), guest
+    /// text escaped.
+    Logs(LogsArgs),
+}
+
+/// `culvert executions logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The execution id.
+    pub id: Uuid,
+    /// The tenant that owns it.
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    /// Only this task's attempts.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Only this attempt (1 for the first).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: Option<u32>,
+    /// Keep printing attempts as they finish, until the execution does.
+    #[arg(long)]
+    pub follow: bool,
+    /// Print one JSON array of attempts (with `--follow`: one JSON object
+    /// per attempt and line, as each finishes).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete executions that finished longer ago than this: `30d`, `12h`,
+    /// `90m`, `1h 30m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A duration such as `30d`, `12h`, `90m` or `1h 30m`.
+///
+/// # Errors
+/// When it is not one, with an example.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); write e.g. 30d, 12h, 90m or 1h 30m"))
+}
+
+/// How long `serve` keeps finished executions: a duration, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<std::time::Duration>);
+
+/// `none`, or a duration (see [`parse_duration`]).
+///
+/// # Errors
+/// When it is neither.
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Retention(None));
+    }
+    parse_duration(s).map(|d| Retention(Some(d)))
 }
 
 /// `culvert executions retry`

@@ -17,6 +17,7 @@ mod client;
 mod common;
 mod demo;
 mod executions;
+mod logs;
 mod new;
 mod package;
 mod remote;
@@ -31,6 +32,7 @@ use crate::args::*;
 use crate::bench::bench;
 use crate::demo::*;
 use crate::executions::*;
+use crate::logs::{executions_logs, prune};
 use crate::new::new_package;
 use crate::package::*;
 use crate::run::*;
@@ -244,6 +246,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             executions_show(g, id, tenant_or_default(&tenant), json).await
         }
         Command::Executions(ExecutionsCommand::Retry(args)) => retry_execution(g, args).await,
+        Command::Executions(ExecutionsCommand::Logs(args)) => executions_logs(g, args).await,
+        Command::Prune(args) => prune(g, args).await,
         Command::Cancel { id, tenant, json } => {
             cancel(g, id, tenant_or_default(&tenant), json).await
         }

@@ -1,5 +1,6 @@
-//! `culvert serve` (the reconcile loop and the executor, until a signal)
-//! and `culvert status` (the hosts, the database and the cache).
+//! `culvert serve` (the reconcile loop, the executor and the retention
+//! loop, until a signal) and `culvert status` (the hosts, the database and
+//! the cache).
 
 use crate::args::*;
 use crate::common::*;
@@ -88,6 +89,13 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
                 culvert_server::serve_on(listener, app, &config, stopped).await;
             }));
         }
+    }
+    if let Retention(Some(older_than)) = args.retention {
+        tokio::spawn(crate::logs::retention_loop(
+            runner.clone(),
+            older_than,
+            runner.shutdown_signal(),
+        ));
     }
     let started_at = now_ms();
     let hostname = std::fs::read_to_string("/etc/hostname")

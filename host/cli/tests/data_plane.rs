@@ -87,11 +87,12 @@ async fn bloated_executions_stay_within_a_memory_bound() {
     let serve = Serve(
         Command::new(BIN)
             .env("CULVERT_DATABASE_URL", &db.url)
+            // Tests run side by side: each serve takes a free port for its API.
+            .env("CULVERT_LISTEN", "127.0.0.1:0")
             .env("CULVERT_CACHE_DIR", db.dir().join("cache"))
             .env("CULVERT_DATA_DIR", db.dir().join("data"))
             .env("CULVERT_LOG", "warn")
-            // No API: another test's `serve` may hold 127.0.0.1:8470.
-            .args(["serve", "--concurrency", "8", "--listen", "none"])
+            .args(["serve", "--concurrency", "8"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

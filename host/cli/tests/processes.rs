@@ -20,12 +20,11 @@ const EXIT_WORKFLOW_FAILED: i32 = 3;
 fn culvert(db: &TestDb) -> Command {
     let mut c = Command::new(BIN);
     c.env("CULVERT_DATABASE_URL", &db.url)
+        // Tests run side by side: each serve takes a free port for its API.
+        .env("CULVERT_LISTEN", "127.0.0.1:0")
         .env("CULVERT_CACHE_DIR", db.dir().join("cache"))
         .env("CULVERT_DATA_DIR", db.dir().join("data"))
-        .env("CULVERT_LOG", "warn")
-        // No API: parallel tests' `serve`s would all bind 127.0.0.1:8470,
-        // and all but one fail to start.
-        .env("CULVERT_LISTEN", "none");
+        .env("CULVERT_LOG", "warn");
     c
 }
 

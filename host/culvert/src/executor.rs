@@ -18,11 +18,17 @@
 //! - **Retries** follow the task's policy (see [`retry_decision`]).
 //! - **Completion** is one transaction in the store; a completion from a
 //!   host that lost its lease is discarded, so each task's completion is
-//!   recorded exactly once even if a crash made it run twice.
+//!   recorded exactly once even if a crash made it run twice. What the
+//!   guest said (its log records and output lines, capped at
+//!   [`TASK_LOG_BYTES`](crate::TASK_LOG_BYTES)) is stored in the same
+//!   transaction, for every attempt that ran.
 //! - **Cancellation**: a cancel through this host interrupts its running
 //!   tasks at once; other hosts notice within
 //!   [`ExecutorConfig::cancel_poll_interval`]. A guest running wasm stops at
 //!   the next epoch tick, one waiting in a host call is dropped.
+//! - **Metrics** (`telemetry`): each claim's dispatch latency (from the
+//!   task's `ready_at`), each attempt's time in the sandbox, each accepted
+//!   completion by outcome and failure kind, and lease recoveries.
 
 use crate::package::{
     self, Compiled, ContentHash, FailureKind, PackageLoader, PackageMetadata, RetryOn, RetryPolicy,
@@ -34,6 +40,7 @@ use crate::scheduler::{Decision, ExecutionPlan, decide};
 use crate::store::{
     ClaimedTask, Completion, ScheduledRetry, Store, StoreError, TaskOutcome, merge_outputs, now_ms,
 };
+use crate::telemetry;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -183,13 +190,32 @@ where
 /// not a precise cost.
 const HOST_NS_PER_BYTE: u64 = 20;
 
-/// The bytes an outcome stores (its output as compact JSON).
+/// The bytes an outcome stores (its output as compact JSON, or its
+/// message; and its guest's logs).
 fn stored_bytes(outcome: &TaskOutcome) -> usize {
-    match outcome {
-        TaskOutcome::Succeeded { output } | TaskOutcome::Skipped { output, .. } => {
+    let logs = outcome.logs().map_or(0, |l| l.bytes as usize);
+    logs + match outcome {
+        TaskOutcome::Succeeded { output, .. } | TaskOutcome::Skipped { output, .. } => {
             crate::scheduler::json_len(output)
         }
         TaskOutcome::Failed { message, .. } => message.len(),
+    }
+}
+
+/// The `outcome` and `kind` labels of
+/// [`TASKS_FINISHED`](crate::metric_names::TASKS_FINISHED) for an outcome.
+fn outcome_labels(outcome: &TaskOutcome) -> (&'static str, &'static str) {
+    match outcome {
+        TaskOutcome::Succeeded { .. } => ("succeeded", ""),
+        TaskOutcome::Skipped { .. } => ("skipped", ""),
+        TaskOutcome::Failed {
+            kind, retry: None, ..
+        } => ("failed", kind.as_str()),
+        TaskOutcome::Failed {
+            kind,
+            retry: Some(_),
+            ..
+        } => ("retrying", kind.as_str()),
     }
 }
 
@@ -416,6 +442,9 @@ impl Executor {
                 .claimed
                 .fetch_add(claimed.len() as u64, Ordering::Relaxed);
             for task in claimed {
+                if let Some(ready_at) = task.ready_at {
+                    telemetry::dispatch_latency(&task.tenant, ready_at, task.claimed_at);
+                }
                 let permit = match self.permits.clone().acquire_owned().await {
                     Ok(p) => p,
                     Err(_) => break,
@@ -560,6 +589,7 @@ impl Executor {
                     self.counters
                         .recovered
                         .fetch_add(recovered.len() as u64, Ordering::Relaxed);
+                    telemetry::lease_recoveries(recovered.len());
                     self.wake.notify_one();
                 }
                 Ok(_) => {}
@@ -757,6 +787,7 @@ impl Executor {
                     kind: FailureKind::Host,
                     message: format!("cannot load the execution's package: {e}"),
                     retry: retry_at,
+                    logs: None,
                 };
                 (outcome, Arc::new(plan))
             }
@@ -779,6 +810,10 @@ impl Executor {
         for attempt in 0.. {
             match self.record(&task, outcome.clone(), &plan).await {
                 Ok(mut done) => {
+                    if done.accepted {
+                        let (outcome, kind) = outcome_labels(&outcome);
+                        telemetry::task_finished(&task.tenant, outcome, kind);
+                    }
                     if done.finalize {
                         // The execution's last task: its final context is
                         // assembled now, outside the recording transaction.
@@ -871,6 +906,7 @@ impl Executor {
             kind: FailureKind::Host,
             retry: retry_decision(&meta.retry, task.attempt, FailureKind::Host, now_ms()),
             message,
+            logs: None,
         };
         let limit = task.limits.max_context_bytes.min(usize::MAX as u64) as usize;
         let found = retried("reading dependencies' outputs", task.execution_id, || {
@@ -890,6 +926,7 @@ impl Executor {
                 task.task_id, e.size, e.limit
             ),
             retry: None,
+            logs: None,
         })?;
         match decide(meta, &found.states, input) {
             Decision::Run { input } => Ok(Value::Object(input).to_string()),
@@ -906,6 +943,7 @@ impl Executor {
                 kind: FailureKind::Permanent,
                 message: format!("the workflow has no task '{}'", task.task_id),
                 retry: None,
+                logs: None,
             };
         };
         let merged;
@@ -930,6 +968,7 @@ impl Executor {
                     info.limits.max_context_bytes
                 ),
                 retry: None,
+                logs: None,
             };
         }
         let timeout = meta
@@ -946,6 +985,7 @@ impl Executor {
                 kind: FailureKind::Cancelled,
                 message: "cancelled before it started".into(),
                 retry: None,
+                logs: None,
             };
         }
         let execution_id = task.execution_id.to_string();
@@ -964,7 +1004,8 @@ impl Executor {
             attempt: task.attempt,
             max_attempts: task.max_attempts,
         };
-        let result = package::run_task(
+        let started = std::time::Instant::now();
+        let run = package::run_task_logged(
             self.loader.engine(),
             &info.compiled,
             &call,
@@ -973,9 +1014,13 @@ impl Executor {
             Some(flag),
         )
         .await;
-        match result {
+        telemetry::task_duration(&task.tenant, started.elapsed());
+        // Stored with the completion, whatever the ending.
+        let logs = Some(Arc::new(run.logs));
+        match run.result {
             Ok(out) => TaskOutcome::Succeeded {
                 output: out.context,
+                logs,
             },
             Err(f) => {
                 let retry_at = retry_decision(&meta.retry, task.attempt, f.kind, now_ms());
@@ -992,6 +1037,7 @@ impl Executor {
                     kind: f.kind,
                     message: f.message,
                     retry: retry_at,
+                    logs,
                 }
             }
         }

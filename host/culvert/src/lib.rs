@@ -14,7 +14,7 @@
 //!
 //! | Stage | What it does |
 //! |---|---|
-//! | `files`, `guest_text`, `suggest` | bounded reads of regular files; guest text made safe for a log line; "did you mean" |
+//! | `files`, `guest_text`, `suggest`, `telemetry` | bounded reads of regular files; guest text made safe for a log line; "did you mean"; the metrics' names and recording |
 //! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
 //! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
 //! | `package` | metadata and its validation, linking, the compiled-code cache, `describe` and `run`, the loader |
@@ -39,6 +39,7 @@ mod sandbox;
 mod scheduler;
 mod store;
 mod suggest;
+mod telemetry;
 mod tenants;
 #[doc(hidden)]
 pub mod test_support;
@@ -58,24 +59,34 @@ pub use package::{
     CompiledCache, Condition, ContentHash, DirRequest, FailureKind, IncompatibleComponent,
     LoadError, LoadedPackage, LoaderConfig, MAX_ARTIFACT_BYTES, MetadataError, MetadataLimits,
     MetadataLocation, NameKind, PackageLoader, PackageMetadata, RetryOn, RetryPolicy, TaskCall,
-    TaskFailure, TaskMeta, TaskOutput, TriggerRule, WorkflowMeta, describe as describe_package,
-    imports_of, is_engine_key, parse_context, run_task, validate as validate_metadata,
+    TaskFailure, TaskMeta, TaskOutput, TaskRun, TriggerRule, WorkflowMeta,
+    describe as describe_package, imports_of, is_engine_key, parse_context, run_task,
+    run_task_logged, validate as validate_metadata,
 };
 pub use registry::{
     FailedPackage, LookupError, PackageStatusDetail, ReconcileError, ReconcileResult, Reconciler,
     ReconcilerConfig, ReconcilerStatus, RegisteredPackage, Registry, TaskNamespace, WorkflowRef,
 };
-pub use runner::{Error, MAX_IDEMPOTENCY_KEY, Registered, Runner, RunnerConfig, validate_tenant};
+pub use runner::{
+    Error, MAX_IDEMPOTENCY_KEY, PRUNE_BATCH, Registered, Runner, RunnerConfig, validate_tenant,
+};
 pub use sandbox::{
-    CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, SandboxEngine, SandboxGrants,
-    SandboxLimits, WASMTIME_VERSION,
+    CallLabels, CancelFlag, CpuLedger, EngineConfig, HostState, LOG_RECORD_OVERHEAD, LogRecord,
+    LogStream, SandboxEngine, SandboxGrants, SandboxLimits, TASK_LOG_BYTES, TaskLogs,
+    WASMTIME_VERSION,
 };
 pub use scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
 pub use store::{
-    Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow, ExecutionStore,
-    FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs,
-    NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, Recovered, Registration,
-    Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError, TaskOutcome, TaskReset,
-    TaskRow, TaskState, merge_outputs, now_ms, open as open_store, redact_url,
+    AttemptLogs, Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow,
+    ExecutionStore, FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS,
+    MergedOutputs, NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, PruneReport,
+    Recovered, Registration, Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError,
+    TaskOutcome, TaskReset, TaskRow, TaskState, merge_outputs, now_ms, open as open_store,
+    redact_url,
+};
+pub use telemetry::{
+    FleetCounts, HISTOGRAM_BUCKETS, TenantExecutionCounts, TenantTaskCounts,
+    buckets as metric_buckets, describe as describe_metrics, names as metric_names,
+    record_fleet_counts,
 };
 pub use tenants::{Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow};

@@ -27,8 +27,8 @@ use crate::registry::{LookupError, Reconciler, ReconcilerConfig, ReconcilerStatu
 use crate::sandbox::{EngineConfig, SandboxEngine};
 use crate::scheduler::{Decision, ExecutionPlan, ExecutionStatus, TaskStatus, decide_root};
 use crate::store::{
-    self, EventRow, ExecutionFilter, ExecutionRow, NewExecution, NewPackage, PackageRow, Store,
-    StoreError, TaskReset, TaskRow,
+    self, AttemptLogs, EventRow, ExecutionFilter, ExecutionRow, NewExecution, NewPackage,
+    PackageRow, PruneReport, Store, StoreError, TaskReset, TaskRow,
 };
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,11 @@ use uuid::Uuid;
 
 /// The longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Executions [`Runner::prune`] deletes per write transaction: with their
+/// tasks, events and logs, a batch of 10,000-task executions is still a
+/// transaction of seconds, not minutes.
+pub const PRUNE_BATCH: u32 = 20;
 
 /// Everything that can go wrong through the [`Runner`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -562,6 +567,40 @@ impl Runner {
         }
         let events = self.store.execution_events(id).await?;
         Ok((row, tasks, events))
+    }
+
+    /// What the guests of execution `id`'s attempts said (log records,
+    /// stdout and stderr lines; see [`AttemptLogs`]), in the order their
+    /// completions were recorded: only task `task`'s, or only attempt
+    /// `attempt`, when given. An attempt still running has no logs yet.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the execution is not `tenant`'s (or
+    /// does not exist).
+    pub async fn logs(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        task: Option<&str>,
+        attempt: Option<u32>,
+    ) -> Result<Vec<AttemptLogs>, Error> {
+        self.store.get_execution(Some(tenant), id).await?;
+        Ok(self.store.task_logs(id, task, attempt).await?)
+    }
+
+    /// Delete every tenant's executions that finished more than
+    /// `older_than` ago, with their tasks, events and logs (in batches of
+    /// [`PRUNE_BATCH`] executions, each one short write transaction), then
+    /// the component bytes nothing uses any more. What `culvert prune` and
+    /// `culvert serve --retention` run.
+    ///
+    /// # Errors
+    /// When the database cannot be written; what earlier batches deleted
+    /// stays deleted.
+    pub async fn prune(&self, older_than: Duration) -> Result<PruneReport, Error> {
+        let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = store::now_ms().saturating_sub(age);
+        Ok(self.store.prune_finished(cutoff, PRUNE_BATCH).await?)
     }
 
     /// Executions, newest first.

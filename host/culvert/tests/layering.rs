@@ -12,7 +12,13 @@ use std::path::{Path, PathBuf};
 /// The stages, bottom first. A module may import from stages before its
 /// own, never from one after it.
 const STAGES: &[&[&str]] = &[
-    &["files", "guest_text", "suggest", "test_support"],
+    &[
+        "files",
+        "guest_text",
+        "suggest",
+        "telemetry",
+        "test_support",
+    ],
     &["contract"],
     &["sandbox"],
     &["package"],

@@ -16,14 +16,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// HTTP requests, by route, method and status.
-pub const HTTP_REQUESTS: &str = "culvert_http_requests_total";
+pub const HTTP_REQUESTS: &str = culvert::metric_names::HTTP_REQUESTS;
 /// Time to answer an HTTP request (to its headers), by route and method.
-pub const HTTP_DURATION: &str = "culvert_http_request_duration_seconds";
-
-/// Buckets of the request-duration histogram, in seconds.
-const HTTP_BUCKETS: &[f64] = &[
-    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub const HTTP_DURATION: &str = culvert::metric_names::HTTP_REQUEST_DURATION;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -33,23 +28,16 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), HTTP_BUCKETS)
-                .ok()?;
-            // MERGE: buckets of the library's histograms
+            let mut builder = PrometheusBuilder::new();
+            for (name, buckets) in culvert::HISTOGRAM_BUCKETS {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full((*name).into()), buckets)
+                    .ok()?;
+            }
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
-            // MERGE: culvert::describe_metrics();
-            metrics::describe_counter!(
-                HTTP_REQUESTS,
-                "HTTP requests answered, by route, method and status"
-            );
-            metrics::describe_histogram!(
-                HTTP_DURATION,
-                metrics::Unit::Seconds,
-                "Time to answer an HTTP request, by route and method"
-            );
+            culvert::describe_metrics();
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("culvert-metrics-upkeep".into())
@@ -91,6 +79,8 @@ pub async fn track(request: Request, next: Next) -> Response {
 /// Set the gauges that come from the database (tasks ready and running by
 /// tenant, executions by status), so every host reports the same.
 pub async fn refresh_fleet(state: &AppState) {
-    // MERGE: fleet_counts
-    let _ = state;
+    match state.runner.store().fleet_counts().await {
+        Ok(counts) => culvert::record_fleet_counts(&counts),
+        Err(e) => tracing::warn!(error = %e, "cannot read the fleet's counts for /metrics"),
+    }
 }

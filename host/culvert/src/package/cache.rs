@@ -27,11 +27,16 @@
 //! The disk cache has a size bound: after each write, the least recently
 //! used files (by modification time, which a disk hit refreshes at most once
 //! a minute) are deleted until the total fits.
+//!
+//! Hits (by tier), misses, compiles (with their time) and evictions are
+//! counted twice, at the same points: in [`CacheStats`] for this cache, and
+//! as the process's metrics (`telemetry`).
 
 use super::link::{IncompatibleComponent, prepare};
 use crate::contract::PluginPre;
 use crate::files::{self, Links, OpenError};
 use crate::sandbox::{HostState, SandboxEngine};
+use crate::telemetry;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -336,6 +341,7 @@ impl CompiledCache {
     ) -> Result<(Arc<Compiled>, CacheSource), CacheError> {
         if let Some(c) = self.get_in_memory(&hash) {
             self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            telemetry::cache_hit("memory");
             return Ok((c, CacheSource::Memory));
         }
         let flight = self
@@ -358,6 +364,7 @@ impl CompiledCache {
         } else if let Ok((c, _)) = &result {
             // Followers of a flight were served without compiling.
             self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            telemetry::cache_hit("memory");
             return Ok((c.clone(), CacheSource::Memory));
         }
         result
@@ -380,6 +387,7 @@ impl CompiledCache {
                 .insert(hash, compiled.clone());
             return Ok((compiled, CacheSource::Disk));
         }
+        telemetry::cache_miss();
         let compiled = Arc::new(self.compile(hash, bytes).await?);
         self.memory
             .lock()
@@ -423,6 +431,7 @@ impl CompiledCache {
         self.counters
             .compile_micros
             .fetch_add(micros(started.elapsed()), Ordering::Relaxed);
+        telemetry::compiled(started.elapsed());
         tracing::debug!(hash = %hash.short(), elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
         if self.dir.is_some() {
             if let Err(e) = self.write_artifact(hash, &artifact) {
@@ -498,6 +507,7 @@ impl CompiledCache {
         match outcome {
             Ok(Ok(Some((component, pre)))) => {
                 self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                telemetry::cache_hit("disk");
                 self.counters
                     .load_micros
                     .fetch_add(micros(started.elapsed()), Ordering::Relaxed);
@@ -613,6 +623,7 @@ impl CompiledCache {
             if std::fs::remove_file(&path).is_ok() {
                 total -= len;
                 self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+                telemetry::cache_evicted();
                 tracing::debug!(path = %path.display(), "evicted a cached artifact");
             }
         }

@@ -13,7 +13,7 @@
 use super::cache::Compiled;
 use crate::contract::types::{self as wit, AttemptInfo};
 use crate::sandbox::{
-    self, CallLabels, CancelFlag, HostState, Interrupt, SandboxEngine, SandboxLimits,
+    self, CallLabels, CancelFlag, HostState, Interrupt, SandboxEngine, SandboxLimits, TaskLogs,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -137,6 +137,17 @@ pub struct TaskOutput {
     pub elapsed: Duration,
 }
 
+/// What one task call ended in, and what its guest said meanwhile (log
+/// records, stdout and stderr lines, capped at
+/// [`TASK_LOG_BYTES`](crate::TASK_LOG_BYTES)), whatever the ending.
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    /// The output, or why the call failed.
+    pub result: Result<TaskOutput, TaskFailure>,
+    /// What the guest said; empty when it never ran.
+    pub logs: TaskLogs,
+}
+
 /// One task call.
 #[derive(Debug, Clone)]
 pub struct TaskCall<'a> {
@@ -210,10 +221,34 @@ pub async fn run_task(
     labels: Arc<CallLabels>,
     cancel: Option<CancelFlag>,
 ) -> Result<TaskOutput, TaskFailure> {
+    run_task_logged(engine, compiled, call, limits, labels, cancel)
+        .await
+        .result
+}
+
+/// [`run_task`], also returning what the guest said: its log records and
+/// its stdout and stderr lines, in order, capped at
+/// [`TASK_LOG_BYTES`](crate::TASK_LOG_BYTES) (see [`TaskRun`]). They are
+/// also sent to `tracing`, as with [`run_task`].
+pub async fn run_task_logged(
+    engine: &SandboxEngine,
+    compiled: &Compiled,
+    call: &TaskCall<'_>,
+    limits: &SandboxLimits,
+    labels: Arc<CallLabels>,
+    cancel: Option<CancelFlag>,
+) -> TaskRun {
     let started = Instant::now();
     let cancel_wait = cancel.clone();
-    let mut store = sandbox::new_store(engine, limits, labels.clone(), cancel)
-        .map_err(|e| TaskFailure::new(FailureKind::Host, format!("{e:#}")))?;
+    let mut store = match sandbox::new_store(engine, limits, labels.clone(), cancel) {
+        Ok(store) => store,
+        Err(e) => {
+            return TaskRun {
+                result: Err(TaskFailure::new(FailureKind::Host, format!("{e:#}"))),
+                logs: TaskLogs::default(),
+            };
+        }
+    };
     let attempt = AttemptInfo {
         execution_id: call.execution_id.to_string(),
         attempt: call.attempt,
@@ -243,10 +278,13 @@ pub async fn run_task(
     };
     let Some(outcome) = outcome else {
         store.data().output.flush_to_tracing(&labels);
-        return Err(TaskFailure::new(
-            FailureKind::Cancelled,
-            "cancelled while running",
-        ));
+        return TaskRun {
+            result: Err(TaskFailure::new(
+                FailureKind::Cancelled,
+                "cancelled while running",
+            )),
+            logs: store.data().output.take_logs(),
+        };
     };
     let returned = match outcome {
         Err(_elapsed) => Err(timeout_failure(limits.timeout, true)),
@@ -254,8 +292,22 @@ pub async fn run_task(
         Ok(Ok(returned)) => Ok(returned),
     };
     store.data().output.flush_to_tracing(&labels);
+    let logs = store.data().output.take_logs();
     drop(store);
-    let returned = returned?;
+    let result = match returned {
+        Err(failure) => Err(failure),
+        Ok(returned) => finish(returned, limits, started),
+    };
+    TaskRun { result, logs }
+}
+
+/// A returned call's result: the task's own error, or its output context,
+/// parsed and bounded.
+fn finish(
+    returned: Result<String, wit::TaskError>,
+    limits: &SandboxLimits,
+    started: Instant,
+) -> Result<TaskOutput, TaskFailure> {
     match returned {
         Err(e) => Err(TaskFailure::new(
             match e.kind {

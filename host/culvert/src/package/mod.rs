@@ -11,8 +11,9 @@
 //! - `cache`: compiled code, in memory and on disk, keyed by the
 //!   component's blake3 [`ContentHash`] and the engine's compatibility key
 //!   ([`CompiledCache`]).
-//! - `invoke`: `describe` and [`run_task`], each in a fresh store, with
-//!   every failure classified as a [`FailureKind`].
+//! - `invoke`: `describe` and [`run_task`] (or [`run_task_logged`], which
+//!   also returns what the guest said), each in a fresh store, with every
+//!   failure classified as a [`FailureKind`].
 //! - `loader`: the steps in order, bytes to [`LoadedPackage`]
 //!   ([`PackageLoader`]).
 //!
@@ -31,7 +32,8 @@ pub use cache::{
     MAX_ARTIFACT_BYTES, is_engine_key,
 };
 pub use invoke::{
-    FailureKind, TaskCall, TaskFailure, TaskOutput, describe, parse_context, run_task,
+    FailureKind, TaskCall, TaskFailure, TaskOutput, TaskRun, describe, parse_context, run_task,
+    run_task_logged,
 };
 pub use link::{IncompatibleComponent, imports_of};
 pub use loader::{LoadError, LoadedPackage, LoaderConfig, PackageLoader};

@@ -21,6 +21,9 @@
 //!   (LISTEN/NOTIFY);
 //! - it shuts down gracefully on a watch signal.
 //!
+//! Each completed pass records its duration and the packages loaded as
+//! metrics (`telemetry`).
+//!
 //! Unloading removes a package from the registries only: a task already
 //! running holds its own `Arc` to the compiled code and finishes.
 
@@ -355,6 +358,7 @@ impl Reconciler {
         }
         result.total_packages_tracked = state.loaded.len();
         result.reconciliation_duration = started.elapsed();
+        crate::telemetry::reconciled(result.reconciliation_duration, state.loaded.len());
         state.last_pass = Some(result.clone());
         if let (false, Some((id, reason))) = (self.config.continue_on_package_error, first_error) {
             return Err(ReconcileError::Package { id, reason });

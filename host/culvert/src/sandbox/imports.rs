@@ -9,7 +9,8 @@ use crate::guest_text::Escaped;
 
 /// The guest's log records: forwarded to `tracing` with the message and
 /// every field name and value escaped (see [`crate::guest_text`]), charged
-/// to the output budget, and scanned for the SDK's panic marker.
+/// to the output budget, kept (within [`TASK_LOG_BYTES`](super::output::TASK_LOG_BYTES))
+/// for storage, and scanned for the SDK's panic marker.
 impl host::Host for HostState {
     fn log(
         &mut self,
@@ -33,7 +34,14 @@ impl host::Host for HostState {
             }
             self.panic_message = Some(msg);
         }
-        if !self.output.charge(size) {
+        let level_name = match level {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        if !self.output.log(size, level_name, &message, &fields) {
             return Err(wasmtime::format_err!("{}", over_budget(&self.output)));
         }
         // No `fields=` at all when the guest gave none.

@@ -8,7 +8,8 @@
 //! - `cpu`: the [`CpuLedger`] that shares CPU fairly between tenants.
 //! - `state`: the data of one store ([`HostState`]).
 //! - `output`: the guest's stdout, stderr and log records, captured into
-//!   one byte budget.
+//!   one byte budget; and kept, in order and capped at [`TASK_LOG_BYTES`],
+//!   as the [`TaskLogs`] the executor stores with each attempt.
 //! - `imports`: the host functions a guest may import (logging).
 //! - `call`: a fresh store for each call, with its deadline and epoch
 //!   callback.
@@ -47,4 +48,5 @@ pub use cpu::CpuLedger;
 pub use engine::{EngineConfig, SandboxEngine, WASMTIME_VERSION};
 pub(crate) use limits::Interrupt;
 pub use limits::{CallLabels, CancelFlag, SandboxGrants, SandboxLimits};
+pub use output::{LOG_RECORD_OVERHEAD, LogRecord, LogStream, TASK_LOG_BYTES, TaskLogs};
 pub use state::HostState;

@@ -60,6 +60,12 @@ pub(crate) trait SqlBackend: Send + Sync + fmt::Debug + 'static {
     /// claimed_by`. `$1` now.
     const RECOVER_SQL: &'static str;
 
+    /// Finished executions to prune: `id` of at most `$2` executions that
+    /// finished (completed, failed or cancelled) before `$1` and have no
+    /// task still running, oldest first; locked, skipping rows another
+    /// pruner holds, where the backend needs that.
+    const PRUNE_SQL: &'static str;
+
     /// The URL the store was opened with.
     fn url(&self) -> &str;
 

@@ -11,6 +11,7 @@ use super::claims::ClaimedTask;
 use super::events::{Event, ExecutionEvent};
 use super::{Result, StoreError, now_ms};
 use crate::package::FailureKind;
+use crate::sandbox::TaskLogs;
 use crate::scheduler::{ExecutionPlan, ExecutionStatus};
 use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Transaction, Type};
@@ -25,6 +26,8 @@ pub enum TaskOutcome {
     Succeeded {
         /// The output context.
         output: Map<String, Value>,
+        /// What the guest said, stored with the completion (`task_logs`).
+        logs: Option<Arc<TaskLogs>>,
     },
     /// Its trigger rule did not hold (or a dependency did not complete):
     /// it did not run, and its merged input passes through as its output.
@@ -42,7 +45,21 @@ pub enum TaskOutcome {
         message: String,
         /// When to try again; `None` means the failure is final.
         retry: Option<ScheduledRetry>,
+        /// What the guest said, when it ran; stored with the completion
+        /// (`task_logs`). `None` when no guest ran (the attempt failed
+        /// before the call).
+        logs: Option<Arc<TaskLogs>>,
     },
+}
+
+impl TaskOutcome {
+    /// What the guest said during the attempt, if a guest ran.
+    pub fn logs(&self) -> Option<&Arc<TaskLogs>> {
+        match self {
+            TaskOutcome::Succeeded { logs, .. } | TaskOutcome::Failed { logs, .. } => logs.as_ref(),
+            TaskOutcome::Skipped { .. } => None,
+        }
+    }
 }
 
 /// A retry the task's policy scheduled after a failed attempt.
@@ -187,12 +204,14 @@ where
         events_out: &mut Vec<ExecutionEvent>,
     ) -> Result<(Completion, i64)> {
         let now = now_ms();
+        let logs = outcome.logs().cloned();
         // A cancelled execution's task is not retried.
         let mut outcome = match outcome {
             TaskOutcome::Failed {
                 kind,
                 message,
                 retry: Some(at),
+                logs,
             } => {
                 let status: Option<(String,)> =
                     sqlx::query_as("SELECT status FROM executions WHERE id = $1")
@@ -204,6 +223,7 @@ where
                     kind,
                     message,
                     retry: if cancelled { None } else { Some(at) },
+                    logs,
                 }
             }
             other => other,
@@ -212,7 +232,7 @@ where
         // in this transaction, so concurrent completions cannot overshoot
         // it; one that does not fit fails the task instead of being stored.
         let mut text = match &outcome {
-            TaskOutcome::Succeeded { output } | TaskOutcome::Skipped { output, .. } => Some(
+            TaskOutcome::Succeeded { output, .. } | TaskOutcome::Skipped { output, .. } => Some(
                 serde_json::to_string(output)
                     .map_err(|e| StoreError::Other(format!("task output: {e}")))?,
             ),
@@ -249,6 +269,7 @@ where
                         used.saturating_add(n)
                     ),
                     retry: None,
+                    logs: None,
                 };
                 text = None;
             }
@@ -300,6 +321,7 @@ where
                 kind,
                 message,
                 retry: Some(at),
+                ..
             } => {
                 let done = sqlx::query(
                     "UPDATE task_executions SET status = 'ready', next_run_at = $3, ready_at = $3, last_error = $4, last_error_kind = $5, duration_ms = $6 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $7 AND claim_token = $8",
@@ -328,6 +350,7 @@ where
                 kind,
                 message,
                 retry: None,
+                ..
             } => {
                 let done = sqlx::query(
                     "UPDATE task_executions SET status = 'failed', last_error = $3, last_error_kind = $4, finished_at = $5, duration_ms = $5 - started_at, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL WHERE execution_id = $1 AND task_id = $2 AND status = 'running' AND claimed_by = $6 AND claim_token = $7",
@@ -360,6 +383,11 @@ where
                     .await?;
             }
             return Ok((Completion::default(), 0));
+        }
+        // What the guest said is stored with the accepted completion of its
+        // attempt, in this transaction.
+        if let Some(logs) = &logs {
+            self.insert_task_logs(tx, task, logs, now).await?;
         }
         let (became_ready, finished_count) = self
             .propagate(tx, plan, task.execution_id, &finished, now, &mut events)

@@ -11,13 +11,16 @@ use super::backend::{RowsAffected, Sql, SqlBackend};
 use super::claims::ClaimedTask;
 use super::completions::{Completion, TaskOutcome};
 use super::events::Event;
+use super::logs::AttemptLogs;
 use super::recovery::Recovered;
+use super::retention::PruneReport;
 use super::{Result, StoreError, now_ms};
 use crate::package::WorkflowMeta;
 use crate::scheduler::{
     BoundedMerge, ContextTooLarge, Decision, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
     decide_root,
 };
+use crate::telemetry::FleetCounts;
 use crate::tenants::TenantLimits;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -314,6 +317,28 @@ pub trait ExecutionStore: Send + Sync {
     /// `(execution, task)` pairs that `host` runs for executions that were
     /// cancelled.
     async fn cancelled_running(&self, host: Uuid) -> Result<Vec<(Uuid, String)>>;
+
+    /// Ready, waiting and running tasks and unfinished executions per
+    /// tenant, in one read of indexes only (`stats.rs`): what every host
+    /// reports as the fleet's gauges (see [`record_fleet_counts`](crate::record_fleet_counts)).
+    async fn fleet_counts(&self) -> Result<FleetCounts>;
+
+    /// What the guests of `execution_id`'s attempts said, in the order
+    /// their completions were recorded; only `task`'s, or only attempt
+    /// `attempt`, when given. The caller checks the execution's tenant.
+    async fn task_logs(
+        &self,
+        execution_id: Uuid,
+        task: Option<&str>,
+        attempt: Option<u32>,
+    ) -> Result<Vec<AttemptLogs>>;
+
+    /// Delete executions that finished (completed, failed or cancelled)
+    /// before `finished_before_ms` and have no task still running, with
+    /// their tasks, events and logs, oldest first, `batch` executions per
+    /// write transaction; then the blobs nothing uses any more. Safe to run
+    /// on several hosts at once.
+    async fn prune_finished(&self, finished_before_ms: i64, batch: u32) -> Result<PruneReport>;
 }
 
 /// One task [`ExecutionStore::retry_execution`] runs again.
@@ -955,13 +980,13 @@ where
     async fn finalize_execution(&self, host: Uuid, id: Uuid) -> Result<Option<ExecutionStatus>> {
         // Everything up to the last statement reads through the pool,
         // outside any write transaction.
-        let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
-            "SELECT e.status, e.dag, e.tasks_remaining, t.limits FROM executions e LEFT JOIN tenants t ON t.name = e.tenant WHERE e.id = $1",
+        let row: Option<(String, String, i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT e.status, e.dag, e.tasks_remaining, t.limits, e.tenant FROM executions e LEFT JOIN tenants t ON t.name = e.tenant WHERE e.id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        let Some((status, dag, remaining, limits)) = row else {
+        let Some((status, dag, remaining, limits, tenant)) = row else {
             return Err(StoreError::NotFound(format!("execution {id} not found")));
         };
         let status = ExecutionStatus::parse(&status)
@@ -1059,6 +1084,7 @@ where
             .insert_events(&mut tx, id, host, now, &[(None, kind, error)])
             .await?;
         tx.commit().await?;
+        crate::telemetry::execution_finished(&tenant, status.as_str());
         Ok(Some(status))
     }
 
@@ -1121,6 +1147,7 @@ where
             .insert_events(&mut tx, id, None, now, &events)
             .await?;
         tx.commit().await?;
+        crate::telemetry::execution_finished(tenant, ExecutionStatus::Cancelled.as_str());
         self.get_execution(Some(tenant), id).await
     }
 
@@ -1233,5 +1260,22 @@ where
         .bind(host)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    async fn fleet_counts(&self) -> Result<FleetCounts> {
+        Sql(self).fleet_counts().await
+    }
+
+    async fn task_logs(
+        &self,
+        execution_id: Uuid,
+        task: Option<&str>,
+        attempt: Option<u32>,
+    ) -> Result<Vec<AttemptLogs>> {
+        Sql(self).task_logs(execution_id, task, attempt).await
+    }
+
+    async fn prune_finished(&self, finished_before_ms: i64, batch: u32) -> Result<PruneReport> {
+        Sql(self).prune_finished(finished_before_ms, batch).await
     }
 }

@@ -41,6 +41,11 @@ pub(crate) const SQLITE: &[Entry] = &[
         "api keys and audit",
         include_str!("../../migrations/sqlite/0005_api.sql"),
     ),
+    (
+        6,
+        "task logs",
+        include_str!("../../migrations/sqlite/0006_task_logs.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -69,6 +74,11 @@ pub(crate) const POSTGRES: &[Entry] = &[
         5,
         "api keys and audit",
         include_str!("../../migrations/postgres/0005_api.sql"),
+    ),
+    (
+        6,
+        "task logs",
+        include_str!("../../migrations/postgres/0006_task_logs.sql"),
     ),
 ];
 

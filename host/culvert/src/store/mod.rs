@@ -23,7 +23,10 @@
 //! | `claims.rs` | claiming ready tasks fairly across tenants; heartbeats |
 //! | `completions.rs` | recording completions; unlocking dependents; counting an execution down |
 //! | `recovery.rs` | taking back expired leases and stuck finalisations |
+//! | `stats.rs` | what the fleet shares, counted for the metrics: ready and running tasks, unfinished executions |
 //! | `events.rs` | appending to the event log |
+//! | `logs.rs` | what each attempt's guest said (`task_logs`): stored with its completion, read as [`AttemptLogs`] |
+//! | `retention.rs` | pruning finished executions with their tasks, events and logs, in batches ([`PruneReport`]) |
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
 
@@ -43,8 +46,10 @@ pub use executions::{
     EventRow, ExecutionFilter, ExecutionRow, ExecutionStore, INLINE_OUTPUT_CHARS, MergedOutputs,
     NewExecution, TaskReset, TaskRow, TaskState, merge_outputs,
 };
+pub use logs::AttemptLogs;
 pub use postgres::PgStore;
 pub use recovery::{MAX_FINALIZE_ATTEMPTS, Recovered};
+pub use retention::PruneReport;
 pub use sqlite::SqliteStore;
 
 mod access;
@@ -53,11 +58,14 @@ mod claims;
 mod completions;
 mod events;
 mod executions;
+mod logs;
 mod migrations;
 mod packages;
 mod postgres;
 mod recovery;
+mod retention;
 mod sqlite;
+mod stats;
 mod tenants;
 
 /// Which database a store talks to.
@@ -103,8 +111,27 @@ impl StoreError {
     }
 }
 
+/// Every database error the store meets passes through here, so this is
+/// where [`DATABASE_ERRORS`](crate::metric_names::DATABASE_ERRORS) is
+/// counted, by the variant it becomes. A row not found is the answer to the
+/// caller's question (an execution or tenant that does not exist), not a
+/// database problem, and is not counted.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let error = StoreError::from_sqlx(e);
+        match &error {
+            StoreError::Unavailable(_) => crate::telemetry::database_error("unavailable"),
+            StoreError::Conflict(_) => crate::telemetry::database_error("conflict"),
+            StoreError::Other(_) => crate::telemetry::database_error("other"),
+            _ => {}
+        }
+        error
+    }
+}
+
+impl StoreError {
+    /// The variant a database error is.
+    fn from_sqlx(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound("not found".into()),
             sqlx::Error::Database(db) if db.is_unique_violation() => {

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// Blobs no package and no unfinished execution uses.
-const GC_BLOBS: &str = "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages) AND content_hash NOT IN (SELECT content_hash FROM executions WHERE status IN ('pending', 'running'))";
+pub(super) const GC_BLOBS: &str = "DELETE FROM blobs WHERE content_hash NOT IN (SELECT content_hash FROM packages) AND content_hash NOT IN (SELECT content_hash FROM executions WHERE status IN ('pending', 'running'))";
 
 /// A `packages` row without its bytes, as stored.
 #[derive(sqlx::FromRow)]

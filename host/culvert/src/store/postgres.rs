@@ -55,6 +55,10 @@ impl SqlBackend for PgStore {
     /// Tasks whose lease expired, skipping rows another host is
     /// recovering. `$1` now.
     const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100 FOR UPDATE SKIP LOCKED";
+    /// Finished executions to prune, locked; rows another pruner holds
+    /// are skipped, so concurrent pruners take disjoint batches. `$1`
+    /// cut-off, `$2` limit.
+    const PRUNE_SQL: &'static str = "SELECT id FROM executions WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < $1 AND NOT EXISTS (SELECT 1 FROM task_executions t WHERE t.execution_id = executions.id AND t.status = 'running') ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 
     fn url(&self) -> &str {
         &self.url

@@ -170,19 +170,21 @@ where
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
+        let mut finalize_failed = Vec::new();
         for (execution_id, attempts) in stuck {
             if attempts >= MAX_FINALIZE_ATTEMPTS {
                 let message = format!(
                     "finalize_failed: assembling the final context was started {attempts} times and never finished (a host died or ran out of memory); the execution is failed so that no host tries again"
                 );
-                sqlx::query(
-                    "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, finalize_lease_until = NULL WHERE id = $1 AND status IN ('pending', 'running')",
+                let failed: Option<(String,)> = sqlx::query_as(
+                    "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, finalize_lease_until = NULL WHERE id = $1 AND status IN ('pending', 'running') RETURNING tenant",
                 )
                 .bind(execution_id)
                 .bind(&message)
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                finalize_failed.extend(failed.map(|(tenant,)| tenant));
                 self.insert_events(
                     &mut tx,
                     execution_id,
@@ -203,6 +205,9 @@ where
             }
         }
         tx.commit().await?;
+        for tenant in finalize_failed {
+            crate::telemetry::execution_finished(&tenant, "failed");
+        }
         Ok((out, to_finalize))
     }
 

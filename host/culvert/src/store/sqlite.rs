@@ -43,6 +43,8 @@ impl SqlBackend for SqliteStore {
     const FINALIZE_SWEEP_SQL: &'static str = "SELECT id, finalize_attempts FROM executions WHERE status IN ('pending', 'running') AND tasks_remaining <= 0 AND (finalize_lease_until IS NULL OR finalize_lease_until < $1) ORDER BY id LIMIT 100";
     /// Tasks whose lease expired. `$1` now.
     const RECOVER_SQL: &'static str = "SELECT execution_id, task_id, recoveries, claimed_by FROM task_executions WHERE status = 'running' AND lease_expires_at < $1 ORDER BY execution_id, task_id LIMIT 100";
+    /// Finished executions to prune. `$1` cut-off, `$2` limit.
+    const PRUNE_SQL: &'static str = "SELECT id FROM executions WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < $1 AND NOT EXISTS (SELECT 1 FROM task_executions t WHERE t.execution_id = executions.id AND t.status = 'running') ORDER BY finished_at LIMIT $2";
 
     fn url(&self) -> &str {
         &self.url

@@ -176,6 +176,7 @@ where
         let mut tx = self.0.begin_write().await?;
         for sql in [
             "DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM executions WHERE tenant = $1)",
+            "DELETE FROM task_logs WHERE tenant = $1",
             "DELETE FROM task_executions WHERE tenant = $1",
             "DELETE FROM executions WHERE tenant = $1",
             "DELETE FROM packages WHERE tenant = $1",

@@ -39,7 +39,9 @@ pub async fn logs(
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Json<Value>> {
     let row = visible(&state, &caller, q.tenant.as_deref(), id).await?;
-    // MERGE: Runner::logs
-    let _ = (row, q.task, q.attempt);
-    json_ok(Value::Array(vec![]))
+    let logs = state
+        .runner
+        .logs(&row.tenant, id, q.task.as_deref(), q.attempt)
+        .await?;
+    json_ok(serde_json::to_value(logs).unwrap_or(Value::Null))
 }

@@ -560,6 +560,50 @@ mod retried {
     }
 }
 
+#[culvert_sdk::workflow(
+    name = "chatty",
+    description = "`talk` logs, prints to stdout and stderr, and fails transiently on its first attempt (retried once); `verbose` logs `lines` records of 100 bytes (default 2000: about 200 KiB, over the 64 KiB a host stores per attempt)."
+)]
+mod chatty {
+    #[task(
+        id = "talk",
+        retry(
+            max_attempts = 2,
+            backoff = "fixed",
+            initial_delay_ms = 10,
+            max_delay_ms = 10,
+            jitter = false
+        )
+    )]
+    fn talk(ctx: &mut Context) -> Result<(), TaskError> {
+        let attempt = ctx.attempt().number;
+        culvert_sdk::log::log(
+            culvert_sdk::log::Level::Info,
+            &format!("hello from attempt {attempt}"),
+            &[("attempt", &attempt.to_string()), ("who", "talk")],
+        );
+        println!("stdout of attempt {attempt}");
+        eprintln!("stderr of attempt {attempt}");
+        culvert_sdk::log::warn(&format!("done with attempt {attempt}"));
+        if attempt == 1 {
+            return Err(TaskError::transient("the first attempt fails"));
+        }
+        ctx.set("talked", attempt)?;
+        Ok(())
+    }
+
+    #[task(id = "verbose")]
+    fn verbose(ctx: &mut Context) -> Result<(), TaskError> {
+        let lines: u64 = ctx.get_or("lines", 2000)?;
+        let filler = "v".repeat(93);
+        for i in 0..lines {
+            culvert_sdk::log::info(&format!("{i:06} {filler}"));
+        }
+        ctx.set("logged", lines)?;
+        Ok(())
+    }
+}
+
 #[cfg(not(feature = "v2"))]
 culvert_sdk::export_package!(
     probe,
@@ -574,6 +618,7 @@ culvert_sdk::export_package!(
     forge,
     burn,
     retried,
+    chatty,
     name = "sandbox-probe"
 );
 // The same package, registered as a newer version.
@@ -591,6 +636,7 @@ culvert_sdk::export_package!(
     forge,
     burn,
     retried,
+    chatty,
     name = "sandbox-probe",
     version = "0.2.0"
 );
