@@ -48,8 +48,8 @@ pub struct GlobalArgs {
     pub log_format: LogFormat,
     /// Run through this server's HTTP API instead of the database, e.g.
     /// `https://culvert.example.com` (needs `--api-key`). For `package
-    /// add|list|remove`, `run`, `executions list|show|retry`, `cancel` and
-    /// `status`; the other commands that use a database refuse it.
+    /// add|list|remove`, `run`, `executions list|show|retry|logs`, `cancel`
+    /// and `status`; the other commands that use a database refuse it.
     #[arg(long, global = true, env = "CULVERT_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// The API key for `--server` (`culvert apikey create` makes one).
@@ -657,9 +657,10 @@ pub enum ExecutionsCommand {
 pub struct LogsArgs {
     /// The execution id.
     pub id: Uuid,
-    /// The tenant that owns it.
-    #[arg(long, default_value = "public")]
-    pub tenant: String,
+    /// The tenant that owns it (default `public`; through `--server`, the
+    /// key's own).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Only this task's attempts.
     #[arg(long)]
     pub task: Option<String>,

@@ -138,6 +138,7 @@ fn database_only(command: &Command) -> Option<String> {
         Command::Revoke(_) => ("revoke", true),
         Command::Apikey(_) => ("apikey", true),
         Command::Audit(_) => ("audit", true),
+        Command::Prune(_) => ("prune", false),
         _ => return None,
     };
     Some(if operator {
@@ -199,6 +200,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Command::Executions(ExecutionsCommand::Retry(args)) => {
                 return remote::retry_execution(api, args).await;
+            }
+            Command::Executions(ExecutionsCommand::Logs(args)) => {
+                return logs::print_logs(&logs::LogSource::Api(api), &args).await;
             }
             Command::Cancel { id, tenant, json } => {
                 return remote::cancel(api, id, tenant.as_deref(), json).await;

@@ -1,6 +1,7 @@
 //! The commands that also run through a server's API (`--server`):
 //! `package add|list|remove`, `run`, `executions list|show|retry`,
-//! `cancel` and `status`.
+//! `cancel` and `status` (`executions logs` is in `logs`, with its
+//! database twin).
 //!
 //! Each one asks the API what its database twin asks the store, and
 //! prints the answer with the same printer (`print_*`, which render the

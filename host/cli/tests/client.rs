@@ -213,7 +213,7 @@ fn steady_status_text(text: &str) -> String {
 
 /// Every command of the issue prints the same through the API as against
 /// the database, on both backends: `package add|list|remove`, `run
-/// --wait` (with its exit codes), `executions list|show`, `cancel`,
+/// --wait` (with its exit codes), `executions list|show|logs`, `cancel`,
 /// `status`, and the "not found" errors.
 ///
 /// Caught breakage: text rendered from the rows in one mode and from the
@@ -306,6 +306,41 @@ async fn both_modes_print_the_same(kind: Db) {
     }
     let (_, out, _) = same(&db, url, &dev, &["executions", "list", "--json"]);
     assert_eq!(parse(&out).as_array().unwrap().len(), 3);
+
+    // What the guests said: the same lines and JSON, followed or not.
+    let etl = completed["id"].as_str().unwrap();
+    for args in [
+        &["executions", "logs", etl][..],
+        &["executions", "logs", etl, "--json"],
+        &["executions", "logs", etl, "--follow"],
+        &["executions", "logs", etl, "--follow", "--json"],
+        &[
+            "executions",
+            "logs",
+            etl,
+            "--task",
+            "extract",
+            "--attempt",
+            "1",
+        ],
+        &["executions", "logs", id, "--json"],
+    ] {
+        let (code, out, err) = same(&db, url, &dev, args);
+        assert_eq!(code, 0, "{err}");
+        assert!(!out.is_empty(), "{args:?}");
+    }
+    let (_, out, _) = same(&db, url, &dev, &["executions", "logs", etl, "--json"]);
+    assert!(
+        !parse(&out).as_array().unwrap().is_empty(),
+        "etl logs: {out}"
+    );
+    let (code, _, _) = same(
+        &db,
+        url,
+        &dev,
+        &["executions", "logs", &uuid::Uuid::new_v4().to_string()],
+    );
+    assert_eq!(code, 1);
     let (_, out, _) = same(
         &db,
         url,
@@ -429,6 +464,10 @@ async fn a_tenant_key_reaches_its_own_tenant_only() {
     assert_eq!(here, there);
     assert_eq!(there.0, 1);
     assert!(there.2.contains("not found"), "{}", there.2);
+    let here = run_local(&db, &["executions", "logs", public_id, "--tenant", "acme"]);
+    let there = run_remote(&db, url, &acme, &["executions", "logs", public_id]);
+    assert_eq!(here, there);
+    assert_eq!(there.0, 1);
     let (code, _, err) = run_remote(&db, url, &acme, &["cancel", public_id]);
     assert_eq!(code, 1);
     assert!(err.contains("not found"), "{err}");
@@ -549,7 +588,12 @@ async fn refusals_say_what_to_check() {
     let (code, _, err) = run_remote(&db, "ftp://example.invalid", &dev, &["status"]);
     assert_eq!(code, 1);
     assert!(err.contains("is not a server URL"), "{err}");
-    for args in [&["tenant", "list"][..], &["serve"], &["apikey", "list"]] {
+    for args in [
+        &["tenant", "list"][..],
+        &["serve"],
+        &["apikey", "list"],
+        &["prune", "--older-than", "1d"],
+    ] {
         let (code, _, err) = run_remote(&db, url, &dev, args);
         assert_eq!(code, 1, "{args:?}");
         assert!(
