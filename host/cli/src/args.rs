@@ -46,6 +46,46 @@ pub struct GlobalArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Run through this server's HTTP API instead of the database, e.g.
+    /// `https://culvert.example.com` (needs `--api-key`). For `package
+    /// add|list|remove`, `run`, `executions list|show|retry|logs`, `cancel`
+    /// and `status`; the other commands that use a database refuse it.
+    #[arg(long, global = true, env = "CULVERT_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The API key for `--server` (`culvert apikey create` makes one).
+    /// Prefer the environment variable: a flag shows in `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "CULVERT_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        value_parser = parse_api_key
+    )]
+    pub api_key: Option<ApiKey>,
+}
+
+/// An API key's secret. Its `Debug` form hides it, so no log or error
+/// prints it.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<hidden>)")
+    }
+}
+
+/// Read `--api-key`: any non-empty text (the server judges it).
+///
+/// # Errors
+/// When it is empty.
+pub fn parse_api_key(text: &str) -> Result<ApiKey, String> {
+    let key = text.trim();
+    if key.is_empty() {
+        return Err("the API key is empty: pass the secret `culvert apikey create` printed".into());
+    }
+    Ok(ApiKey(key.to_string()))
 }
 
 /// How log lines are written (to stderr).
@@ -126,9 +166,10 @@ pub enum Command {
     Cancel {
         /// The execution id.
         id: Uuid,
-        /// The tenant that owns it.
-        #[arg(long, default_value = "public")]
-        tenant: String,
+        /// The tenant that owns it (default `public`; through `--server`,
+        /// the key's own).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -437,18 +478,20 @@ pub enum PackageCommand {
     Add {
         /// The package: a `.wasm` component.
         file: PathBuf,
-        /// The owning tenant.
-        #[arg(long, default_value = "public")]
-        tenant: String,
+        /// The owning tenant (default `public`; through `--server`, the
+        /// key's own).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// List a tenant's registered packages.
     List {
-        /// The tenant.
-        #[arg(long, default_value = "public")]
-        tenant: String,
+        /// The tenant (default `public`; through `--server`, what the key
+        /// sees: its own tenant's, or an operator's every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Every tenant's packages (an operator's view).
         #[arg(long, conflicts_with = "tenant")]
         all_tenants: bool,
@@ -460,9 +503,10 @@ pub enum PackageCommand {
     Remove {
         /// `NAME` or `NAME@VERSION`.
         package: String,
-        /// The owning tenant.
-        #[arg(long, default_value = "public")]
-        tenant: String,
+        /// The owning tenant (default `public`; through `--server`, the
+        /// key's own).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print one JSON array of what was removed.
         #[arg(long)]
         json: bool,
@@ -523,9 +567,10 @@ pub struct RunArgs {
     /// The workflow: `NAME`, or `PACKAGE::NAME` when several packages
     /// define `NAME`.
     pub workflow: String,
-    /// The tenant that owns the package.
-    #[arg(long, default_value = "public")]
-    pub tenant: String,
+    /// The tenant that owns the package (default `public`; through
+    /// `--server`, the key's own).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// The initial context: a JSON object.
     #[arg(long, default_value = "{}")]
     pub context: String,
@@ -568,9 +613,10 @@ pub struct ExecArgs {
 pub enum ExecutionsCommand {
     /// List a tenant's executions, newest first.
     List {
-        /// The tenant.
-        #[arg(long, default_value = "public")]
-        tenant: String,
+        /// The tenant (default `public`; through `--server`, what the key
+        /// sees: its own tenant's, or an operator's every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Every tenant's executions (an operator's view).
         #[arg(long, conflicts_with = "tenant")]
         all_tenants: bool,
@@ -578,7 +624,7 @@ pub enum ExecutionsCommand {
         #[arg(long, value_parser = ["pending", "running", "completed", "failed", "cancelled"])]
         status: Option<String>,
         /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
         /// Print one JSON array.
         #[arg(long)]
@@ -589,9 +635,10 @@ pub enum ExecutionsCommand {
     Show {
         /// The execution id.
         id: Uuid,
-        /// The tenant that owns it.
-        #[arg(long, default_value = "public")]
-        tenant: String,
+        /// The tenant that owns it (default `public`; through `--server`,
+        /// the key's own).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -610,9 +657,10 @@ pub enum ExecutionsCommand {
 pub struct LogsArgs {
     /// The execution id.
     pub id: Uuid,
-    /// The tenant that owns it.
-    #[arg(long, default_value = "public")]
-    pub tenant: String,
+    /// The tenant that owns it (default `public`; through `--server`, the
+    /// key's own).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Only this task's attempts.
     #[arg(long)]
     pub task: Option<String>,
@@ -669,9 +717,10 @@ pub fn parse_retention(s: &str) -> Result<Retention, String> {
 pub struct RetryArgs {
     /// The failed execution's id.
     pub id: Uuid,
-    /// The tenant that owns it.
-    #[arg(long, default_value = "public")]
-    pub tenant: String,
+    /// The tenant that owns it (default `public`; through `--server`, the
+    /// key's own).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Wait for the end (running it in this process when no `serve` is
     /// running) and print the final status and context.
     #[arg(long)]
@@ -703,6 +752,14 @@ pub enum Format {
     Json,
     /// Graphviz: one cluster per workflow.
     Dot,
+}
+
+/// The tenant commands act on against the database when none is given.
+pub const DEFAULT_TENANT: &str = "public";
+
+/// `--tenant`, or [`DEFAULT_TENANT`].
+pub fn tenant_or_default(tenant: &Option<String>) -> &str {
+    tenant.as_deref().unwrap_or(DEFAULT_TENANT)
 }
 
 impl GlobalArgs {

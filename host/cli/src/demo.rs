@@ -46,7 +46,7 @@ pub(crate) async fn demo(g: &GlobalArgs, args: DemoArgs) -> anyhow::Result<i32> 
             .await?;
         let done = runner.wait(row.id, Some(Duration::from_secs(120))).await?;
         let (_, tasks, _) = runner.execution("public", done.id).await?;
-        print!("{}", execution_text(&done, &tasks, None));
+        print!("{}", execution_text(&execution_json(&done, &tasks, None)));
         code = code.max(exit_code(done.status));
     }
     runner.shutdown().await;

@@ -5,6 +5,7 @@ use crate::common::*;
 use crate::render::*;
 use crate::table::print_table;
 use culvert::{ExecutionFilter, ExecutionStatus};
+use culvert_server::execution_list_item;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -32,35 +33,34 @@ pub(crate) async fn executions_list(
             ..Default::default()
         })
         .await?;
+    let items: Vec<Value> = rows.iter().map(execution_list_item).collect();
+    print_execution_list(&items, json_out)
+}
+
+/// Print executions in their list form ([`execution_list_item`]): the
+/// array, or a table.
+pub(crate) fn print_execution_list(items: &[Value], json_out: bool) -> anyhow::Result<i32> {
     if json_out {
-        let items: Vec<Value> = rows
-            .iter()
-            .map(|r| execution_json(r, &[], None))
-            .map(|mut v| {
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("tasks");
-                }
-                v
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        println!("{}", serde_json::to_string_pretty(items)?);
         return Ok(0);
     }
-    if rows.is_empty() {
+    if items.is_empty() {
         println!("no executions");
         return Ok(0);
     }
-    let table: Vec<Vec<String>> = rows
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let table: Vec<Vec<String>> = items
         .iter()
         .map(|r| {
             vec![
-                r.id.to_string(),
-                r.tenant.clone(),
-                r.workflow.clone(),
-                r.status.as_str().to_string(),
-                fmt_ms(r.created_at),
-                r.finished_at
-                    .map(|f| format!("{} ms", f - r.created_at))
+                text(&r["id"]),
+                text(&r["tenant"]),
+                text(&r["workflow"]),
+                text(&r["status"]),
+                text(&r["created_at"]),
+                r["duration_ms"]
+                    .as_i64()
+                    .map(|d| format!("{d} ms"))
                     .unwrap_or_else(|| "-".into()),
             ]
         })
@@ -92,10 +92,15 @@ pub(crate) async fn cancel(
 ) -> anyhow::Result<i32> {
     let runner = open_runner(runner_config(g)?).await?;
     let row = runner.cancel(tenant, id).await?;
+    print_cancelled(&json!({"id": row.id, "status": row.status}), json_out)
+}
+
+/// Print what `cancel` answers, `{"id", "status"}`: as it is, or a line.
+pub(crate) fn print_cancelled(v: &Value, json_out: bool) -> anyhow::Result<i32> {
     if json_out {
-        println!("{}", json!({"id": row.id, "status": row.status}));
+        println!("{v}");
     } else {
-        println!("cancelled {}", row.id);
+        println!("cancelled {}", v["id"].as_str().unwrap_or(""));
     }
     Ok(0)
 }

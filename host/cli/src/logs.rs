@@ -2,8 +2,11 @@
 //! attempt), `culvert prune` and the retention loop of `culvert serve`.
 
 use crate::args::*;
+use crate::client::Api;
 use crate::common::*;
-use culvert::{AttemptLogs, LogRecord, LogStream, PruneReport, Runner, escape_guest_text};
+use culvert::{
+    AttemptLogs, ExecutionStatus, LogRecord, LogStream, PruneReport, Runner, escape_guest_text,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -59,11 +62,79 @@ pub(crate) fn attempt_lines(attempt: &AttemptLogs) -> Vec<String> {
 
 pub(crate) async fn executions_logs(g: &GlobalArgs, args: LogsArgs) -> anyhow::Result<i32> {
     let runner = open_runner(runner_config(g)?).await?;
-    let task = args.task.as_deref();
+    print_logs(&LogSource::Database(&runner), &args).await
+}
+
+/// Where `executions logs` reads: the database, or a server's API
+/// (`--server`). Both give the same [`AttemptLogs`], printed alike.
+pub(crate) enum LogSource<'a> {
+    /// The database, through the runner.
+    Database(&'a Runner),
+    /// `GET /api/v1/executions/{id}/logs` and `GET .../{id}`.
+    Api(&'a Api),
+}
+
+impl LogSource<'_> {
+    /// The attempts' logs `args` asks for.
+    async fn logs(&self, args: &LogsArgs) -> anyhow::Result<Vec<AttemptLogs>> {
+        match self {
+            LogSource::Database(runner) => Ok(runner
+                .logs(
+                    tenant_or_default(&args.tenant),
+                    args.id,
+                    args.task.as_deref(),
+                    args.attempt,
+                )
+                .await?),
+            LogSource::Api(api) => {
+                let attempt = args.attempt.map(|a| a.to_string());
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                if let Some(t) = &args.tenant {
+                    query.push(("tenant", t));
+                }
+                if let Some(t) = &args.task {
+                    query.push(("task", t));
+                }
+                if let Some(a) = &attempt {
+                    query.push(("attempt", a));
+                }
+                let id = args.id.to_string();
+                let answer = api.get(&["executions", &id, "logs"], &query).await?;
+                serde_json::from_value(answer)
+                    .map_err(|e| anyhow::anyhow!("the server's answer is not a list of logs: {e}"))
+            }
+        }
+    }
+
+    /// Whether the execution has finished.
+    async fn finished(&self, args: &LogsArgs) -> anyhow::Result<bool> {
+        match self {
+            LogSource::Database(runner) => Ok(runner
+                .store()
+                .get_execution(Some(tenant_or_default(&args.tenant)), args.id)
+                .await?
+                .status
+                .is_finished()),
+            LogSource::Api(api) => {
+                let query: Vec<(&str, &str)> =
+                    args.tenant.iter().map(|t| ("tenant", t.as_str())).collect();
+                let row = api
+                    .get(&["executions", &args.id.to_string()], &query)
+                    .await?;
+                Ok(row["status"]
+                    .as_str()
+                    .and_then(ExecutionStatus::parse)
+                    .is_some_and(ExecutionStatus::is_finished))
+            }
+        }
+    }
+}
+
+/// Print the logs `args` asks for from `source`: once, or (`--follow`)
+/// attempt by attempt until the execution finishes.
+pub(crate) async fn print_logs(source: &LogSource<'_>, args: &LogsArgs) -> anyhow::Result<i32> {
     if !args.follow {
-        let attempts = runner
-            .logs(&args.tenant, args.id, task, args.attempt)
-            .await?;
+        let attempts = source.logs(args).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&attempts)?);
         } else if attempts.is_empty() {
@@ -77,23 +148,16 @@ pub(crate) async fn executions_logs(g: &GlobalArgs, args: LogsArgs) -> anyhow::R
         }
         return Ok(0);
     }
-    follow(&runner, &args).await
+    follow(source, args).await
 }
 
 /// Print attempts as their completions are recorded, until the execution
 /// finishes (then once more, for the last ones).
-async fn follow(runner: &Runner, args: &LogsArgs) -> anyhow::Result<i32> {
+async fn follow(source: &LogSource<'_>, args: &LogsArgs) -> anyhow::Result<i32> {
     let mut printed: HashSet<(String, u32)> = HashSet::new();
     loop {
-        let finished = runner
-            .store()
-            .get_execution(Some(&args.tenant), args.id)
-            .await?
-            .status
-            .is_finished();
-        let attempts = runner
-            .logs(&args.tenant, args.id, args.task.as_deref(), args.attempt)
-            .await?;
+        let finished = source.finished(args).await?;
+        let attempts = source.logs(args).await?;
         for attempt in attempts {
             if !printed.insert((attempt.task.clone(), attempt.attempt)) {
                 continue;

@@ -5,18 +5,22 @@
 //! `--json`. Errors are one line on stderr and a non-zero exit code. One
 //! module per command group; `args` holds the clap types, `render` and
 //! `table` the shared text and JSON forms, `common` what opens the
-//! database, the engine and package files.
+//! database, the engine and package files. With `--server`, `client`
+//! talks to a server's API and `remote` runs the commands that work
+//! through it.
 
 mod apikey;
 mod args;
 mod bench;
 mod bench_http;
+mod client;
 mod common;
 mod demo;
 mod executions;
 mod logs;
 mod new;
 mod package;
+mod remote;
 mod render;
 mod run;
 mod serve;
@@ -122,26 +126,112 @@ pub(crate) fn init_tracing(filter: &str, format: LogFormat) {
     };
 }
 
+/// The commands that work on the database only: `--server` is refused
+/// for them, with what to do instead.
+fn database_only(command: &Command) -> Option<String> {
+    let (name, operator) = match command {
+        Command::Serve(_) => ("serve", false),
+        Command::Demo(_) => ("demo", false),
+        Command::Bench(_) => ("bench", false),
+        Command::Tenant(_) => ("tenant", true),
+        Command::Grant(_) => ("grant", true),
+        Command::Revoke(_) => ("revoke", true),
+        Command::Apikey(_) => ("apikey", true),
+        Command::Audit(_) => ("audit", true),
+        Command::Prune(_) => ("prune", false),
+        _ => return None,
+    };
+    Some(if operator {
+        format!(
+            "`culvert {name}` works on the database, not through --server: run it where \
+             CULVERT_DATABASE_URL is set (through the API, use the operator routes: see docs/API.md)"
+        )
+    } else {
+        format!(
+            "`culvert {name}` works on the database, not through --server: run it where \
+             CULVERT_DATABASE_URL is set, without --server (or CULVERT_SERVER)"
+        )
+    })
+}
+
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    let api = client::Api::from_global(g)?;
+    if api.is_some()
+        && let Some(message) = database_only(&cli.command)
+    {
+        anyhow::bail!("{message}");
+    }
+    if let Some(api) = &api {
+        match cli.command {
+            Command::Package(PackageCommand::Add { file, tenant, json }) => {
+                return remote::package_add(api, &file, tenant.as_deref(), json).await;
+            }
+            Command::Package(PackageCommand::List {
+                tenant,
+                all_tenants: _,
+                json,
+            }) => return remote::package_list(api, tenant.as_deref(), json).await,
+            Command::Package(PackageCommand::Remove {
+                package,
+                tenant,
+                json,
+            }) => return remote::package_remove(api, &package, tenant.as_deref(), json).await,
+            Command::Status { json } => return remote::status(api, json).await,
+            Command::Run(args) => return remote::run_workflow(api, args).await,
+            Command::Executions(ExecutionsCommand::List {
+                tenant,
+                all_tenants: _,
+                status,
+                limit,
+                json,
+            }) => {
+                return remote::executions_list(
+                    api,
+                    tenant.as_deref(),
+                    status.as_deref(),
+                    limit,
+                    json,
+                )
+                .await;
+            }
+            Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
+                return remote::executions_show(api, id, tenant.as_deref(), json).await;
+            }
+            Command::Executions(ExecutionsCommand::Retry(args)) => {
+                return remote::retry_execution(api, args).await;
+            }
+            Command::Executions(ExecutionsCommand::Logs(args)) => {
+                return logs::print_logs(&logs::LogSource::Api(api), &args).await;
+            }
+            Command::Cancel { id, tenant, json } => {
+                return remote::cancel(api, id, tenant.as_deref(), json).await;
+            }
+            // The rest use no database: they run here either way.
+            _ => {}
+        }
+    }
     match cli.command {
         Command::Package(PackageCommand::Inspect { file, json, format }) => {
             let format = if json { Format::Json } else { format };
             inspect(g, &file, format).await
         }
         Command::Package(PackageCommand::Add { file, tenant, json }) => {
-            package_add(g, &file, &tenant, json).await
+            package_add(g, &file, tenant_or_default(&tenant), json).await
         }
         Command::Package(PackageCommand::List {
             tenant,
             all_tenants,
             json,
-        }) => package_list(g, (!all_tenants).then_some(tenant.as_str()), json).await,
+        }) => {
+            let tenant = (!all_tenants).then(|| tenant_or_default(&tenant));
+            package_list(g, tenant, json).await
+        }
         Command::Package(PackageCommand::Remove {
             package,
             tenant,
             json,
-        }) => package_remove(g, &package, &tenant, json).await,
+        }) => package_remove(g, &package, tenant_or_default(&tenant), json).await,
         Command::Serve(args) => serve(g, args).await,
         Command::Status { json } => status(g, json).await,
         Command::Run(args) => run_workflow(g, args).await,
@@ -153,16 +243,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             limit,
             json,
         }) => {
-            let tenant = (!all_tenants).then_some(tenant.as_str());
+            let tenant = (!all_tenants).then(|| tenant_or_default(&tenant));
             executions_list(g, tenant, status.as_deref(), limit, json).await
         }
         Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
-            executions_show(g, id, &tenant, json).await
+            executions_show(g, id, tenant_or_default(&tenant), json).await
         }
         Command::Executions(ExecutionsCommand::Retry(args)) => retry_execution(g, args).await,
         Command::Executions(ExecutionsCommand::Logs(args)) => executions_logs(g, args).await,
         Command::Prune(args) => prune(g, args).await,
-        Command::Cancel { id, tenant, json } => cancel(g, id, &tenant, json).await,
+        Command::Cancel { id, tenant, json } => {
+            cancel(g, id, tenant_or_default(&tenant), json).await
+        }
         Command::Demo(args) => demo(g, args).await,
         Command::Tenant(cmd) => tenant(g, cmd).await,
         Command::Grant(args) => grant(g, args).await,

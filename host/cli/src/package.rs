@@ -4,7 +4,7 @@ use crate::args::*;
 use crate::common::*;
 use crate::table::print_table;
 use anyhow::Context as _;
-use culvert::{CacheSource, Escaped, LoadedPackage, PackageMetadata};
+use culvert::{CacheSource, Escaped, LoadedPackage, PackageMetadata, Registered};
 pub(crate) use culvert_server::views::{inspect_json, package_json};
 use serde_json::Value;
 use std::path::Path;
@@ -174,8 +174,13 @@ pub(crate) async fn package_add(
         .register_package(tenant, &bytes)
         .await
         .with_context(|| format!("cannot register {}", file.display()))?;
+    print_registered(&r, json)
+}
+
+/// Print what `package add` registered: one JSON object, or text.
+pub(crate) fn print_registered(r: &Registered, json: bool) -> anyhow::Result<i32> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        println!("{}", serde_json::to_string_pretty(r)?);
     } else {
         println!(
             "{} {} (tenant {})",
@@ -200,30 +205,38 @@ pub(crate) async fn package_list(
 ) -> anyhow::Result<i32> {
     let store = open_store(g).await?;
     let rows = store.list_packages(tenant).await?;
+    let items: Vec<Value> = rows.iter().map(package_json).collect();
+    print_package_list(&items, json)
+}
+
+/// Print packages in their JSON form ([`package_json`]): the array, or a
+/// table.
+pub(crate) fn print_package_list(items: &[Value], json: bool) -> anyhow::Result<i32> {
     if json {
-        let items: Vec<Value> = rows.iter().map(package_json).collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        println!("{}", serde_json::to_string_pretty(items)?);
         return Ok(0);
     }
-    if rows.is_empty() {
+    if items.is_empty() {
         println!("no packages registered");
         return Ok(0);
     }
-    let table: Vec<Vec<String>> = rows
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let table: Vec<Vec<String>> = items
         .iter()
         .map(|p| {
-            let workflows: Vec<&str> = p
-                .metadata
-                .workflows
-                .iter()
-                .map(|w| w.name.as_str())
+            let hash = text(&p["content_hash"]);
+            let workflows: Vec<&str> = p["workflows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
                 .collect();
             vec![
-                p.tenant.clone(),
-                p.name.clone(),
-                p.version.clone(),
-                p.content_hash[..12].to_string(),
-                p.id.to_string(),
+                text(&p["tenant"]),
+                text(&p["name"]),
+                text(&p["version"]),
+                hash.get(..12).unwrap_or(&hash).to_string(),
+                text(&p["id"]),
                 workflows.join(","),
             ]
         })
@@ -244,14 +257,24 @@ pub(crate) async fn package_remove(
     let (name, version) = split_name_version(spec);
     let runner = open_runner(runner_config(g)?).await?;
     let removed = runner.remove_package(tenant, name, version).await?;
+    let items: Vec<Value> = removed.iter().map(package_json).collect();
+    print_removed(&items, json)
+}
+
+/// Print the removed packages (their JSON form): the array, or a line
+/// each.
+pub(crate) fn print_removed(items: &[Value], json: bool) -> anyhow::Result<i32> {
     if json {
-        let items: Vec<Value> = removed.iter().map(package_json).collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        println!("{}", serde_json::to_string_pretty(items)?);
     } else {
-        for p in &removed {
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        for p in items {
             println!(
                 "removed {}@{} (tenant {}, id {})",
-                p.name, p.version, p.tenant, p.id
+                text(&p["name"]),
+                text(&p["version"]),
+                text(&p["tenant"]),
+                text(&p["id"])
             );
         }
     }

@@ -4,42 +4,51 @@
 use crate::EXIT_WORKFLOW_FAILED;
 use culvert::{Escaped, EventRow, ExecutionRow, ExecutionStatus, TaskRow, TaskStatus};
 pub(crate) use culvert_server::views::{execution_json, fmt_ms};
+use serde_json::Value;
 
-/// An execution as text: a header, a task table, the final context. What
-/// a guest wrote (errors, context keys and values) is escaped (see
-/// [`crate::guest_text`]): a line of this table is one line.
-pub(crate) fn execution_text(
-    row: &ExecutionRow,
-    tasks: &[TaskRow],
-    events: Option<&[EventRow]>,
-) -> String {
+/// An execution as text, from its JSON form ([`execution_json`], as
+/// `--json` prints it and the API answers it): a header, a task table,
+/// the events when the document has them, the final context. Rendering
+/// from the JSON form keeps the text the same against the database and
+/// through a server. What a guest wrote (errors, context keys and values)
+/// is escaped (see [`crate::guest_text`]): a line of this table is one
+/// line.
+pub(crate) fn execution_text(v: &Value) -> String {
     use std::fmt::Write;
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    let status = v["status"].as_str().unwrap_or("");
     let mut out = String::new();
-    let took = row
-        .finished_at
-        .map(|f| format!(" in {} ms", f - row.created_at))
+    let took = v["duration_ms"]
+        .as_i64()
+        .map(|d| format!(" in {d} ms"))
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "execution {}  {} ({}@{}, tenant {})  {}{took}",
-        row.id, row.workflow, row.package_name, row.package_version, row.tenant, row.status
+        "execution {}  {} ({}, tenant {})  {status}{took}",
+        v["id"].as_str().unwrap_or(""),
+        v["workflow"].as_str().unwrap_or(""),
+        v["package"].as_str().unwrap_or(""),
+        v["tenant"].as_str().unwrap_or(""),
     );
-    if let Some(e) = &row.error {
-        let _ = writeln!(out, "  error: {}", Escaped(e));
+    if let Some(e) = s(&v["error"]) {
+        let _ = writeln!(out, "  error: {}", Escaped(&e));
     }
     let _ = writeln!(
         out,
         "  {:<20} {:<10} {:>8} {:>10}  ERROR / NOTE",
         "TASK", "STATUS", "ATTEMPTS", "DURATION"
     );
-    for t in tasks {
-        let note = match (&t.last_error, &t.skip_reason) {
-            (_, Some(skip)) if t.status == TaskStatus::Skipped => format!("skipped: {skip}"),
+    for t in v["tasks"].as_array().into_iter().flatten() {
+        let task_status = t["status"].as_str().unwrap_or("");
+        let note = match (s(&t["error"]), s(&t["skip_reason"])) {
+            (_, Some(skip)) if task_status == TaskStatus::Skipped.as_str() => {
+                format!("skipped: {skip}")
+            }
             (Some(err), _) => format!(
                 "{}: {}{}",
-                t.last_error_kind.as_deref().unwrap_or("error"),
-                Escaped(err),
-                if t.status == TaskStatus::Completed {
+                t["error_kind"].as_str().unwrap_or("error"),
+                Escaped(&err),
+                if task_status == TaskStatus::Completed.as_str() {
                     " (then retried)"
                 } else {
                     ""
@@ -50,30 +59,38 @@ pub(crate) fn execution_text(
         let _ = writeln!(
             out,
             "  {:<20} {:<10} {:>8} {:>10}  {}",
-            t.task_id,
-            t.status.as_str(),
-            format!("{}/{}", t.attempt, t.max_attempts),
-            t.duration_ms
+            t["id"].as_str().unwrap_or(""),
+            task_status,
+            format!("{}/{}", t["attempts"], t["max_attempts"]),
+            t["duration_ms"]
+                .as_i64()
                 .map(|d| format!("{d} ms"))
                 .unwrap_or_else(|| "-".into()),
             note
         );
     }
-    if let Some(events) = events {
+    if let Some(events) = v["events"].as_array() {
         let _ = writeln!(out, "  events:");
         for e in events {
             let _ = writeln!(
                 out,
                 "    {}  {:<18} {:<20} {}",
-                fmt_ms(e.at),
-                e.kind,
-                e.task_id.as_deref().unwrap_or("-"),
-                Escaped(e.detail.as_deref().unwrap_or(""))
+                e["at"].as_str().unwrap_or(""),
+                e["kind"].as_str().unwrap_or(""),
+                e["task"].as_str().unwrap_or("-"),
+                Escaped(e["detail"].as_str().unwrap_or(""))
             );
         }
     }
-    match &row.output {
-        Some(ctx) => {
+    let finished = ExecutionStatus::parse(status).is_some_and(|s| s.is_finished());
+    match &v["context"] {
+        Value::Null if finished => {
+            let _ = writeln!(out, "  final context: (none: the execution {status})");
+        }
+        Value::Null => {
+            let _ = writeln!(out, "  final context: (none yet)");
+        }
+        ctx => {
             // One line per top-level key, each value as compact JSON, cut
             // at 200 characters (`--json` shows everything).
             let _ = writeln!(out, "  final context:");
@@ -97,12 +114,6 @@ pub(crate) fn execution_text(
                 }
             }
         }
-        None if row.status.is_finished() => {
-            let _ = writeln!(out, "  final context: (none: the execution {})", row.status);
-        }
-        None => {
-            let _ = writeln!(out, "  final context: (none yet)");
-        }
     }
     out
 }
@@ -123,13 +134,16 @@ pub(crate) fn print_execution(
     events: Option<&[EventRow]>,
     json: bool,
 ) -> anyhow::Result<()> {
+    print_execution_json(&execution_json(row, tasks, events), json)
+}
+
+/// Print an execution's JSON form ([`execution_json`]) as it is, or as
+/// text ([`execution_text`]).
+pub(crate) fn print_execution_json(v: &Value, json: bool) -> anyhow::Result<()> {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&execution_json(row, tasks, events))?
-        );
+        println!("{}", serde_json::to_string_pretty(v)?);
     } else {
-        print!("{}", execution_text(row, tasks, events));
+        print!("{}", execution_text(v));
     }
     Ok(())
 }

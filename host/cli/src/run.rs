@@ -12,24 +12,12 @@ use uuid::Uuid;
 
 pub(crate) async fn run_workflow(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<i32> {
     let context = parse_context(&args.context)?;
+    let tenant = tenant_or_default(&args.tenant);
     let runner = open_runner(runner_config(g)?).await?;
     let row = runner
-        .start_execution(
-            &args.tenant,
-            &args.workflow,
-            args.version.as_deref(),
-            context,
-        )
+        .start_execution(tenant, &args.workflow, args.version.as_deref(), context)
         .await?;
-    follow(
-        &runner,
-        &row,
-        &args.tenant,
-        args.wait,
-        args.timeout,
-        args.json,
-    )
-    .await
+    follow(&runner, &row, tenant, args.wait, args.timeout, args.json).await
 }
 
 /// What `run` and `executions retry` do once the execution is pending:
@@ -54,18 +42,24 @@ pub(crate) async fn follow(
                 row.id
             );
         }
-        if json {
-            println!("{}", json!({"id": row.id, "status": row.status}));
-        } else {
-            println!("{}", row.id);
-        }
-        return Ok(0);
+        return print_started(&json!({"id": row.id, "status": row.status}), json);
     }
     if !serving {
         run_here(runner, row.id);
     }
     let done = wait_watching_hosts(runner, row.id, timeout, !serving).await;
     print_finished(runner, tenant, done, json, true).await
+}
+
+/// Print a started execution that is not waited for: `{"id", "status"}`,
+/// or its id alone (for scripts: `ID=$(culvert run ...)`).
+pub(crate) fn print_started(v: &serde_json::Value, json: bool) -> anyhow::Result<i32> {
+    if json {
+        println!("{}", json!({"id": v["id"], "status": v["status"]}));
+    } else {
+        println!("{}", v["id"].as_str().unwrap_or(""));
+    }
+    Ok(0)
 }
 
 /// How long a host may go without a heartbeat before `run` counts it as
@@ -166,7 +160,7 @@ async fn print_finished(
         v["id"] = serde_json::Value::Null;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let text = execution_text(&done, &tasks, None);
+        let text = execution_text(&execution_json(&done, &tasks, None));
         print!(
             "{}",
             text.replacen(&done.id.to_string(), "(one-shot, not stored)", 1)
@@ -176,15 +170,8 @@ async fn print_finished(
 }
 
 pub(crate) async fn retry_execution(g: &GlobalArgs, args: RetryArgs) -> anyhow::Result<i32> {
+    let tenant = tenant_or_default(&args.tenant);
     let runner = open_runner(runner_config(g)?).await?;
-    let row = runner.retry_execution(&args.tenant, args.id).await?;
-    follow(
-        &runner,
-        &row,
-        &args.tenant,
-        args.wait,
-        args.timeout,
-        args.json,
-    )
-    .await
+    let row = runner.retry_execution(tenant, args.id).await?;
+    follow(&runner, &row, tenant, args.wait, args.timeout, args.json).await
 }

@@ -4,14 +4,12 @@
 
 use crate::args::*;
 use crate::common::*;
-use crate::package::package_json;
 use crate::render::*;
 use anyhow::Context as _;
-use culvert::{ExecutionFilter, ExecutionStatus, HostRecord, Runner, now_ms, redact_url};
-use culvert_server::{AppState, ServerConfig};
+use culvert::{HostRecord, Runner, now_ms, redact_url};
+use culvert_server::{AppState, ServerConfig, StatusScope, status_json};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -155,116 +153,116 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
     Ok(0)
 }
 
-pub(crate) fn cache_dir_summary(dir: &Path) -> Value {
-    let mut files = 0u64;
-    let mut bytes = 0u64;
-    if let Ok(keys) = std::fs::read_dir(dir) {
-        for key in keys.flatten() {
-            if !culvert::is_engine_key(&key.file_name().to_string_lossy()) {
-                continue;
-            }
-            if let Ok(entries) = std::fs::read_dir(key.path()) {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().ends_with(".cwasm") {
-                        files += 1;
-                        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                    }
-                }
-            }
-        }
-    }
-    json!({ "dir": dir, "artifacts": files, "bytes": bytes })
-}
-
 pub(crate) async fn status(g: &GlobalArgs, json_out: bool) -> anyhow::Result<i32> {
     let store = open_store(g).await?;
-    let hosts = store.live_hosts(now_ms() - 10_000).await?;
-    let packages = store.list_packages(None).await?;
-    let mut by_status = serde_json::Map::new();
-    for s in ["pending", "running", "completed", "failed", "cancelled"] {
-        let n = store
-            .list_executions(ExecutionFilter {
-                status: ExecutionStatus::parse(s),
-                limit: Some(100_000),
-                ..ExecutionFilter::default()
-            })
-            .await?
-            .len();
-        by_status.insert(s.into(), json!(n));
-    }
-    let cache = cache_dir_summary(&g.cache_dir()?);
-    let report = json!({
-        "database": store.display_url(),
-        "serving": !hosts.is_empty(),
-        "hosts": hosts,
-        "packages": packages.iter().map(package_json).collect::<Vec<_>>(),
-        "executions": by_status,
-        "cache": cache,
-    });
+    let cache_dir = g.cache_dir()?;
+    let report = status_json(
+        store.as_ref(),
+        StatusScope::Fleet {
+            cache_dir: Some(&cache_dir),
+        },
+    )
+    .await?;
+    print_status(&report, json_out)
+}
+
+/// Print a status report (see [`culvert_server::status_json`]): the JSON
+/// document, or its text form. A part the report leaves out (what a
+/// tenant's key may not see through the API) is left out of the text too.
+pub(crate) fn print_status(report: &Value, json_out: bool) -> anyhow::Result<i32> {
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(0);
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", status_text(report));
     }
-    println!("database   {}", store.display_url());
-    if hosts.is_empty() {
-        println!("serving    no `culvert serve` is running (status below is the database's)");
+    Ok(0)
+}
+
+/// The text form of a status report.
+pub(crate) fn status_text(report: &Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if let Some(url) = report["database"].as_str() {
+        let _ = writeln!(out, "database   {url}");
     }
-    for h in &hosts {
-        println!(
-            "host       {} (pid {} on {}, up since {}, last heartbeat {})",
-            h.id,
-            h.pid,
-            h.hostname,
-            fmt_ms(h.started_at),
-            fmt_ms(h.heartbeat_at)
-        );
-        let r = &h.status["reconciler"];
-        println!(
-            "  packages loaded {}, failed {}",
-            r["packages_loaded"],
-            r["failed"].as_array().map(|a| a.len()).unwrap_or(0)
-        );
-        for f in r["failed"].as_array().into_iter().flatten() {
-            println!(
-                "    failed {}: {}",
-                f["id"],
-                f["error"].as_str().unwrap_or("")
+    if let Some(hosts) = report["hosts"].as_array() {
+        if hosts.is_empty() {
+            let _ = writeln!(
+                out,
+                "serving    no `culvert serve` is running (status below is the database's)"
             );
         }
-        let c = &h.status["cache"];
-        println!(
-            "  cache: {} memory hits, {} disk hits, {} compiles ({} µs compiling), {} discarded",
-            c["memory_hits"], c["disk_hits"], c["misses"], c["compile_micros"], c["discarded"]
-        );
-        let e = &h.status["executor"];
-        println!(
-            "  executor: {} running, {} claimed, {} succeeded, {} failed attempts",
-            e["running"], e["claimed"], e["succeeded"], e["failed"]
-        );
+        for h in hosts {
+            let _ = writeln!(
+                out,
+                "host       {} (pid {} on {}, up since {}, last heartbeat {})",
+                h["id"].as_str().unwrap_or(""),
+                h["pid"],
+                h["hostname"].as_str().unwrap_or(""),
+                fmt_ms(h["started_at"].as_i64().unwrap_or(0)),
+                fmt_ms(h["heartbeat_at"].as_i64().unwrap_or(0))
+            );
+            let r = &h["status"]["reconciler"];
+            let _ = writeln!(
+                out,
+                "  packages loaded {}, failed {}",
+                r["packages_loaded"],
+                r["failed"].as_array().map(|a| a.len()).unwrap_or(0)
+            );
+            for f in r["failed"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "    failed {}: {}",
+                    f["id"],
+                    f["error"].as_str().unwrap_or("")
+                );
+            }
+            let c = &h["status"]["cache"];
+            let _ = writeln!(
+                out,
+                "  cache: {} memory hits, {} disk hits, {} compiles ({} µs compiling), {} discarded",
+                c["memory_hits"], c["disk_hits"], c["misses"], c["compile_micros"], c["discarded"]
+            );
+            let e = &h["status"]["executor"];
+            let _ = writeln!(
+                out,
+                "  executor: {} running, {} claimed, {} succeeded, {} failed attempts",
+                e["running"], e["claimed"], e["succeeded"], e["failed"]
+            );
+        }
     }
-    println!("packages   {} registered", packages.len());
-    for p in &packages {
-        println!(
+    let packages = report["packages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let _ = writeln!(out, "packages   {} registered", packages.len());
+    for p in packages {
+        let hash = p["content_hash"].as_str().unwrap_or("");
+        let _ = writeln!(
+            out,
             "  {}::{}@{}  {}",
-            p.tenant,
-            p.name,
-            p.version,
-            &p.content_hash[..12]
+            p["tenant"].as_str().unwrap_or(""),
+            p["name"].as_str().unwrap_or(""),
+            p["version"].as_str().unwrap_or(""),
+            hash.get(..12).unwrap_or(hash)
         );
     }
-    println!(
-        "executions {}",
-        by_status
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "cache dir  {} ({} artifacts, {} bytes)",
-        cache["dir"].as_str().unwrap_or(""),
-        cache["artifacts"],
-        cache["bytes"]
-    );
-    Ok(0)
+    let counts: Vec<String> = report["executions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let _ = writeln!(out, "executions {}", counts.join(", "));
+    if report.get("cache").is_some() {
+        let cache = &report["cache"];
+        let _ = writeln!(
+            out,
+            "cache dir  {} ({} artifacts, {} bytes)",
+            cache["dir"].as_str().unwrap_or(""),
+            cache["artifacts"],
+            cache["bytes"]
+        );
+    }
+    out
 }

@@ -31,7 +31,7 @@ use crate::store::{
     PackageRow, PruneReport, Store, StoreError, TaskReset, TaskRow,
 };
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -132,8 +132,9 @@ impl RunnerConfig {
     }
 }
 
-/// A registered package, as registration reports it.
-#[derive(Debug, Clone, Serialize)]
+/// A registered package, as registration reports it (and, deserialized,
+/// as the CLI reads it back from the API, so both print it alike).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Registered {
     /// The package id.
     pub id: Uuid,

@@ -115,3 +115,26 @@ pub fn event_json(e: &EventRow) -> Value {
         "host": e.host,
     })
 }
+
+/// The compiled-code cache in `dir`: its artifacts (`.cwasm` files under
+/// an engine key) and their total size.
+pub fn cache_dir_summary(dir: &std::path::Path) -> Value {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    if let Ok(keys) = std::fs::read_dir(dir) {
+        for key in keys.flatten() {
+            if !culvert::is_engine_key(&key.file_name().to_string_lossy()) {
+                continue;
+            }
+            if let Ok(entries) = std::fs::read_dir(key.path()) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".cwasm") {
+                        files += 1;
+                        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    }
+                }
+            }
+        }
+    }
+    json!({ "dir": dir, "artifacts": files, "bytes": bytes })
+}

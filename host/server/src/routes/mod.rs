@@ -7,6 +7,7 @@
 //! | `stream.rs` | `/api/v1/executions/{id}/stream` (Server-Sent Events) |
 //! | `logs.rs` | `/api/v1/executions/{id}/logs` |
 //! | `admin.rs` | operators: `/api/v1/tenants[...]`, `/api/v1/keys[...]`, `/api/v1/audit` |
+//! | `status.rs` | `/api/v1/status`: what `culvert status` shows, as far as the key may see |
 //! | `health.rs` | `/healthz`, `/readyz`, `/metrics` |
 //!
 //! Operators act on a tenant with `?tenant=NAME` on the package and
@@ -18,6 +19,7 @@ pub mod executions;
 pub mod health;
 pub mod logs;
 pub mod packages;
+pub mod status;
 pub mod stream;
 
 use crate::error::{ApiError, ApiResult};
@@ -97,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/keys", get(admin::list_keys).post(admin::add_key))
         .route("/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/audit", get(admin::audit))
+        .route("/status", get(status::status))
         .route("/openapi.json", get(openapi_json));
     // A layer covers the routes added before it: the JSON cap and the
     // request timeout cover everything above; uploads (capped per tenant
