@@ -608,6 +608,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/keys"),
     ("DELETE", "/api/v1/keys/{id}"),
     ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/status"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
