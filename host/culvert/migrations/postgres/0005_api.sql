@@ -35,3 +35,6 @@ ALTER TABLE executions ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX executions_idempotency ON executions (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- Listing a tenant's executions of one workflow, newest first.
 CREATE INDEX executions_by_workflow ON executions (tenant, workflow, created_at);
+-- A start counts the tenant's unfinished executions (max_queued_executions)
+-- through this index, not by reading every execution the tenant kept.
+CREATE INDEX executions_by_tenant_status ON executions (tenant, status);
