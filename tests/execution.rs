@@ -94,6 +94,7 @@ culvert_tests::both_backends!(
     a_removed_packages_pending_execution_runs_on_a_fresh_host,
     completion_writes_are_retried_and_fall_back_to_single_writes,
     completions_survive_a_short_database_outage,
+    grouped_starts_fail_alone_and_read_back_as_written,
 );
 
 async fn etl_runs_end_to_end(db: Db) {
@@ -1481,4 +1482,147 @@ async fn completions_survive_a_short_database_outage(kind: Db) {
         );
     }
     r.shutdown().await;
+}
+
+/// Starts written as one group (`create_executions`, what concurrent API
+/// requests become): a quota refusal and an unknown tenant fail only their
+/// own start; a start whose roots are all skipped finishes in the group;
+/// every row returned is the row stored; audit entries name their
+/// execution. An idempotency key given twice undoes the group, and the
+/// starts are retried alone: only the second fails.
+async fn grouped_starts_fail_alone_and_read_back_as_written(db: Db) {
+    use culvert::{
+        AuditAction, AuditEntry, Condition, ExecutionPlan, NewExecution, StoreError, TenantLimits,
+        TriggerRule,
+    };
+    let db = TestDb::new(db).await;
+    let r = Runner::open(config(&db)).await.unwrap();
+    let small = TenantLimits {
+        max_queued_executions: 1,
+        ..TenantLimits::default()
+    };
+    r.create_tenant("small", &small).await.unwrap();
+    for tenant in ["public", "small"] {
+        r.register_package(tenant, &read(artifacts::SANDBOX_PROBE))
+            .await
+            .unwrap();
+    }
+    let package = r.list_packages(Some("public")).await.unwrap().remove(0);
+    let chain = package
+        .metadata
+        .workflows
+        .iter()
+        .find(|w| w.name == "chain")
+        .unwrap()
+        .clone();
+    let plan = ExecutionPlan::new(chain.clone());
+    // The same DAG, its root skipped unless the context says `go`: the
+    // skip unlocks the next task in the group's transaction.
+    let mut skipping = chain;
+    for t in skipping
+        .tasks
+        .iter_mut()
+        .filter(|t| t.dependencies.is_empty())
+    {
+        t.trigger = Some(TriggerRule::All(vec![Condition::ContextExists {
+            key: "go".into(),
+        }]));
+    }
+    // Its root alone: nothing left to run, so it finishes in the group.
+    let mut lone = skipping.clone();
+    lone.tasks.retain(|t| t.dependencies.is_empty());
+    let (skipping, lone) = (ExecutionPlan::new(skipping), ExecutionPlan::new(lone));
+    let limits = TenantLimits::default();
+    let context = ctx(json!({"n": 1}));
+    let audit = AuditEntry {
+        key_id: Some("k1".into()),
+        key_name: Some("ci".into()),
+        tenant: "public".into(),
+        action: AuditAction::ExecutionStarted,
+        subject: String::new(),
+        detail: json!({}),
+    };
+    let new = |tenant, plan, key, audit| NewExecution {
+        tenant,
+        package_id: package.id,
+        package_name: &package.name,
+        package_version: &package.version,
+        content_hash: &package.content_hash,
+        plan,
+        context: &context,
+        limits: if tenant == "small" { &small } else { &limits },
+        idempotency_key: key,
+        audit,
+    };
+    let store = r.store();
+    let results = store
+        .create_executions(&[
+            new("public", &plan, Some("a"), Some(&audit)),
+            new("small", &plan, None, None),
+            new("small", &plan, None, None),
+            new("ghost", &plan, None, None),
+            new("public", &skipping, None, None),
+            new("public", &lone, None, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 6);
+    assert!(
+        matches!(&results[2], Err(StoreError::Quota(m)) if m.contains("max_queued_executions")),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(&results[3], Err(StoreError::NotFound(m)) if m.contains("ghost")),
+        "{:?}",
+        results[3]
+    );
+    for i in [0, 1, 4, 5] {
+        let row = results[i].as_ref().unwrap();
+        let stored = store.get_execution(None, row.id).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(row).unwrap(),
+            serde_json::to_value(&stored).unwrap(),
+            "start {i}: the row returned is the row stored"
+        );
+    }
+    assert_eq!(
+        results[0].as_ref().unwrap().status,
+        ExecutionStatus::Pending
+    );
+    assert_eq!(results[0].as_ref().unwrap().tasks_remaining, 3);
+    let skipped = results[4].as_ref().unwrap();
+    assert_eq!(skipped.status, ExecutionStatus::Pending);
+    assert_eq!(skipped.tasks_remaining, 2, "{skipped:?}");
+    let t = tasks(&r, skipped.id).await;
+    assert_eq!(task(&t, "a").status, TaskStatus::Skipped);
+    assert_eq!(task(&t, "b").status, TaskStatus::Ready);
+    let finished = results[5].as_ref().unwrap();
+    assert_eq!(finished.status, ExecutionStatus::Completed, "{finished:?}");
+    assert_eq!(finished.tasks_remaining, 0);
+    assert_eq!(store.count_unfinished("small").await.unwrap(), 1);
+    let log = store.audit_log(Some("public"), None, 10).await.unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].subject, results[0].as_ref().unwrap().id.to_string());
+    assert_eq!(log[0].detail["workflow"], "chain");
+    // The same key twice in one group.
+    let results = store
+        .create_executions(&[
+            new("public", &plan, Some("b"), None),
+            new("public", &plan, Some("b"), None),
+        ])
+        .await
+        .unwrap();
+    let first = results[0].as_ref().unwrap();
+    assert!(
+        matches!(&results[1], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[1]
+    );
+    let replayed = store
+        .execution_by_idempotency_key("public", "b")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replayed.id, first.id);
 }

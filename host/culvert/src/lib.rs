@@ -37,6 +37,7 @@ mod registry;
 mod runner;
 mod sandbox;
 mod scheduler;
+mod start_queue;
 mod store;
 mod suggest;
 mod telemetry;

@@ -26,9 +26,10 @@ use crate::package::{
 use crate::registry::{LookupError, Reconciler, ReconcilerConfig, ReconcilerStatus, Registry};
 use crate::sandbox::{EngineConfig, SandboxEngine};
 use crate::scheduler::{Decision, ExecutionPlan, ExecutionStatus, TaskStatus, decide_root};
+use crate::start_queue::{Start, StartQueue};
 use crate::store::{
-    self, AttemptLogs, EventRow, ExecutionFilter, ExecutionRow, NewExecution, NewPackage,
-    PackageRow, PruneReport, Store, StoreError, TaskReset, TaskRow,
+    self, AttemptLogs, EventRow, ExecutionFilter, ExecutionRow, NewPackage, PackageRow,
+    PruneReport, Store, StoreError, TaskReset, TaskRow,
 };
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use serde::{Deserialize, Serialize};
@@ -166,6 +167,7 @@ pub struct Runner {
     registry: Arc<Registry>,
     reconciler: Arc<Reconciler>,
     executor: Arc<Executor>,
+    starts: StartQueue,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -223,6 +225,7 @@ impl Runner {
         ));
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
+            starts: StartQueue::new(store.clone()),
             store,
             loader,
             registry,
@@ -417,7 +420,7 @@ impl Runner {
     /// returns the execution the first one started, and `false` (not
     /// created). The key lives as long as that execution does. `audit`,
     /// when given, is recorded in the transaction that creates the
-    /// execution (see [`NewExecution::audit`]).
+    /// execution (see [`NewExecution::audit`](crate::store::NewExecution::audit)).
     ///
     /// # Errors
     /// Those of [`start_execution`](Self::start_execution), and
@@ -458,18 +461,18 @@ impl Runner {
         }
         let plan = ExecutionPlan::new(package.metadata.workflows[index].clone());
         let row = self
-            .store
-            .create_execution(NewExecution {
-                tenant,
+            .starts
+            .start(Start {
+                tenant: tenant.to_string(),
                 package_id: package.id,
-                package_name: &package.name,
-                package_version: &package.version,
-                content_hash: &package.content_hash,
-                plan: &plan,
-                context: &context,
-                limits: &limits,
-                idempotency_key,
-                audit,
+                package_name: package.name.clone(),
+                package_version: package.version.clone(),
+                content_hash: package.content_hash.clone(),
+                plan,
+                context,
+                limits,
+                idempotency_key: idempotency_key.map(str::to_string),
+                audit: audit.cloned(),
             })
             .await;
         let row = match (row, idempotency_key) {

@@ -26,7 +26,7 @@ const STAGES: &[&[&str]] = &[
     &["scheduler"],
     &["store"],
     &["registry"],
-    &["executor"],
+    &["executor", "start_queue"],
     &["runner"],
 ];
 

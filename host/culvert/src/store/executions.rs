@@ -14,11 +14,11 @@ use super::events::Event;
 use super::logs::AttemptLogs;
 use super::recovery::Recovered;
 use super::retention::PruneReport;
+use super::starts::Created;
 use super::{Result, StoreError, now_ms};
 use crate::package::WorkflowMeta;
 use crate::scheduler::{
-    BoundedMerge, ContextTooLarge, Decision, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
-    decide_root,
+    BoundedMerge, ContextTooLarge, DepState, ExecutionPlan, ExecutionStatus, TaskStatus,
 };
 use crate::telemetry::FleetCounts;
 use crate::tenants::TenantLimits;
@@ -186,6 +186,21 @@ pub trait ExecutionStore: Send + Sync {
     /// Create an execution and its task rows; roots whose trigger rule
     /// holds on the initial context are ready at once.
     async fn create_execution(&self, new: NewExecution<'_>) -> Result<ExecutionRow>;
+
+    /// Create several executions in one transaction (group commit): one
+    /// result per start, in order. A start its tenant's quota refuses
+    /// fails alone; if the transaction fails, every start fails and none
+    /// is created.
+    async fn create_executions(
+        &self,
+        batch: &[NewExecution<'_>],
+    ) -> Result<Vec<Result<ExecutionRow>>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for new in batch {
+            out.push(self.create_execution(new.clone()).await);
+        }
+        Ok(out)
+    }
 
     /// One execution; with `tenant`, only if it belongs to that tenant
     /// (otherwise "not found").
@@ -670,169 +685,43 @@ where
     for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
 {
     async fn create_execution(&self, new: NewExecution<'_>) -> Result<ExecutionRow> {
-        let sql = Sql(self);
-        let id = Uuid::now_v7();
-        let now = now_ms();
-        let wf = &new.plan.workflow;
-        let dag = serde_json::to_string(wf).map_err(|e| StoreError::Other(e.to_string()))?;
-        let context = Value::Object(new.context.clone()).to_string();
-        // Skipped roots store the initial context as their output: charged
-        // to max_execution_output_bytes like any output.
-        let skipping = wf
-            .tasks
-            .iter()
-            .filter(|t| {
-                t.dependencies.is_empty()
-                    && matches!(decide_root(t, new.context), Decision::Skip { .. })
-            })
-            .count() as u64;
-        let skipped_bytes = skipping.saturating_mul(context.len() as u64);
-        if skipped_bytes > new.limits.max_execution_output_bytes {
-            return Err(StoreError::Quota(format!(
-                "tenant '{}': {skipping} root tasks of workflow '{}' would be skipped, each passing on the {}-byte initial context: {skipped_bytes} bytes of task output, over the max_execution_output_bytes limit of {}",
-                new.tenant,
-                wf.name,
-                context.len(),
-                new.limits.max_execution_output_bytes
-            )));
-        }
-        let mut tx = self.begin_write().await?;
-        // Counted and inserted in one transaction, with the tenant's row
-        // locked on PostgreSQL (SQLite's write transaction excludes every
-        // other writer already): concurrent starts cannot overshoot
-        // max_queued_executions.
-        sql.lock_tenant(&mut tx, new.tenant).await?;
-        let (queued,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
-        )
-        .bind(new.tenant)
-        .fetch_one(&mut *tx)
-        .await?;
-        if queued >= new.limits.max_queued_executions as i64 {
-            tx.rollback().await?;
-            return Err(StoreError::Quota(format!(
-                "tenant '{}' has {queued} unfinished executions, its max_queued_executions quota",
-                new.tenant
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at, output_bytes, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13)",
-        )
-        .bind(id)
-        .bind(new.tenant)
-        .bind(new.package_id)
-        .bind(new.package_name)
-        .bind(new.package_version)
-        .bind(new.content_hash)
-        .bind(&wf.name)
-        .bind(&dag)
-        .bind(&context)
-        .bind(wf.tasks.len() as i64)
-        .bind(now)
-        .bind(skipped_bytes as i64)
-        .bind(new.idempotency_key)
-        .execute(&mut *tx)
-        .await?;
-        let mut events: Vec<Event> = vec![(None, "created", None)];
-        let mut skipped_roots = Vec::new();
-        for chunk in wf.tasks.chunks(200) {
-            let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO task_executions (execution_id, task_id, tenant, status, max_attempts, deps_remaining, next_run_at, input, output, skip_reason, finished_at, ready_at) ",
-            );
-            let mut rows = Vec::with_capacity(chunk.len());
-            for t in chunk {
-                if t.dependencies.is_empty() {
-                    match decide_root(t, new.context) {
-                        Decision::Run { .. } => {
-                            events.push((Some(t.id.clone()), "task_ready", None));
-                            rows.push((
-                                t,
-                                "ready",
-                                Some(now),
-                                Some(context.clone()),
-                                None,
-                                None,
-                                None,
-                                Some(now),
-                            ));
-                        }
-                        Decision::Skip { reason, input } => {
-                            events.push((Some(t.id.clone()), "skipped", Some(reason.clone())));
-                            let out = Value::Object(input.clone()).to_string();
-                            skipped_roots.push(t.id.clone());
-                            rows.push((
-                                t,
-                                "skipped",
-                                None,
-                                None,
-                                Some(out),
-                                Some(reason),
-                                Some(now),
-                                None,
-                            ));
-                        }
-                    }
-                } else {
-                    rows.push((t, "not_started", None, None, None, None, None, None));
+        let mut created = self.create_executions(std::slice::from_ref(&new)).await?;
+        created.pop().expect("one result per start")
+    }
+
+    async fn create_executions(
+        &self,
+        batch: &[NewExecution<'_>],
+    ) -> Result<Vec<Result<ExecutionRow>>> {
+        let created = match Sql(self).create_executions(batch).await {
+            Ok(created) => created,
+            // An idempotency key taken (by a concurrent request, or twice
+            // in this group): the group is undone, so each start is tried
+            // alone and only the one whose key is taken fails.
+            Err(StoreError::Conflict(_)) if batch.len() > 1 => {
+                let mut out = Vec::with_capacity(batch.len());
+                for new in batch {
+                    out.push(self.create_execution(new.clone()).await);
                 }
+                return Ok(out);
             }
-            qb.push_values(
-                rows,
-                |mut b, (t, status, next, input, output, reason, finished, ready)| {
-                    b.push_bind(id)
-                        .push_bind(t.id.clone())
-                        .push_bind(new.tenant.to_string())
-                        .push_bind(status)
-                        .push_bind(t.retry.max_attempts as i64)
-                        .push_bind(t.dependencies.len() as i64)
-                        .push_bind(next)
-                        .push_bind(input)
-                        .push_bind(output)
-                        .push_bind(reason)
-                        .push_bind(finished)
-                        .push_bind(ready);
-                },
-            );
-            qb.build().execute(&mut *tx).await?;
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::with_capacity(created.len());
+        for c in created {
+            out.push(match c {
+                Ok(Created::Row(row)) => Ok(*row),
+                Ok(Created::Changed { id, finalize }) => {
+                    if finalize {
+                        // Every root was skipped and nothing else is left.
+                        self.finalize_execution(Uuid::nil(), id).await?;
+                    }
+                    self.get_execution(None, id).await
+                }
+                Err(e) => Err(e),
+            });
         }
-        let mut finalize = false;
-        if !skipped_roots.is_empty() {
-            let (_, finished) = sql
-                .propagate(&mut tx, new.plan, id, &skipped_roots, now, &mut events)
-                .await?;
-            finalize = sql.finalize(&mut tx, id, finished, now).await?.0;
-        }
-        sql.insert_events(&mut tx, id, None, now, &events).await?;
-        if let Some(entry) = new.audit {
-            let mut detail = match &entry.detail {
-                Value::Object(map) => map.clone(),
-                _ => Map::new(),
-            };
-            detail.insert("workflow".into(), Value::from(wf.name.clone()));
-            detail.insert(
-                "package".into(),
-                Value::from(format!("{}@{}", new.package_name, new.package_version)),
-            );
-            detail.insert("content_hash".into(), Value::from(new.content_hash));
-            sqlx::query(
-                "INSERT INTO audit_log (at, key_id, key_name, tenant, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(now)
-            .bind(entry.key_id.as_deref())
-            .bind(entry.key_name.as_deref())
-            .bind(new.tenant)
-            .bind(entry.action.as_str())
-            .bind(id.to_string())
-            .bind(Value::Object(detail).to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        if finalize {
-            // Every root was skipped and nothing else is left.
-            self.finalize_execution(Uuid::nil(), id).await?;
-        }
-        self.get_execution(None, id).await
+        Ok(out)
     }
 
     async fn get_execution(&self, tenant: Option<&str>, id: Uuid) -> Result<ExecutionRow> {
@@ -1229,13 +1118,7 @@ where
             )));
         }
         // It becomes unfinished again: counted like a start.
-        Sql(self).lock_tenant(&mut tx, tenant).await?;
-        let (queued,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')",
-        )
-        .bind(tenant)
-        .fetch_one(&mut *tx)
-        .await?;
+        let queued = Sql(self).lock_and_count_queued(&mut tx, tenant).await?;
         if queued >= limits.max_queued_executions as i64 {
             tx.rollback().await?;
             return Err(StoreError::Quota(format!(

@@ -65,6 +65,7 @@ mod postgres;
 mod recovery;
 mod retention;
 mod sqlite;
+mod starts;
 mod stats;
 mod tenants;
 

@@ -6,6 +6,14 @@
 //! a pool of one connection, so they queue in memory instead of spinning on
 //! SQLite's lock; reads use a separate pool and never wait for writes.
 //!
+//! The write-ahead log is copied into the database file by a background
+//! task on a connection of its own ([`CHECKPOINT_EVERY`]), not by the
+//! writer: SQLite's default checkpoints at a commit once the log holds 1,000
+//! pages, and under a steady stream of writes that put a copy and an fsync
+//! of the database file into every commit, stalling every write queued
+//! behind it. The writer still checkpoints past [`WAL_AUTOCHECKPOINT_PAGES`],
+//! should the task fall behind.
+//!
 //! Its [`SqlBackend`] items are what it does differently from PostgreSQL;
 //! the SQL both run is in the files named for their tables.
 
@@ -20,6 +28,13 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+/// How often the background task checkpoints the write-ahead log.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Past this many pages in the write-ahead log (about 100 MiB), the writer
+/// checkpoints at commit itself, as SQLite does by default at 1,000.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 25_000;
+
 /// A store in an SQLite file (or in memory).
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -27,6 +42,32 @@ pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     events: broadcast::Sender<PackageEvent>,
+    /// The checkpointing task (file databases only), stopped on drop.
+    checkpointer: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.checkpointer {
+            task.abort();
+        }
+    }
+}
+
+/// Copy the write-ahead log into the database every [`CHECKPOINT_EVERY`],
+/// without blocking writers (`PASSIVE`), on `pool`'s one connection.
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "SQLite WAL checkpoint failed; retrying");
+        }
+    }
 }
 
 impl SqlBackend for SqliteStore {
@@ -111,6 +152,7 @@ impl SqliteStore {
                 .filename(path)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         };
         let options = options
             .synchronous(SqliteSynchronous::Normal)
@@ -139,17 +181,28 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .max_lifetime(None)
-            .connect_with(options.read_only(false))
+            .connect_with(options.clone().read_only(false))
             .await
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}"))
             })?;
+        let checkpointer = if memory {
+            None
+        } else {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .idle_timeout(Some(Duration::from_secs(60)))
+                .connect_lazy_with(options);
+            Some(tokio::spawn(checkpoint_loop(pool)).abort_handle())
+        };
         let (events, _) = broadcast::channel(64);
         Ok(Self {
             url: url.to_string(),
             read,
             write,
             events,
+            checkpointer,
         })
     }
 }
