@@ -14,7 +14,6 @@ use super::events::Event;
 use super::logs::AttemptLogs;
 use super::recovery::Recovered;
 use super::retention::PruneReport;
-use super::starts::Created;
 use super::{Result, StoreError, now_ms};
 use crate::package::WorkflowMeta;
 use crate::scheduler::{
@@ -58,6 +57,21 @@ pub struct NewExecution<'a> {
     /// its record. Its `subject` becomes the new execution's id, and the
     /// workflow, package and content hash join its `detail`.
     pub audit: Option<&'a crate::access::AuditEntry>,
+}
+
+/// What a start of a group became, before its transaction commits.
+#[derive(Debug)]
+pub(crate) enum Created {
+    /// Inserted as written: no root was skipped.
+    Row(Box<ExecutionRow>),
+    /// Inserted, but skipped roots changed it in the transaction: read it
+    /// back; `finalize` when nothing was left to run.
+    Changed {
+        /// The new execution.
+        id: Uuid,
+        /// Every task was skipped: finish it now.
+        finalize: bool,
+    },
 }
 
 /// A workflow execution.
@@ -306,6 +320,11 @@ pub trait ExecutionStore: Send + Sync {
     /// and context in a short transaction. Returns the status it has then,
     /// or `None` if it is not finished (some task is still unfinished).
     async fn finalize_execution(&self, host: Uuid, id: Uuid) -> Result<Option<ExecutionStatus>>;
+
+    /// The input context task `task` of execution `id` was (or will be)
+    /// given, as stored (JSON text), once it was made ready; read outside
+    /// any write transaction.
+    async fn task_input(&self, id: Uuid, task: &str) -> Result<Option<String>>;
 
     /// Executions of `tenant` not finished yet.
     async fn count_unfinished(&self, tenant: &str) -> Result<i64>;
@@ -1003,6 +1022,17 @@ where
         tx.commit().await?;
         crate::telemetry::execution_finished(&tenant, status.as_str());
         Ok(Some(status))
+    }
+
+    async fn task_input(&self, id: Uuid, task: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT input FROM task_executions WHERE execution_id = $1 AND task_id = $2",
+        )
+        .bind(id)
+        .bind(task)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.and_then(|(input,)| input))
     }
 
     async fn count_unfinished(&self, tenant: &str) -> Result<i64> {

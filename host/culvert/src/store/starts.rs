@@ -10,7 +10,7 @@
 
 use super::backend::{RowsAffected, Sql, SqlBackend};
 use super::events::{Event, ExecutionEvent};
-use super::executions::{ExecutionRow, NewExecution};
+use super::executions::{Created, ExecutionRow, NewExecution};
 use super::{Result, StoreError};
 use crate::scheduler::{Decision, ExecutionStatus, decide_root};
 use serde_json::{Map, Value};
@@ -24,21 +24,6 @@ use uuid::Uuid;
 const EXECUTION_ROWS: usize = 50;
 /// Task rows per multi-row `INSERT INTO task_executions` (12 columns each).
 const TASK_ROWS: usize = 200;
-
-/// What a start of a group became, before its transaction commits.
-#[derive(Debug)]
-pub(crate) enum Created {
-    /// Inserted as written: no root was skipped.
-    Row(Box<ExecutionRow>),
-    /// Inserted, but skipped roots changed it in the transaction: read it
-    /// back; `finalize` when nothing was left to run.
-    Changed {
-        /// The new execution.
-        id: Uuid,
-        /// Every task was skipped: finish it now.
-        finalize: bool,
-    },
-}
 
 /// One task row to insert.
 struct TaskInsert<'a> {
