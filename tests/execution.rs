@@ -1190,6 +1190,10 @@ mod faulty {
         ) -> Result<Option<ExecutionStatus>> {
             self.inner.finalize_execution(host, id).await
         }
+        async fn task_input(&self, id: uuid::Uuid, task: &str) -> Result<Option<String>> {
+            self.inner.task_input(id, task).await
+        }
+
         async fn count_unfinished(&self, tenant: &str) -> Result<i64> {
             self.inner.count_unfinished(tenant).await
         }
@@ -1326,6 +1330,10 @@ mod faulty {
             limit: i64,
         ) -> Result<Vec<AuditRow>> {
             self.inner.audit_log(tenant, before, limit).await
+        }
+
+        async fn shared_secret(&self, name: &str) -> Result<Vec<u8>> {
+            self.inner.shared_secret(name).await
         }
     }
 }

@@ -199,4 +199,28 @@ where
         .await?;
         Ok(rows.into_iter().map(AuditRow::from).collect())
     }
+
+    /// [`Store::shared_secret`](super::Store::shared_secret).
+    pub(crate) async fn shared_secret(&self, name: &str) -> Result<Vec<u8>> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh)
+            .map_err(|e| StoreError::Other(format!("the random generator failed: {e}")))?;
+        let mut tx = self.0.begin_write().await?;
+        // The first host to ask creates it; every other one reads that.
+        sqlx::query(
+            "INSERT INTO server_secrets (name, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&fresh[..])
+        .bind(super::now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let (secret,): (Vec<u8>,) =
+            sqlx::query_as("SELECT secret FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
 }

@@ -46,6 +46,11 @@ pub(crate) const SQLITE: &[Entry] = &[
         "task logs",
         include_str!("../../migrations/sqlite/0006_task_logs.sql"),
     ),
+    (
+        7,
+        "shared secrets",
+        include_str!("../../migrations/sqlite/0007_secrets.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -79,6 +84,11 @@ pub(crate) const POSTGRES: &[Entry] = &[
         6,
         "task logs",
         include_str!("../../migrations/postgres/0006_task_logs.sql"),
+    ),
+    (
+        7,
+        "shared secrets",
+        include_str!("../../migrations/postgres/0007_secrets.sql"),
     ),
 ];
 

@@ -356,6 +356,11 @@ pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditRow>>;
+
+    /// The secret named `name` that every host of the fleet shares (32
+    /// random bytes, created by the first host that asks): what the
+    /// dashboard signs its session cookies with.
+    async fn shared_secret(&self, name: &str) -> Result<Vec<u8>>;
 }
 
 /// Open the store at `url`, running its migrations.

@@ -383,6 +383,10 @@ where
         Sql(self).audit_log(tenant, before, limit).await
     }
 
+    async fn shared_secret(&self, name: &str) -> Result<Vec<u8>> {
+        Sql(self).shared_secret(name).await
+    }
+
     async fn add_grant(&self, grant: &Grant) -> Result<()> {
         Sql(self).add_grant(grant).await
     }
