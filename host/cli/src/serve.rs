@@ -112,8 +112,10 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
     let api_text = match (listen, metrics_listen) {
-        (Some(a), Some(m)) => format!(", API on http://{a} (metrics also on http://{m}/metrics)"),
-        (Some(a), None) => format!(", API on http://{a}"),
+        (Some(a), Some(m)) => format!(
+            ", API on http://{a} (dashboard http://{a}/ui; metrics also on http://{m}/metrics)"
+        ),
+        (Some(a), None) => format!(", API on http://{a} (dashboard http://{a}/ui)"),
         (None, Some(m)) => format!(", no API (metrics on http://{m}/metrics)"),
         (None, None) => ", no API".to_string(),
     };

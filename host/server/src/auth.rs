@@ -53,7 +53,7 @@ impl KeyGuard {
     }
 
     /// The key `id`, from the cache when fresh.
-    async fn lookup(
+    pub(crate) async fn lookup(
         &self,
         state: &AppState,
         id: &str,
@@ -77,7 +77,7 @@ impl KeyGuard {
     }
 
     /// Spend one token of `key`'s bucket, or say how long to wait.
-    fn charge(&self, key: &str) -> Result<(), ApiError> {
+    pub(crate) fn charge(&self, key: &str) -> Result<(), ApiError> {
         self.limiter
             .check_key(&key.to_string())
             .map_err(|not_until| {

@@ -27,6 +27,7 @@
 
 mod auth;
 mod config;
+mod dashboard;
 mod error;
 mod http;
 mod metrics;

@@ -23,6 +23,9 @@ pub struct AppState {
     pub streams: Arc<Semaphore>,
     /// Renders `/metrics`; `None` when another recorder was installed.
     pub metrics: Option<PrometheusHandle>,
+    /// Signs the dashboard's session cookies, with the fleet's shared
+    /// secret (read from the database on first use).
+    pub(crate) dashboard: tokio::sync::OnceCell<crate::dashboard::session::Signer>,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
             runner,
             config,
             metrics,
+            dashboard: tokio::sync::OnceCell::new(),
         })
     }
 }

@@ -118,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/packages", post(packages::add))
         .route("/api/v1/packages/inspect", post(packages::inspect))
         .route("/api/v1/executions/{id}/stream", get(stream::stream))
+        .merge(crate::dashboard::router(config))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)

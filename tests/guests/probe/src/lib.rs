@@ -604,6 +604,28 @@ mod chatty {
     }
 }
 
+#[culvert_sdk::workflow(
+    name = "markup",
+    description = "<script>document.title='pwned'</script> \"><img src=x onerror=\"document.title='pwned'\"> <a href=\"javascript:document.title='pwned'\">javascript:</a>"
+)]
+mod markup {
+    /// <script>document.title='pwned'</script> "><img src=x onerror="document.title='pwned'">
+    #[task(id = "shout")]
+    fn shout(ctx: &mut Context) -> Result<(), TaskError> {
+        // What the context says, said back in a log record, a field, on
+        // stdout and in an error: a page must show it as text.
+        let say: String =
+            ctx.get_or("say", "<script>document.title='pwned'</script>".to_string())?;
+        culvert_sdk::log::log(culvert_sdk::log::Level::Info, &say, &[("said", &say)]);
+        println!("{say}");
+        ctx.set("said", say.clone())?;
+        if ctx.get_or("fail", false)? {
+            return Err(TaskError::permanent(say));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(not(feature = "v2"))]
 culvert_sdk::export_package!(
     probe,
@@ -619,6 +641,7 @@ culvert_sdk::export_package!(
     burn,
     retried,
     chatty,
+    markup,
     name = "sandbox-probe"
 );
 // The same package, registered as a newer version.
@@ -637,6 +660,7 @@ culvert_sdk::export_package!(
     burn,
     retried,
     chatty,
+    markup,
     name = "sandbox-probe",
     version = "0.2.0"
 );
