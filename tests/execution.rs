@@ -1190,6 +1190,10 @@ mod faulty {
         ) -> Result<Option<ExecutionStatus>> {
             self.inner.finalize_execution(host, id).await
         }
+        async fn failed_task(&self, id: uuid::Uuid) -> Result<Option<String>> {
+            self.inner.failed_task(id).await
+        }
+
         async fn task_input(&self, id: uuid::Uuid, task: &str) -> Result<Option<String>> {
             self.inner.task_input(id, task).await
         }

@@ -22,6 +22,15 @@ pub(crate) async fn host_status(runner: &Runner) -> Value {
         "cache": runner.loader().cache().stats(),
         "executor": runner.executor().stats(),
         "pooling_allocator": runner.loader().engine().pooling(),
+        // Cores each tenant used on this host over the last second.
+        "cpu_in_use": runner
+            .loader()
+            .engine()
+            .cpu()
+            .in_use()
+            .into_iter()
+            .map(|(tenant, cores)| (tenant, Value::from((cores * 100.0).round() / 100.0)))
+            .collect::<serde_json::Map<String, Value>>(),
     })
 }
 

@@ -67,11 +67,18 @@ fn key(db: &TestDb, tenant: &str, name: &str, role: &str) -> String {
     v["secret"].as_str().unwrap().to_string()
 }
 
-/// A child process killed when dropped.
-struct Killed(Child);
+/// A child process killed when dropped; with `group`, its whole process
+/// group (chromedriver's browsers, which a killed driver would leave
+/// running when a step fails).
+struct Killed(Child, bool);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        if self.1 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", self.0.id())])
+                .status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -113,7 +120,7 @@ fn serve(db: &TestDb) -> (Killed, SocketAddr, Arc<Mutex<Vec<String>>>) {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    (Killed(child), addr, log)
+    (Killed(child, false), addr, log)
 }
 
 /// chromedriver on a free port, once it accepts connections.
@@ -127,8 +134,10 @@ fn chromedriver() -> (Killed, u16) {
         .local_addr()
         .unwrap()
         .port();
+    use std::os::unix::process::CommandExt;
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -138,7 +147,7 @@ fn chromedriver() -> (Killed, u16) {
         assert!(t0.elapsed() < PATIENCE, "chromedriver never listened");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Killed(child), port)
+    (Killed(child, true), port)
 }
 
 /// A browser session, and where its failure screenshots go.
@@ -451,6 +460,11 @@ async fn the_dashboard_journey_in_a_browser() {
         if !logs.contains("count=5") {
             return Err(format!("the log says: {logs}").into());
         }
+        // One attempt, completed, with its duration.
+        let attempts = b.wait_for("#attempts tbody").await?.text().await?;
+        if !attempts.contains("completed") || !attempts.contains(" ms") {
+            return Err(format!("the attempts say: {attempts}").into());
+        }
         Ok(())
     })
     .await;
@@ -511,10 +525,50 @@ async fn the_dashboard_journey_in_a_browser() {
         })
         .await;
     }
+    // At phone width nothing but the tables' own scrollers is wider than
+    // the screen.
+    b.step("phone-width", async {
+        b.client.set_window_size(390, 844).await?;
+        for path in [
+            "/ui/executions",
+            &format!("/ui/executions/{etl}"),
+            "/ui/packages",
+            "/ui/usage",
+        ] {
+            b.goto(path).await?;
+            b.wait_for("main").await?;
+            let wide = b
+                .eval("return document.documentElement.scrollWidth > window.innerWidth + 1")
+                .await?;
+            if wide != json!(false) {
+                let culprits = b
+                    .eval(
+                        "return [document.documentElement.scrollWidth, window.innerWidth].concat(Array.from(document.querySelectorAll('body, body *')) \
+                         .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === 'visible') \
+                         .slice(0, 5).map(e => e.tagName + ' ' + (e.getAttribute('class') || '') + ' ' + e.scrollWidth + '>' + e.clientWidth))",
+                    )
+                    .await?;
+                return Err(format!("{path} is wider than 390 px: {culprits}").into());
+            }
+        }
+        b.client.set_window_size(1280, 1000).await?;
+        Ok(())
+    })
+    .await;
     b.step("logout-tenant", b.logout()).await;
 
     // Another tenant sees none of it.
-    b.step("login-rival", b.login(&rival)).await;
+    // With the keyboard only: the key, then Enter.
+    b.step("login-rival-by-keyboard", async {
+        b.goto("/ui/login").await?;
+        b.wait_for("#key")
+            .await?
+            .send_keys(&format!("{rival}\u{E007}"))
+            .await?;
+        b.wait_for("#execution-rows").await?;
+        Ok(())
+    })
+    .await;
     b.step("rival-sees-nothing", async {
         let page = b.eval("return document.body.innerHTML").await?;
         let page = page.as_str().unwrap_or("");

@@ -740,6 +740,11 @@ async fn three_hosts_share_200_workflows_and_survive_a_kill() {
     let r = setup(&db).await;
     let mut hosts = [Serve::start(&db), Serve::start(&db), Serve::start(&db)];
     let victim = hosts[0].host_id().await;
+    // All three serve before the work arrives: a host still starting when
+    // the others have finished everything holds no lease to leave behind.
+    for h in &hosts[1..] {
+        h.host_id().await;
+    }
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     // The leases the victim holds now.
     let held = || async {
@@ -781,10 +786,15 @@ async fn three_hosts_share_200_workflows_and_survive_a_kill() {
         // Kill it only while it holds leases, so that it leaves work
         // behind. (It may finish those tasks between this query and the
         // kill; the events checked below show it did not.)
-        if finished >= 20 && held().await > 0 {
+        let holding = held().await;
+        if finished >= 20 && holding > 0 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no moment to kill the victim in 60 s: {finished} of 200 completed, it holds {holding} leases; its log:\n{}",
+            hosts[0].log_text()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     hosts[0].kill9();

@@ -26,7 +26,14 @@ struct LedgerState {
     /// Per tenant: tokens (in ticks) and when they were last refilled.
     buckets: std::collections::HashMap<String, (f64, Instant)>,
     seen: std::collections::HashMap<String, Instant>,
+    /// Per tenant: ticks charged in the current window, when it began, and
+    /// the cores used over the last whole window (what [`CpuLedger::in_use`]
+    /// reports).
+    used: std::collections::HashMap<String, (f64, Instant, f64)>,
 }
+
+/// How long a window of [`CpuLedger::in_use`] lasts.
+const USE_WINDOW: Duration = Duration::from_secs(1);
 
 impl CpuLedger {
     /// A ledger for `cores` cores and an epoch tick of `tick`.
@@ -61,12 +68,50 @@ impl CpuLedger {
         }
     }
 
+    /// The cores each tenant's guests (and the host's work charged to it)
+    /// used on this host over the last second or so, for tenants that
+    /// used any recently.
+    pub fn in_use(&self) -> Vec<(String, f64)> {
+        let now = Instant::now();
+        let tick = self.tick.as_secs_f64();
+        let s = self.state.lock().expect("ledger lock");
+        let mut out: Vec<(String, f64)> = s
+            .used
+            .iter()
+            .filter_map(|(tenant, (ticks, start, last))| {
+                let elapsed = now.duration_since(*start);
+                let cores = if elapsed >= 2 * USE_WINDOW {
+                    // Quiet for a whole window: nothing now.
+                    0.0
+                } else if elapsed >= USE_WINDOW {
+                    ticks * tick / elapsed.as_secs_f64()
+                } else {
+                    *last
+                };
+                (cores > 0.0).then(|| (tenant.clone(), cores))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     fn charge_ticks(&self, tenant: &str, ticks: f64, cap: Option<f64>) -> Option<Duration> {
         if tenant.is_empty() {
             return None;
         }
         let now = Instant::now();
         let mut s = self.state.lock().expect("ledger lock");
+        let tick = self.tick.as_secs_f64();
+        let used = s.used.entry(tenant.to_string()).or_insert((0.0, now, 0.0));
+        let elapsed = now.duration_since(used.1);
+        if elapsed >= USE_WINDOW {
+            *used = (0.0, now, used.0 * tick / elapsed.as_secs_f64());
+        }
+        used.0 += ticks;
+        if s.used.len() > 256 {
+            s.used
+                .retain(|_, (_, start, _)| now.duration_since(*start) < 10 * USE_WINDOW);
+        }
         s.seen.insert(tenant.to_string(), now);
         s.seen
             .retain(|_, at| now.duration_since(*at) < Duration::from_secs(1));
@@ -109,6 +154,20 @@ mod tests {
     // real guest is checked end to end by `cpu_caps_hold_end_to_end` in
     // tests/tenants.rs (the CPU a capped guest gets) and by
     // `culvert bench tenants`.
+    #[test]
+    fn use_is_reported_per_tenant_over_a_window() {
+        let ledger = CpuLedger::new(2, Duration::from_millis(10));
+        assert!(ledger.in_use().is_empty());
+        // 50 ticks of 10 ms charged at once: half a second of CPU, reported
+        // once the window it fell in has ended.
+        ledger.charge("a", Duration::from_millis(500), None);
+        std::thread::sleep(USE_WINDOW + Duration::from_millis(50));
+        let used = ledger.in_use();
+        assert_eq!(used.len(), 1, "{used:?}");
+        assert_eq!(used[0].0, "a");
+        assert!((0.3..=0.55).contains(&used[0].1), "{used:?}");
+    }
+
     #[test]
     fn a_tenant_alone_gets_every_core_and_pauses_when_over() {
         let ledger = CpuLedger::new(2, Duration::from_millis(10));

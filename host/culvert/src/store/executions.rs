@@ -321,6 +321,9 @@ pub trait ExecutionStore: Send + Sync {
     /// or `None` if it is not finished (some task is still unfinished).
     async fn finalize_execution(&self, host: Uuid, id: Uuid) -> Result<Option<ExecutionStatus>>;
 
+    /// The first task (by id) of execution `id` that failed, if any.
+    async fn failed_task(&self, id: Uuid) -> Result<Option<String>>;
+
     /// The input context task `task` of execution `id` was (or will be)
     /// given, as stored (JSON text), once it was made ready; read outside
     /// any write transaction.
@@ -1022,6 +1025,16 @@ where
         tx.commit().await?;
         crate::telemetry::execution_finished(&tenant, status.as_str());
         Ok(Some(status))
+    }
+
+    async fn failed_task(&self, id: Uuid) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT task_id FROM task_executions WHERE execution_id = $1 AND status = 'failed' ORDER BY task_id LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(task,)| task))
     }
 
     async fn task_input(&self, id: Uuid, task: &str) -> Result<Option<String>> {

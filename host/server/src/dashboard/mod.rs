@@ -23,16 +23,14 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::routes::TenantQuery;
 use crate::state::AppState;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use culvert::{
-    AuditAction, ExecutionFilter, ExecutionStatus, TaskStatus, api_key_id, now_ms, verify_api_key,
-};
+use culvert::{AuditAction, ExecutionFilter, ExecutionStatus, api_key_id, now_ms, verify_api_key};
 use maud::Markup;
 use pages::{Filters, ListItem, TaskView, Usage, Viewer};
 use serde::Deserialize;
@@ -74,6 +72,7 @@ pub fn router(config: &ServerConfig) -> Router<Arc<AppState>> {
         .route("/ui/usage", get(usage))
         .route("/ui/assets/dashboard.css", get(css))
         .route("/ui/assets/dashboard.js", get(js))
+        .layer(DefaultBodyLimit::max(config.max_json_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
@@ -417,14 +416,7 @@ async fn list_items(
             break;
         }
         let failed_task = if row.status == ExecutionStatus::Failed {
-            state
-                .runner
-                .store()
-                .execution_tasks(row.id)
-                .await?
-                .into_iter()
-                .find(|t| t.status == TaskStatus::Failed)
-                .map(|t| t.task_id)
+            state.runner.store().failed_task(row.id).await?
         } else {
             None
         };
@@ -713,6 +705,13 @@ async fn usage(
         vec![state.runner.tenant(&tenant).await?]
     };
     let packages = state.runner.list_packages(None).await?;
+    let live = store.live_hosts(now_ms() - 10_000).await?;
+    // What each host's CPU ledger reported with its last heartbeat.
+    let cpu = |tenant: &str| -> f64 {
+        live.iter()
+            .filter_map(|h| h.status["cpu_in_use"][tenant].as_f64())
+            .fold(0.0, |sum, cores| sum + cores)
+    };
     let usage: Vec<Usage> = shown
         .into_iter()
         .map(|t| Usage {
@@ -727,14 +726,13 @@ async fn usage(
                 .find(|c| c.tenant == t.name)
                 .map_or(0, |c| c.pending + c.running),
             packages: packages.iter().filter(|p| p.tenant == t.name).count() as u64,
+            cpu_cores: cpu(&t.name),
             tenant: t,
         })
         .collect();
     let hosts = if s.caller.is_operator() {
-        let hosts = store.live_hosts(now_ms() - 10_000).await?;
         Some(
-            hosts
-                .iter()
+            live.iter()
                 .map(|h| serde_json::to_value(h).unwrap_or(Value::Null))
                 .collect::<Vec<_>>(),
         )

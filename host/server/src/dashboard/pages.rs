@@ -301,6 +301,10 @@ pub fn executions(
     )
 }
 
+/// Tasks the execution page lists (the page is re-read on every event
+/// while the execution runs): the rest are counted.
+const MAX_TASK_ROWS: usize = 500;
+
 /// What the execution page shows live: its status, DAG and tasks.
 pub fn execution_live(
     v: &Viewer<'_>,
@@ -310,6 +314,10 @@ pub fn execution_live(
     now: i64,
 ) -> Markup {
     let base = format!("/ui/executions/{}", row.id);
+    let status: std::collections::HashMap<&str, &str> = tasks
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.status.as_str()))
+        .collect();
     html! {
         dl.facts {
             dt { "Status" } dd #status data-status=(row.status.as_str()) { (badge(row.status.as_str())) }
@@ -319,7 +327,7 @@ pub fn execution_live(
         @if let Some(wf) = workflow {
             figure {
                 (dag::svg(wf,
-                    |t| tasks.iter().find(|r| r.task_id == t).map(|r| r.status.as_str().to_string()),
+                    |t| status.get(t).map(|s| s.to_string()),
                     |t| Some(v.href(&format!("{base}/tasks/{}", urlencode(t))))))
                 figcaption { "Each task by dependency level, coloured by status. Select one for its attempts and logs." }
             }
@@ -328,7 +336,7 @@ pub fn execution_live(
             table #tasks {
                 thead { tr { th scope="col" { "Task" } th scope="col" { "Status" } th scope="col" { "Attempts" } th scope="col" { "Duration" } th scope="col" { "Error" } } }
                 tbody {
-                    @for t in tasks {
+                    @for t in tasks.iter().take(MAX_TASK_ROWS) {
                         tr data-task=(t.task_id) data-status=(t.status.as_str()) {
                             td { a href=(v.href(&format!("{base}/tasks/{}", urlencode(&t.task_id)))) { (t.task_id) } }
                             td { (badge(t.status.as_str())) }
@@ -339,6 +347,10 @@ pub fn execution_live(
                     }
                 }
             }
+        }
+        @if tasks.len() > MAX_TASK_ROWS {
+            p.note { (tasks.len() - MAX_TASK_ROWS) " more tasks are not listed here: "
+                code { "culvert executions show " (row.id.to_string()) } " lists them all." }
         }
     }
 }
@@ -413,8 +425,28 @@ pub fn task(v: &Viewer<'_>, row: &ExecutionRow, t: &TaskView<'_>) -> Markup {
                 @if let Some(s) = &t.task.skip_reason { dt { "Skipped because" } dd { (s) } }
             }
             h2 { "Attempts" }
+            @let attempts = attempts(&t.events);
+            @if attempts.is_empty() { p { "No attempt has started." } }
+            @else {
+                div.scroll {
+                    table #attempts {
+                        thead { tr { th scope="col" { "Attempt" } th scope="col" { "Started (UTC)" } th scope="col" { "Duration" } th scope="col" { "Outcome" } } }
+                        tbody {
+                            @for (i, a) in attempts.iter().enumerate() {
+                                tr {
+                                    td { (i + 1) }
+                                    td { (fmt_ms(a.started)) }
+                                    td { @if let Some(end) = a.ended { (duration(end - a.started)) } @else { "running" } }
+                                    td { @if let Some(o) = a.outcome { (o) } @if let Some(d) = a.detail { " " span.detail { (d) } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Events" }
             div.scroll {
-                table #attempts {
+                table #events {
                     thead { tr { th scope="col" { "When (UTC)" } th scope="col" { "Event" } th scope="col" { "Detail" } } }
                     tbody {
                         @for e in &t.events {
@@ -454,6 +486,40 @@ pub fn task(v: &Viewer<'_>, row: &ExecutionRow, t: &TaskView<'_>) -> Markup {
             }
         },
     )
+}
+
+/// One attempt of a task, read from its events.
+struct Attempt<'a> {
+    started: i64,
+    ended: Option<i64>,
+    outcome: Option<&'a str>,
+    detail: Option<&'a str>,
+}
+
+/// A task's attempts: each `claimed` event starts one, the next event
+/// that ends a claim (completed, failed, retry scheduled, lease expired,
+/// cancelled) ends it.
+fn attempts<'a>(events: &[&'a EventRow]) -> Vec<Attempt<'a>> {
+    let mut out: Vec<Attempt<'a>> = Vec::new();
+    for e in events {
+        match e.kind.as_str() {
+            "claimed" => out.push(Attempt {
+                started: e.at,
+                ended: None,
+                outcome: None,
+                detail: None,
+            }),
+            "completed" | "failed" | "retry_scheduled" | "lease_expired" | "cancelled" => {
+                if let Some(a) = out.last_mut().filter(|a| a.ended.is_none()) {
+                    a.ended = Some(e.at);
+                    a.outcome = Some(e.kind.as_str());
+                    a.detail = e.detail.as_deref();
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The most of a context a page shows, in bytes.
@@ -538,6 +604,8 @@ pub struct Usage {
     pub queued: u64,
     /// Packages registered.
     pub packages: u64,
+    /// Cores its guests used over the last second, summed over the hosts.
+    pub cpu_cores: f64,
 }
 
 /// A tenant's usage table.
@@ -565,7 +633,7 @@ fn usage_table(u: &Usage) -> Markup {
                 (row("Running tasks (all hosts)", u.running_tasks.to_string(), l.max_concurrent_tasks.to_string(), share(u.running_tasks, l.max_concurrent_tasks.into())))
                 (row("Unfinished executions", u.queued.to_string(), l.max_queued_executions.to_string(), share(u.queued, l.max_queued_executions.into())))
                 (row("Packages", u.packages.to_string(), l.max_packages.to_string(), share(u.packages, l.max_packages.into())))
-                (row("CPU (cores, per host)", "—".into(), l.max_cpu_cores.map(|c| format!("{c}")).unwrap_or_else(|| "fair share".into()), None))
+                (row("CPU (cores, per host)", format!("{:.2}", u.cpu_cores), l.max_cpu_cores.map(|c| format!("{c}")).unwrap_or_else(|| "fair share".into()), None))
                 (row("Memory per task", "—".into(), bytes(l.max_memory_bytes), None))
                 (row("Package size", "—".into(), bytes(l.max_package_bytes), None))
                 (row("Context size", "—".into(), bytes(l.max_context_bytes), None))
@@ -615,7 +683,7 @@ pub fn usage(v: &Viewer<'_>, tenants: &[Usage], hosts: Option<&[Value]>) -> Mark
                         thead { tr {
                             th scope="col" { "Tenant" } th scope="col" { "Running tasks" }
                             th scope="col" { "Unfinished executions" } th scope="col" { "Packages" }
-                            th scope="col" { "CPU (cores per host)" } th scope="col" { "Memory per task" }
+                            th scope="col" { "CPU in use (cores)" } th scope="col" { "Memory per task" }
                         } }
                         tbody {
                             @for u in tenants {
@@ -625,7 +693,7 @@ pub fn usage(v: &Viewer<'_>, tenants: &[Usage], hosts: Option<&[Value]>) -> Mark
                                     td { (used_of(u.running_tasks, l.max_concurrent_tasks.into())) }
                                     td { (used_of(u.queued, l.max_queued_executions.into())) }
                                     td { (used_of(u.packages, l.max_packages.into())) }
-                                    td { (l.max_cpu_cores.map(|c| c.to_string()).unwrap_or_else(|| "fair share".into())) }
+                                    td { (format!("{:.2}", u.cpu_cores)) " of " (l.max_cpu_cores.map(|c| c.to_string()).unwrap_or_else(|| "fair share".into())) }
                                     td { (bytes(l.max_memory_bytes)) }
                                 }
                             }
