@@ -74,10 +74,10 @@ struct Killed(Child, bool);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", self.0.id())])
-                .status();
+        if self.1
+            && let Some(group) = rustix::process::Pid::from_raw(self.0.id() as i32)
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -651,6 +651,32 @@ async fn the_dashboard_journey_in_a_browser() {
         ),
     );
     assert_eq!(status, 403, "a start without the CSRF token");
+    // The session is valid on another host of the fleet (the secret is
+    // the database's); a tampered one sends to the login page.
+    let (_second, second_addr, _) = serve(&db);
+    let page = |addr: SocketAddr, cookie: &str| {
+        http(
+            addr,
+            &format!(
+                "GET /ui/usage HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: culvert_session={cookie}\r\n\r\n"
+            ),
+        )
+    };
+    let (status, _, body) = page(second_addr, cookie.value());
+    assert_eq!(
+        status, 200,
+        "the operator's session on a second host: {body}"
+    );
+    assert!(body.contains("id=\"hosts\""), "{body}");
+    let tampered = cookie.value().replacen('.', ".9", 1);
+    let (status, headers, _) = page(second_addr, &tampered);
+    assert_eq!(status, 303, "a tampered session goes to the login page");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "location" && v == "/ui/login"),
+        "{headers:?}"
+    );
     b.client.close().await.unwrap();
     let log = log.lock().unwrap().join("\n");
     assert!(!log.contains("panicked"), "{log}");
