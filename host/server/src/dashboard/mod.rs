@@ -704,7 +704,9 @@ async fn usage(
     } else {
         vec![state.runner.tenant(&tenant).await?]
     };
-    let packages = state.runner.list_packages(None).await?;
+    // Every tenant's packages for an operator; a tenant's own otherwise.
+    let scope = (!s.caller.is_operator()).then_some(tenant.as_str());
+    let packages = state.runner.list_packages(scope).await?;
     let live = store.live_hosts(now_ms() - 10_000).await?;
     // What each host's CPU ledger reported with its last heartbeat.
     let cpu = |tenant: &str| -> f64 {
