@@ -19,6 +19,7 @@ const GUESTS: &[&str] = &[
     "liar",
     "shapes",
     "capable",
+    "contract-v01",
 ];
 
 /// Features of the `liar` fixture: one component per feature.
@@ -35,6 +36,8 @@ const LIAR_FEATURES: &[&str] = &[
     "describe_panics",
     "describe_oom",
     "wrong_contract_version",
+    "schedule_unknown_workflow",
+    "schedule_bad_cron",
 ];
 
 fn main() {
@@ -140,7 +143,8 @@ fn table_bomb(root: &Path, tables: &str) -> anyhow::Result<Vec<u8>> {
     );
     let mut module = wat::parse_str(&wat)?;
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_dir(root.join("wit"))?;
+    // The frozen 0.1 world: these fixtures are also 0.1 components.
+    let (package, _) = resolve.push_dir(root.join("wit").join("0.1"))?;
     let world = resolve.select_world(&[package], Some("plugin"))?;
     wit_component::embed_component_metadata(
         &mut module,

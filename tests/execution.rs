@@ -1237,6 +1237,65 @@ mod faulty {
     }
 
     #[async_trait]
+    impl culvert::ScheduleStore for Faulty {
+        async fn create_schedule(
+            &self,
+            new: culvert::NewSchedule<'_>,
+        ) -> Result<culvert::ScheduleRow> {
+            self.inner.create_schedule(new).await
+        }
+        async fn list_schedules(&self, tenant: Option<&str>) -> Result<Vec<culvert::ScheduleRow>> {
+            self.inner.list_schedules(tenant).await
+        }
+        async fn get_schedule(
+            &self,
+            tenant: Option<&str>,
+            id: Uuid,
+        ) -> Result<culvert::ScheduleRow> {
+            self.inner.get_schedule(tenant, id).await
+        }
+        async fn set_schedule_paused(
+            &self,
+            tenant: &str,
+            id: Uuid,
+            paused: bool,
+            next_due_at: Option<i64>,
+        ) -> Result<culvert::ScheduleRow> {
+            self.inner
+                .set_schedule_paused(tenant, id, paused, next_due_at)
+                .await
+        }
+        async fn delete_schedule(&self, tenant: &str, id: Uuid) -> Result<culvert::ScheduleRow> {
+            self.inner.delete_schedule(tenant, id).await
+        }
+        async fn sync_declared_schedules(
+            &self,
+            tenant: &str,
+            package: &str,
+            declared: &[culvert::DeclaredSchedule],
+        ) -> Result<()> {
+            self.inner
+                .sync_declared_schedules(tenant, package, declared)
+                .await
+        }
+        async fn due_schedules(&self, now: i64, limit: i64) -> Result<Vec<culvert::ScheduleRow>> {
+            self.inner.due_schedules(now, limit).await
+        }
+        async fn schedule_running(&self, id: Uuid) -> Result<bool> {
+            self.inner.schedule_running(id).await
+        }
+        async fn commit_fires(
+            &self,
+            commit: culvert::FireCommit<'_>,
+        ) -> Result<Option<Vec<culvert::FireRow>>> {
+            self.inner.commit_fires(commit).await
+        }
+        async fn schedule_fires(&self, id: Uuid, limit: i64) -> Result<Vec<culvert::FireRow>> {
+            self.inner.schedule_fires(id, limit).await
+        }
+    }
+
+    #[async_trait]
     impl Store for Faulty {
         fn backend(&self) -> Backend {
             self.inner.backend()
@@ -1565,6 +1624,7 @@ async fn grouped_starts_fail_alone_and_read_back_as_written(db: Db) {
         limits: if tenant == "small" { &small } else { &limits },
         idempotency_key: key,
         audit,
+        schedule: None,
     };
     let store = r.store();
     let results = store

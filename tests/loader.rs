@@ -74,7 +74,7 @@ mod sdk_round_trip {
         let m = &etl.metadata;
         assert_eq!(m.name, "etl");
         assert_eq!(m.version, "0.1.0");
-        assert_eq!(m.contract_version, "0.1.0");
+        assert_eq!(m.contract_version, "0.2.0");
         let wf = m.workflow("etl").expect("workflow etl");
         let ids: Vec<&str> = wf.tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["extract", "clean", "enrich", "load", "notify"]);
@@ -403,6 +403,14 @@ mod validation {
                 artifacts::LIAR_WRONG_CONTRACT_VERSION,
                 "culvert:plugin@0.9.0",
             ),
+            (
+                artifacts::LIAR_SCHEDULE_UNKNOWN_WORKFLOW,
+                "invalid schedule: it names workflow 'nowhere', which the package does not define",
+            ),
+            (
+                artifacts::LIAR_SCHEDULE_BAD_CRON,
+                "workflow 'lies': invalid schedule: invalid cron expression 'every tuesday'",
+            ),
         ] {
             let e = rejected(path).await;
             assert_eq!(e.kind(), "invalid_metadata", "{path}: {e}");
@@ -470,6 +478,11 @@ mod validation {
             ),
             "{e:?}"
         );
+        let e = typed(rejected(artifacts::LIAR_SCHEDULE_BAD_CRON).await);
+        assert!(
+            matches!(&e, M::BadSchedule { at, .. } if at.workflow.as_deref() == Some("lies")),
+            "{e:?}"
+        );
         let e = typed(rejected(artifacts::LIAR_WRONG_CONTRACT_VERSION).await);
         assert!(
             matches!(&e, M::UnsupportedContract { source, .. } if source.found == "0.9.0"),
@@ -529,14 +542,14 @@ mod validation {
                  (core instance $i (instantiate $m))
                  (func $f (canon lift (core func $i "f")))
                  (instance $inst (export "describe" (func $f)))
-                 (export "culvert:plugin/metadata@0.2.0" (instance $inst)))"#,
+                 (export "culvert:plugin/metadata@0.3.0" (instance $inst)))"#,
         )
         .unwrap();
         let e = l.load(&other_version).await.unwrap_err();
         assert_eq!(e.kind(), "contract_mismatch", "{e}");
         let text = e.to_string();
         assert!(
-            text.contains("culvert:plugin@0.2.0") && text.contains("culvert:plugin@0.1.0"),
+            text.contains("culvert:plugin@0.3.0") && text.contains("culvert:plugin@0.2.0"),
             "{text}"
         );
 
@@ -970,5 +983,97 @@ mod cache {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+}
+
+/// Contract 0.2.0 beside 0.1.0: a package built against the frozen 0.1
+/// world (with wit-bindgen alone, as 0.1 packages were) and packages of
+/// the current SDK load into the same metadata and run on one host.
+mod contracts {
+    use super::*;
+    use culvert::{ExecutionStatus, Runner, RunnerConfig};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_0_1_package_and_a_0_2_package_load_side_by_side() {
+        let old = load(artifacts::CONTRACT_V01).await;
+        assert_eq!(old.metadata.contract_version, "0.1.0");
+        assert!(old.metadata.schedules.is_empty(), "0.1 has no schedules");
+        let wf = old.metadata.workflow("legacy").expect("workflow legacy");
+        assert_eq!(wf.tasks[1].dependencies, ["first"]);
+        let new = load(artifacts::SANDBOX_PROBE).await;
+        assert_eq!(new.metadata.contract_version, "0.2.0");
+        // The schedules `#[workflow(schedule(...))]` declares arrive intact.
+        let s = &new.metadata.schedules;
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!(s[0].workflow, "chain");
+        assert_eq!(s[0].cron, "0 0 3 1 1 *");
+        assert_eq!(s[0].timezone, "Europe/Berlin");
+        assert_eq!(
+            s[0].context,
+            *json!({"from": "schedule"}).as_object().unwrap()
+        );
+        assert_eq!(s[0].catch_up, culvert::CatchUp::Latest);
+        assert_eq!(s[0].overlap, culvert::Overlap::Skip);
+        assert_eq!(s[1].timezone, "UTC", "the default");
+        assert_eq!(s[1].catch_up, culvert::CatchUp::Skip);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_0_1_package_runs_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let r = Runner::open(RunnerConfig::new(&url).cache_dir(dir.path().join("cache")))
+            .await
+            .unwrap();
+        r.start_executor();
+        r.register_package("public", &read(artifacts::CONTRACT_V01))
+            .await
+            .unwrap();
+        r.register_package("public", &read(artifacts::HELLO))
+            .await
+            .unwrap();
+        let ctx = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let run = |workflow: &'static str, context| {
+            let r = &r;
+            async move {
+                let row = r
+                    .start_execution("public", workflow, None, context)
+                    .await
+                    .unwrap();
+                r.wait(row.id, Some(Duration::from_secs(60))).await.unwrap()
+            }
+        };
+        let done = run("legacy", ctx(json!({"n": 1}))).await;
+        assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+        assert_eq!(
+            done.output.unwrap(),
+            json!({"n": 1, "first": "0.1", "second": "0.1"})
+        );
+        // Its log import (0.1's `host`) reaches the attempt's stored logs.
+        let logs = r
+            .logs("public", done.id, Some("first"), None)
+            .await
+            .unwrap();
+        let text = format!("{:?}", logs[0].records);
+        assert!(text.contains("0.1 task first, attempt 1"), "{text}");
+        // Its task error (0.1's `task-error`) arrives typed.
+        let failed = run("legacy", ctx(json!({"fail": true}))).await;
+        assert_eq!(failed.status, ExecutionStatus::Failed);
+        let (_, tasks, _) = r.execution("public", failed.id).await.unwrap();
+        assert_eq!(tasks[0].last_error_kind.as_deref(), Some("permanent"));
+        assert!(
+            tasks[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("first was told to fail"),
+            "{:?}",
+            tasks[0].last_error
+        );
+        // And a 0.2 package runs beside it.
+        let hello = run("hello", ctx(json!({"name": "both"}))).await;
+        assert_eq!(hello.status, ExecutionStatus::Completed);
+        r.shutdown().await;
     }
 }

@@ -218,6 +218,7 @@ async fn insert_raw(store: &Arc<dyn Store>, name: &str, bytes: &[u8]) -> uuid::U
         sdk_version: String::new(),
         workflows: Vec::new(),
         capabilities: Default::default(),
+        schedules: Vec::new(),
     };
     store
         .register_package(NewPackage {

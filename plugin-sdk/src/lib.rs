@@ -142,7 +142,7 @@ pub use runtime::WorkflowDefinition;
 
 /// The version of the WIT contract (`culvert:plugin`) this SDK builds
 /// packages against.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// The version of this SDK, recorded in every package it builds.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

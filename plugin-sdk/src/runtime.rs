@@ -9,8 +9,8 @@ use crate::bindings::culvert::plugin::types as wit;
 use crate::{Attempt, Context, TaskError, TaskErrorKind};
 
 pub use wit::{
-    AttemptInfo, Backoff, Capabilities, Condition, DirRequest, KeyValue, PackageInfo, RetryOn,
-    RetryPolicy, TaskSpec, TriggerRule, WorkflowSpec,
+    AttemptInfo, Backoff, Capabilities, CatchUp, Condition, DirRequest, KeyValue, Overlap,
+    PackageInfo, RetryOn, RetryPolicy, ScheduleSpec, TaskSpec, TriggerRule, WorkflowSpec,
 };
 
 /// The WIT task error, as `task.run` returns it.
@@ -63,6 +63,8 @@ pub struct WorkflowEntry {
     pub name: &'static str,
     /// Builds the workflow's spec.
     pub spec: fn() -> WorkflowSpec,
+    /// Builds the schedules it declares (`#[workflow(schedule(...))]`).
+    pub schedules: fn() -> Vec<ScheduleSpec>,
     /// Runs one of its tasks.
     pub run: Dispatch,
 }
@@ -95,6 +97,7 @@ pub fn describe(
         sdk_version: crate::SDK_VERSION.to_string(),
         workflows: workflows.iter().map(|w| (w.spec)()).collect(),
         capabilities,
+        schedules: workflows.iter().flat_map(|w| (w.schedules)()).collect(),
     }
 }
 

@@ -197,6 +197,10 @@ pub enum Command {
     /// Scaffold a package crate in ./NAME: a sample workflow, its native
     /// tests, and the settings that build it for wasm32-wasip2.
     New(NewArgs),
+    /// Start workflows on a schedule: create, list, show, pause, resume,
+    /// delete and trigger schedules (declared ones come with packages).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Create, list and revoke API keys for the HTTP API.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
@@ -623,6 +627,9 @@ pub enum ExecutionsCommand {
         /// Only with this status.
         #[arg(long, value_parser = ["pending", "running", "completed", "failed", "cancelled"])]
         status: Option<String>,
+        /// Only those this schedule (its id) started.
+        #[arg(long)]
+        schedule: Option<Uuid>,
         /// At most this many.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
@@ -777,4 +784,88 @@ impl GlobalArgs {
             )),
         }
     }
+}
+
+/// `culvert schedule ...`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule of a registered workflow.
+    Create(ScheduleCreateArgs),
+    /// List a tenant's schedules, with their next due times; declared ones
+    /// are marked.
+    List {
+        /// The tenant (default `public`; through `--server`, what the key
+        /// sees).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Every tenant's schedules (an operator's view).
+        #[arg(long, conflicts_with = "tenant")]
+        all_tenants: bool,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a schedule and its latest due times with what each became.
+    Show(ScheduleIdArgs),
+    /// Pause a schedule: it fires nothing until resumed.
+    Pause(ScheduleIdArgs),
+    /// Resume a schedule from now (due times while paused are not caught
+    /// up).
+    Resume(ScheduleIdArgs),
+    /// Delete a schedule set at run time (declared ones go with their
+    /// package).
+    Delete(ScheduleIdArgs),
+    /// Start the schedule's workflow once, now.
+    Trigger(ScheduleIdArgs),
+}
+
+/// One schedule.
+#[derive(Debug, Args)]
+pub struct ScheduleIdArgs {
+    /// The schedule id.
+    pub id: Uuid,
+    /// The tenant that owns it (default `public`; through `--server`, the
+    /// key's own).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `culvert schedule create`
+#[derive(Debug, Args)]
+pub struct ScheduleCreateArgs {
+    /// The workflow: `NAME`, or `PACKAGE::NAME`; each fire runs the
+    /// package's active version.
+    #[arg(long)]
+    pub workflow: String,
+    /// A cron expression: six fields with seconds first
+    /// (`0 */5 * * * *`), or the classic five (second 0).
+    #[arg(long)]
+    pub cron: String,
+    /// An IANA timezone the expression is read in.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// The initial context of each execution, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub context: String,
+    /// Due times missed while no host ran: skip them, start the latest
+    /// once, or start all of them up to --catch-up-cap.
+    #[arg(long, default_value = "skip", value_parser = ["skip", "latest", "all"])]
+    pub catch_up: String,
+    /// The most missed due times `--catch-up all` starts (1 to 100).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub catch_up_cap: u32,
+    /// When the previous execution is still going: start anyway, skip, or
+    /// keep one due time and start it after.
+    #[arg(long, default_value = "allow", value_parser = ["allow", "skip", "queue-one"])]
+    pub overlap: String,
+    /// The owning tenant (default `public`; through `--server`, the key's
+    /// own).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -13,6 +13,7 @@ pub(crate) async fn executions_list(
     g: &GlobalArgs,
     tenant: Option<&str>,
     status: Option<&str>,
+    schedule: Option<Uuid>,
     limit: i64,
     json_out: bool,
 ) -> anyhow::Result<i32> {
@@ -29,6 +30,7 @@ pub(crate) async fn executions_list(
         .list_executions(ExecutionFilter {
             tenant,
             status,
+            schedule,
             limit: Some(limit),
             ..Default::default()
         })

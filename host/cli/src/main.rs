@@ -23,6 +23,7 @@ mod package;
 mod remote;
 mod render;
 mod run;
+mod schedule;
 mod serve;
 mod table;
 mod tenant;
@@ -183,6 +184,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
                 tenant,
                 all_tenants: _,
                 status,
+                schedule,
                 limit,
                 json,
             }) => {
@@ -190,11 +192,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
                     api,
                     tenant.as_deref(),
                     status.as_deref(),
+                    schedule,
                     limit,
                     json,
                 )
                 .await;
             }
+            Command::Schedule(cmd) => return schedule::schedule(g, Some(api), cmd).await,
             Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
                 return remote::executions_show(api, id, tenant.as_deref(), json).await;
             }
@@ -240,12 +244,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             tenant,
             all_tenants,
             status,
+            schedule,
             limit,
             json,
         }) => {
             let tenant = (!all_tenants).then(|| tenant_or_default(&tenant));
-            executions_list(g, tenant, status.as_deref(), limit, json).await
+            executions_list(g, tenant, status.as_deref(), schedule, limit, json).await
         }
+        Command::Schedule(cmd) => schedule::schedule(g, None, cmd).await,
         Command::Executions(ExecutionsCommand::Show { id, tenant, json }) => {
             executions_show(g, id, tenant_or_default(&tenant), json).await
         }

@@ -253,9 +253,11 @@ pub(crate) async fn executions_list(
     api: &Api,
     tenant: Option<&str>,
     status: Option<&str>,
+    schedule: Option<Uuid>,
     limit: i64,
     json: bool,
 ) -> anyhow::Result<i32> {
+    let schedule = schedule.map(|s| s.to_string());
     let mut items: Vec<Value> = Vec::new();
     let mut cursor: Option<String> = None;
     while (items.len() as i64) < limit {
@@ -263,6 +265,9 @@ pub(crate) async fn executions_list(
         let mut query = tenant_query(tenant);
         if let Some(s) = status {
             query.push(("status", s));
+        }
+        if let Some(s) = &schedule {
+            query.push(("schedule", s));
         }
         query.push(("limit", &page));
         if let Some(c) = &cursor {

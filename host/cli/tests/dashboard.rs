@@ -526,6 +526,44 @@ async fn the_dashboard_journey_in_a_browser() {
         })
         .await;
     }
+    // The schedules the probe declares: listed with their next due times,
+    // and paused with a button (a CSRF-checked form), which the database
+    // then says too.
+    b.step("schedules", async {
+        b.goto("/ui/schedules").await?;
+        b.wait_for("#schedules").await?;
+        let rows = b
+            .eval("return Array.from(document.querySelectorAll('#schedules tbody tr')).map(r => r.innerText)")
+            .await?;
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        if rows.len() != 2
+            || !rows.iter().all(|r| {
+                let t = r.as_str().unwrap_or("");
+                t.contains("declared by sandbox-probe") && t.contains("2027-01-01T") && t.contains("Pause")
+            })
+        {
+            return Err(format!("the declared schedules are not listed: {rows:?}").into());
+        }
+        b.client
+            .find(Locator::Css("#schedules tbody tr:first-child button"))
+            .await?
+            .click()
+            .await?;
+        b.until(
+            "the schedule shows paused",
+            "return document.querySelector('#schedules tbody tr:first-child') !== null && document.querySelector('#schedules tbody tr:first-child').innerText.includes('Resume')",
+        )
+        .await
+    })
+    .await;
+    let listed = cli_json(&db, &["schedule", "list", "--tenant", "acme", "--json"]);
+    let paused: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["paused"] == json!(true))
+        .collect();
+    assert_eq!(paused.len(), 1, "{listed}");
     // At phone width nothing but the tables' own scrollers is wider than
     // the screen.
     b.step("phone-width", async {
@@ -534,6 +572,7 @@ async fn the_dashboard_journey_in_a_browser() {
             "/ui/executions",
             &format!("/ui/executions/{etl}"),
             "/ui/packages",
+            "/ui/schedules",
             "/ui/usage",
         ] {
             b.goto(path).await?;

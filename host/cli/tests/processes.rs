@@ -1737,7 +1737,202 @@ async fn guest_text_cannot_forge_log_lines() {
     }
 }
 
+/// Two `serve` processes on one database and a schedule due every second:
+/// for about 10 s each due time starts exactly one execution, whichever
+/// host claims it; then one host is killed with `kill -9` and the other
+/// carries on alone for about 6 s, still once per due time, with no gap.
+async fn two_hosts_fire_a_schedule_once_per_second_and_survive_a_kill(db: Db) {
+    let db = TestDb::new(db).await;
+    let r = setup(&db).await;
+    let mut a = Serve::start(&db);
+    let b = Serve::start(&db);
+    a.host_id().await;
+    b.host_id().await;
+    let mut spec = culvert::ScheduleSpec::new("chain", "* * * * * *");
+    // A host that stalls past the on-time window still starts every due
+    // time (at most 100 late ones).
+    spec.catch_up = culvert::CatchUp::All;
+    spec.catch_up_cap = 100;
+    let schedule = r.create_schedule("public", spec).await.unwrap();
+    let first = schedule.next_due_at.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    a.kill9();
+    let killed_at = culvert::now_ms();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Stop the schedule: a pass that read it before the pause writes
+    // nothing (it advances only an unpaused schedule from the version it
+    // read).
+    r.pause_schedule("public", schedule.id).await.unwrap();
+    let store = r.store().clone();
+    let rows = store
+        .list_executions(culvert::ExecutionFilter {
+            schedule: Some(schedule.id),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut due: Vec<i64> = rows.iter().map(|e| e.scheduled_for.unwrap()).collect();
+    due.sort();
+    let last = *due.last().expect("the schedule started executions");
+    let mut unique = due.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), due.len(), "a due time started twice: {due:?}");
+    let expected: Vec<i64> = (0..)
+        .map(|i| first + i * 1000)
+        .take_while(|t| *t <= last)
+        .collect();
+    assert_eq!(
+        due, expected,
+        "every due time from the first to the last, once"
+    );
+    assert!(
+        last >= killed_at + 4000,
+        "the survivor kept firing after the kill: last due {last}, killed at {killed_at}; its log:\n{}",
+        b.log_text()
+    );
+    assert!(due.len() >= 14, "{} due times in 16 s", due.len());
+    // The claims agree: one fire record per due time, each with its
+    // execution.
+    let fires = store.schedule_fires(schedule.id, 1000).await.unwrap();
+    let mut claimed: Vec<i64> = fires
+        .iter()
+        .filter(|f| f.execution_id.is_some())
+        .map(|f| f.due_at)
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, due);
+}
+
+/// `schedule create|list|show|pause|resume|trigger|delete --json` against
+/// the database, and `executions list --schedule`.
+async fn schedule_commands_speak_json(db: Db) {
+    let db = TestDb::new(db).await;
+    let (code, _, err) = run_cli(&db, &["package", "add", artifacts::HELLO]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_cli(
+        &db,
+        &[
+            "schedule",
+            "create",
+            "--workflow",
+            "hello",
+            "--cron",
+            "0 0 12 * * *",
+            "--timezone",
+            "Europe/Berlin",
+            "--context",
+            r#"{"name":"noon"}"#,
+            "--catch-up",
+            "latest",
+            "--overlap",
+            "queue-one",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["cron"], "0 0 12 * * *");
+    assert_eq!(created["timezone"], "Europe/Berlin");
+    assert_eq!(created["catch_up"], "latest");
+    assert_eq!(created["overlap"], "queue_one");
+    assert_eq!(created["declared"], false);
+    assert!(
+        created["next_due_at"]
+            .as_str()
+            .unwrap()
+            .ends_with(":00:00.000Z")
+    );
+    let (code, out, _) = run_cli(&db, &["schedule", "list", "--json"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (code, out, _) = run_cli(&db, &["schedule", "pause", &id, "--json"]);
+    assert_eq!(code, 0);
+    let paused: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(paused["paused"], true);
+    assert_eq!(paused["next_due_at"], serde_json::Value::Null);
+    let (code, out, _) = run_cli(&db, &["schedule", "resume", &id, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["paused"],
+        false
+    );
+    let (code, out, err) = run_cli(&db, &["schedule", "trigger", &id, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let fire: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(fire["outcome"], "triggered");
+    let execution = fire["execution"].as_str().unwrap().to_string();
+    let (code, out, _) = run_cli(&db, &["executions", "list", "--schedule", &id, "--json"]);
+    assert_eq!(code, 0);
+    let started: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(started[0]["id"], execution.as_str());
+    assert_eq!(started[0]["schedule"], id.as_str());
+    assert_eq!(started[0]["scheduled_for"], fire["scheduled_for"]);
+    let (code, out, _) = run_cli(&db, &["executions", "show", &execution, "--json"]);
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["schedule"], id.as_str());
+    assert_eq!(shown["initial_context"]["name"], "noon");
+    let (code, out, _) = run_cli(&db, &["schedule", "show", &id]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("triggered") && out.contains(&execution),
+        "{out}"
+    );
+    // Bad input is refused with what to do, and changes nothing.
+    let (code, _, err) = run_cli(
+        &db,
+        &[
+            "schedule",
+            "create",
+            "--workflow",
+            "hello",
+            "--cron",
+            "0 0 25 * * *",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("invalid cron expression '0 0 25 * * *'"),
+        "{err}"
+    );
+    let (code, _, err) = run_cli(
+        &db,
+        &[
+            "schedule",
+            "create",
+            "--workflow",
+            "hello",
+            "--cron",
+            "* * * * *",
+            "--timezone",
+            "Moon/Base",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown timezone 'Moon/Base'"), "{err}");
+    let (code, _, err) = run_cli(
+        &db,
+        &["schedule", "show", "0197a000-0000-7000-8000-000000000000"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+    let (code, out, _) = run_cli(&db, &["schedule", "delete", &id, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"],
+        id.as_str()
+    );
+    let (code, out, _) = run_cli(&db, &["schedule", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no schedules"), "{out}");
+}
+
 culvert_tests::both_backends!(
+    two_hosts_fire_a_schedule_once_per_second_and_survive_a_kill,
+    schedule_commands_speak_json,
     kill_9_during_the_first_task,
     kill_9_during_the_second_task,
     kill_9_during_the_last_task,

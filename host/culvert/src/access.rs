@@ -177,6 +177,16 @@ pub enum AuditAction {
     ExecutionCancelled,
     /// A failed execution was retried.
     ExecutionRetried,
+    /// A schedule was created.
+    ScheduleCreated,
+    /// A schedule was deleted.
+    ScheduleDeleted,
+    /// A schedule was paused.
+    SchedulePaused,
+    /// A schedule was resumed.
+    ScheduleResumed,
+    /// A schedule was fired by hand.
+    ScheduleTriggered,
 }
 
 impl AuditAction {
@@ -195,6 +205,11 @@ impl AuditAction {
             AuditAction::ExecutionStarted => "execution_started",
             AuditAction::ExecutionCancelled => "execution_cancelled",
             AuditAction::ExecutionRetried => "execution_retried",
+            AuditAction::ScheduleCreated => "schedule_created",
+            AuditAction::ScheduleDeleted => "schedule_deleted",
+            AuditAction::SchedulePaused => "schedule_paused",
+            AuditAction::ScheduleResumed => "schedule_resumed",
+            AuditAction::ScheduleTriggered => "schedule_triggered",
         }
     }
 }

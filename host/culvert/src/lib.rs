@@ -17,20 +17,23 @@
 //! | `files`, `guest_text`, `suggest`, `telemetry` | bounded reads of regular files; guest text made safe for a log line; "did you mean"; the metrics' names and recording |
 //! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
 //! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
+//! | `cron` | schedules as pure rules: cron expressions in a timezone, due times, catch-up and overlap |
 //! | `package` | metadata and its validation, linking, the compiled-code cache, `describe` and `run`, the loader |
 //! | `tenants`, `access` | tenant limits, capability grants and names; API keys and the audit log |
 //! | `scheduler` | pure rules: statuses, plans, context merging, run or skip |
 //! | `store` | SQLite and PostgreSQL behind one [`Store`] trait |
 //! | `registry` | the in-memory registries and the reconcile loop |
-//! | `executor` | claiming and running tasks with leases, retries and recovery |
+//! | `executor`, `start_queue`, `firing` | claiming and running tasks with leases, retries and recovery; group-committed starts; the loop that fires schedules |
 //! | `runner` | the embedding API, [`Runner`] |
 
 #![deny(missing_docs)]
 
 mod access;
 mod contract;
+mod cron;
 mod executor;
 mod files;
+mod firing;
 mod guest_text;
 mod package;
 mod registry;
@@ -52,8 +55,13 @@ pub use access::{
 pub use contract::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, ContractVersionError, check_contract_version,
 };
+pub use cron::{
+    CatchUp, CronTimes, Fire, FireOutcome, MAX_CATCH_UP_CAP, ON_TIME_MS, Overlap, Plan, PlanInput,
+    ScheduleError, ScheduleSpec, plan as plan_fires, rfc3339,
+};
 pub use executor::{Executor, ExecutorConfig, ExecutorStats, retry_decision};
 pub use files::{Links, OpenError, open_regular, read_bounded};
+pub use firing::{Clock, FIRING_INTERVAL, Firer, ManualClock, PassReport, SystemClock};
 pub use guest_text::{Escaped, escape as escape_guest_text};
 pub use package::{
     Backoff, CacheConfig, CacheError, CacheSource, CacheStats, CapabilityRequest, Compiled,
@@ -78,12 +86,13 @@ pub use sandbox::{
 };
 pub use scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
 pub use store::{
-    AttemptLogs, Backend, ClaimedTask, Completion, EventRow, ExecutionFilter, ExecutionRow,
-    ExecutionStore, FINALIZE_LEASE_MS, HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS,
-    MergedOutputs, NewExecution, NewPackage, PackageEvent, PackageRow, PgStore, PruneReport,
-    Recovered, Registration, Result as StoreResult, ScheduledRetry, SqliteStore, Store, StoreError,
-    TaskOutcome, TaskReset, TaskRow, TaskState, merge_outputs, now_ms, open as open_store,
-    redact_url,
+    Advance, AttemptLogs, Backend, ClaimedTask, Completion, DeclaredSchedule, EventRow,
+    ExecutionFilter, ExecutionRow, ExecutionStore, FINALIZE_LEASE_MS, FireCommit, FireRow,
+    HostRecord, INLINE_OUTPUT_CHARS, MAX_FINALIZE_ATTEMPTS, MergedOutputs, NewExecution,
+    NewPackage, NewSchedule, PackageEvent, PackageRow, PgStore, PlannedFire, PruneReport,
+    Recovered, Registration, Result as StoreResult, ScheduleRow, ScheduleStore, ScheduledRetry,
+    SqliteStore, Store, StoreError, TaskOutcome, TaskReset, TaskRow, TaskState, merge_outputs,
+    now_ms, open as open_store, redact_url,
 };
 pub use telemetry::{
     FleetCounts, HISTOGRAM_BUCKETS, TenantExecutionCounts, TenantTaskCounts,

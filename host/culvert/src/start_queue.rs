@@ -54,6 +54,7 @@ impl Start {
             limits: &self.limits,
             idempotency_key: self.idempotency_key.as_deref(),
             audit: self.audit.as_ref(),
+            schedule: None,
         }
     }
 }

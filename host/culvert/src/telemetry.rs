@@ -78,6 +78,14 @@ pub mod names {
     /// Histogram `{route, method}`, seconds: time to answer an HTTP request
     /// (recorded by the server, not by this library).
     pub const HTTP_REQUEST_DURATION: &str = "culvert_http_request_duration_seconds";
+    /// Counter `{tenant, outcome}`: schedules' due times this host handled,
+    /// by what they became (`started`, `caught_up`, `dequeued`,
+    /// `triggered`, `skipped_overlap`, `queued`, `failed`, and `missed` for
+    /// those a catch-up policy dropped).
+    pub const SCHEDULE_FIRES: &str = "culvert_schedule_fires_total";
+    /// Histogram `{tenant}`, seconds: from a due time to its execution's
+    /// start, for the due times this host started.
+    pub const SCHEDULE_LAG: &str = "culvert_schedule_lag_seconds";
 }
 
 /// The bucket upper bounds suggested for each histogram, in seconds.
@@ -107,6 +115,11 @@ pub mod buckets {
     pub const HTTP_REQUEST_DURATION: &[f64] = &[
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
+    /// [`SCHEDULE_LAG`](super::names::SCHEDULE_LAG): 10 ms to 1 h (a caught-up
+    /// due time can be hours late).
+    pub const SCHEDULE_LAG: &[f64] = &[
+        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+    ];
 }
 
 /// Every histogram's name with its suggested buckets, for an exporter's
@@ -117,6 +130,7 @@ pub const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
     (names::COMPILE_TIME, buckets::COMPILE_TIME),
     (names::RECONCILE_TIME, buckets::RECONCILE_TIME),
     (names::HTTP_REQUEST_DURATION, buckets::HTTP_REQUEST_DURATION),
+    (names::SCHEDULE_LAG, buckets::SCHEDULE_LAG),
 ];
 
 /// Describe every metric (unit and help text) to the installed recorder.
@@ -204,6 +218,16 @@ pub fn describe() {
         names::HTTP_REQUEST_DURATION,
         Unit::Seconds,
         "Time to answer an HTTP request, by route and method."
+    );
+    describe_counter!(
+        names::SCHEDULE_FIRES,
+        Unit::Count,
+        "Schedules' due times this host handled, by tenant and outcome (started, caught_up, dequeued, triggered, skipped_overlap, queued, failed, missed)."
+    );
+    describe_histogram!(
+        names::SCHEDULE_LAG,
+        Unit::Seconds,
+        "From a schedule's due time to the start of its execution, by tenant."
     );
 }
 
@@ -304,6 +328,19 @@ pub(crate) fn dispatch_latency(tenant: &str, ready_at_ms: i64, claimed_at_ms: i6
         .record(ms as f64 / 1000.0);
 }
 
+/// `n` due times of a schedule of `tenant` became `outcome`.
+pub(crate) fn schedule_fires(tenant: &str, outcome: &str, n: u64) {
+    metrics::counter!(names::SCHEDULE_FIRES, "tenant" => tenant.to_owned(), "outcome" => outcome.to_owned())
+        .increment(n);
+}
+
+/// A schedule of `tenant` due at `due_ms` started its execution at `at_ms`.
+pub(crate) fn schedule_lag(tenant: &str, due_ms: i64, at_ms: i64) {
+    let ms = at_ms.saturating_sub(due_ms).max(0);
+    metrics::histogram!(names::SCHEDULE_LAG, "tenant" => tenant.to_owned())
+        .record(ms as f64 / 1000.0);
+}
+
 /// An execution of `tenant` finished with `status`.
 pub(crate) fn execution_finished(tenant: &str, status: &'static str) {
     metrics::counter!(names::EXECUTIONS_FINISHED, "tenant" => tenant.to_owned(), "status" => status)
@@ -372,6 +409,8 @@ mod tests {
             names::DATABASE_ERRORS,
             names::HTTP_REQUESTS,
             names::HTTP_REQUEST_DURATION,
+            names::SCHEDULE_FIRES,
+            names::SCHEDULE_LAG,
         ];
         for name in all {
             assert!(name.starts_with("culvert_"), "{name}");

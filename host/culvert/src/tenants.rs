@@ -79,6 +79,12 @@ pub struct TenantLimits {
     /// All task outputs one execution stores together (skipped tasks'
     /// pass-through outputs included), in bytes. Default 256 MiB.
     pub max_execution_output_bytes: u64,
+    /// Schedules set at run time (declared ones come with packages).
+    /// Default 100.
+    pub max_schedules: u32,
+    /// The shortest interval between two due times of one schedule, in
+    /// ms. Default 1,000 (1 s).
+    pub min_schedule_interval_ms: u64,
 }
 
 impl Default for TenantLimits {
@@ -96,6 +102,8 @@ impl Default for TenantLimits {
             max_context_bytes: 16 * 1024 * 1024,
             max_final_context_bytes: 16 * 1024 * 1024,
             max_execution_output_bytes: 256 * 1024 * 1024,
+            max_schedules: 100,
+            min_schedule_interval_ms: 1000,
         }
     }
 }
@@ -139,6 +147,8 @@ impl TenantLimits {
             "max_context_bytes" => next.max_context_bytes = bytes(value)?,
             "max_final_context_bytes" => next.max_final_context_bytes = bytes(value)?,
             "max_execution_output_bytes" => next.max_execution_output_bytes = bytes(value)?,
+            "max_schedules" => next.max_schedules = small(count(value)?),
+            "min_schedule_interval_ms" => next.min_schedule_interval_ms = count(value)?,
             "max_cpu_cores" => {
                 next.max_cpu_cores = if value == "none" {
                     None
@@ -187,6 +197,8 @@ impl TenantLimits {
         "max_context_bytes",
         "max_final_context_bytes",
         "max_execution_output_bytes",
+        "max_schedules",
+        "min_schedule_interval_ms",
     ];
 }
 

@@ -21,12 +21,13 @@ const STAGES: &[&[&str]] = &[
     ],
     &["contract"],
     &["sandbox"],
+    &["cron"],
     &["package"],
     &["tenants", "access"],
     &["scheduler"],
     &["store"],
     &["registry"],
-    &["executor", "start_queue"],
+    &["executor", "start_queue", "firing"],
     &["runner"],
 ];
 

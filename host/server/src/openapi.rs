@@ -2,7 +2,7 @@
 //! (utoipa) and served at `/api/v1/openapi.json`.
 
 use crate::auth::Caller;
-use crate::routes::{admin, executions, health, logs, packages, status, stream};
+use crate::routes::{admin, executions, health, logs, packages, schedules, status, stream};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -18,17 +18,20 @@ use utoipa::{Modify, OpenApi};
         packages::add, packages::list, packages::show, packages::remove, packages::inspect,
         executions::start, executions::list, executions::show, executions::events,
         executions::cancel, executions::retry, stream::stream, logs::logs,
+        schedules::list, schedules::create, schedules::show, schedules::pause,
+        schedules::resume, schedules::delete, schedules::trigger,
         admin::create_tenant, admin::list_tenants, admin::show_tenant, admin::update_tenant,
         admin::delete_tenant, admin::list_grants, admin::add_grant, admin::revoke_grant,
         admin::add_key, admin::list_keys, admin::revoke_key, admin::audit,
         health::healthz, health::readyz, health::metrics, status::status, openapi_json,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, schedules::ScheduleRequest)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "packages", description = "Register, list, show, remove and inspect packages"),
         (name = "executions", description = "Start, list, show, follow, cancel and retry executions; their events and logs"),
+        (name = "schedules", description = "Create, list, show, pause, resume, delete and trigger schedules"),
         (name = "operators", description = "Operator keys only: tenants, limits, grants, API keys, the audit log"),
         (name = "health", description = "Liveness, readiness, metrics and status"),
         (name = "document", description = "This OpenAPI document"),

@@ -2,7 +2,9 @@
 //! `--json`: written once here, so that `culvert ... --json` against the
 //! database and against a server print the same document.
 
-use culvert::{EventRow, ExecutionRow, LoadedPackage, PackageRow, SandboxEngine, TaskRow};
+use culvert::{
+    EventRow, ExecutionRow, FireRow, LoadedPackage, PackageRow, SandboxEngine, ScheduleRow, TaskRow,
+};
 use serde_json::{Value, json};
 
 /// `ms` since the epoch as RFC 3339 UTC, to the millisecond.
@@ -45,6 +47,8 @@ pub fn execution_json(row: &ExecutionRow, tasks: &[TaskRow], events: Option<&[Ev
         "started_at": row.started_at.map(fmt_ms),
         "finished_at": row.finished_at.map(fmt_ms),
         "duration_ms": row.finished_at.map(|f| f - row.created_at),
+        "schedule": row.schedule,
+        "scheduled_for": row.scheduled_for.map(fmt_ms),
         "tasks": tasks.iter().map(|t| json!({
             "id": t.task_id,
             "status": t.status,
@@ -137,4 +141,40 @@ pub fn cache_dir_summary(dir: &std::path::Path) -> Value {
         }
     }
     json!({ "dir": dir, "artifacts": files, "bytes": bytes })
+}
+
+/// A schedule as JSON (`schedule list|show --json`, the API). Times are
+/// RFC 3339.
+pub fn schedule_json(s: &ScheduleRow) -> Value {
+    json!({
+        "id": s.id,
+        "tenant": s.tenant,
+        "workflow": s.spec.workflow,
+        "cron": s.spec.cron,
+        "timezone": s.spec.timezone,
+        "context": s.spec.context,
+        "catch_up": s.spec.catch_up,
+        "catch_up_cap": s.spec.catch_up_cap,
+        "overlap": s.spec.overlap,
+        "declared": s.declared,
+        "package": s.package,
+        "paused": s.paused,
+        "next_due_at": s.next_due_at.filter(|_| !s.paused).map(fmt_ms),
+        "queued_for": s.queued_for.map(fmt_ms),
+        "last_fired_at": s.last_fired_at.map(fmt_ms),
+        "last_error": s.last_error,
+        "created_at": fmt_ms(s.created_at),
+    })
+}
+
+/// One recorded due time of a schedule as JSON.
+pub fn fire_json(f: &FireRow) -> Value {
+    json!({
+        "schedule": f.schedule_id,
+        "scheduled_for": fmt_ms(f.due_at),
+        "outcome": f.outcome,
+        "execution": f.execution_id,
+        "error": f.error,
+        "fired_at": fmt_ms(f.fired_at),
+    })
 }

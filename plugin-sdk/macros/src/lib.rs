@@ -25,15 +25,20 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Item, ItemMod, Lit, LitStr, Meta, Token};
 
 mod dag;
+mod schedule;
 mod trigger;
 
 use trigger::Trigger;
 
 /// Marks a module as a workflow whose `#[task]` functions are its tasks.
 ///
-/// Arguments: `name = "..."` (default: the module's name) and
-/// `description = "..."` (default: the module's doc comment). See the
-/// `culvert-sdk` crate docs for the `#[task]` keys.
+/// Arguments: `name = "..."` (default: the module's name),
+/// `description = "..."` (default: the module's doc comment), and any
+/// number of `schedule(cron = "0 */5 * * * *", timezone = "Europe/Berlin",
+/// context = "{...}", catch_up = "skip", catch_up_cap = 10, overlap =
+/// "allow")` (only `cron` is required; an invalid cron expression or
+/// timezone is a compile error). See the `culvert-sdk` crate docs for the
+/// `#[task]` keys.
 #[proc_macro_attribute]
 pub fn workflow(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand_workflow(attr.into(), item.into()) {
@@ -100,6 +105,7 @@ fn expand_workflow(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
     let mut name = module.ident.to_string();
     let mut name_span = module.ident.span();
     let mut description = doc_text(&module.attrs);
+    let mut schedules = Vec::new();
     for arg in &args {
         match arg {
             Meta::NameValue(nv) if nv.path.is_ident("name") => {
@@ -110,15 +116,19 @@ fn expand_workflow(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
             Meta::NameValue(nv) if nv.path.is_ident("description") => {
                 description = expect_str(&nv.value)?.value();
             }
+            Meta::List(list) if list.path.is_ident("schedule") => {
+                schedules.push(schedule::parse(list)?);
+            }
             other => {
                 return Err(syn::Error::new(
                     other.span(),
-                    "unknown workflow argument: expected `name = \"...\"` or `description = \"...\"`",
+                    "unknown workflow argument: expected `name = \"...\"`, `description = \"...\"` or `schedule(cron = \"...\", ...)`",
                 ));
             }
         }
     }
     check_identifier(&name, name_span, "workflow name")?;
+    let schedule_specs: Vec<TokenStream2> = schedules.iter().map(|s| s.tokens(&name)).collect();
 
     let Some((_, items)) = module.content.as_mut() else {
         return Err(syn::Error::new(
@@ -189,6 +199,13 @@ fn expand_workflow(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
                     description: ::std::string::String::from(#description),
                     tasks: ::std::vec![#(#task_specs),*],
                 }
+            }
+        },
+        syn::parse_quote! {
+            #[doc(hidden)]
+            pub fn __culvert_schedules() -> ::std::vec::Vec<::culvert_sdk::__private::ScheduleSpec> {
+                use ::culvert_sdk::__private as __c;
+                ::std::vec![#(#schedule_specs),*]
             }
         },
         syn::parse_quote! {
@@ -614,6 +631,7 @@ fn expand_export(input: TokenStream2) -> syn::Result<TokenStream2> {
             __c::WorkflowEntry {
                 name: #w::__CULVERT_NAME,
                 spec: #w::__culvert_spec,
+                schedules: #w::__culvert_schedules,
                 run: #w::__culvert_run,
             }
         }

@@ -5,6 +5,10 @@
 //!   so host and guests cannot drift apart. The rest of the crate converts
 //!   the generated types into plain, serializable Rust in the `package`
 //!   stage.
+//! - A second `bindgen!` over the frozen 0.1 text (`wit/0.1/`, in `v01.rs`)
+//!   and the conversion of its types into the current ones, so that every
+//!   0.1 package loads and runs unchanged; [`ContractPre`] is a component
+//!   linked as the version it was built against.
 //! - The version rules: which contract versions this host accepts
 //!   ([`check_contract_version`]) and how a versioned interface name is read.
 //!
@@ -16,17 +20,140 @@ use crate::guest_text::printable;
 mod generated {
     #![allow(missing_docs)]
     wasmtime::component::bindgen!({
-    world: "culvert:plugin/plugin",
-    path: "../../wit",
-    imports: { default: trappable },
+        world: "culvert:plugin/plugin",
+        path: "../../wit",
+        imports: { default: trappable },
         exports: { default: async },
     });
 }
 
-pub(crate) use generated::*;
+mod v01;
 
-/// The contract version this host speaks: the version of the WIT package.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub(crate) use generated::*;
+pub(crate) use v01::{frozen as v0_1, log_level as v0_1_log_level};
+
+/// The contract version this host speaks: the version of the WIT package
+/// new packages are built against.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// Every `major.minor` this host runs. Each older one has a frozen copy of
+/// its WIT (`wit/0.1/`) and its own bindings, converted into the current
+/// types (see `v01.rs`).
+pub const ACCEPTED_CONTRACTS: &[&str] = &["0.1", "0.2"];
+
+/// A component linked against the contract version it was built for.
+pub(crate) enum ContractPre<T: 'static> {
+    /// Built against `culvert:plugin@0.1.x`.
+    V01(v01::frozen::PluginPre<T>),
+    /// Built against the current contract.
+    Current(PluginPre<T>),
+}
+
+impl<T: 'static> Clone for ContractPre<T> {
+    fn clone(&self) -> Self {
+        match self {
+            ContractPre::V01(p) => ContractPre::V01(p.clone()),
+            ContractPre::Current(p) => ContractPre::Current(p.clone()),
+        }
+    }
+}
+
+impl<T: Send + 'static> ContractPre<T> {
+    /// Link `instance` as the contract `version` (`0.1.x` or the current
+    /// one) says.
+    ///
+    /// # Errors
+    /// When the component's exports do not match that version's world.
+    pub(crate) fn new(
+        version: &str,
+        instance: wasmtime::component::InstancePre<T>,
+    ) -> wasmtime::Result<Self> {
+        if version.starts_with("0.1") {
+            Ok(ContractPre::V01(v01::frozen::PluginPre::new(instance)?))
+        } else {
+            Ok(ContractPre::Current(PluginPre::new(instance)?))
+        }
+    }
+
+    /// Instantiate in `store` and call `describe`, as the current types.
+    pub(crate) async fn describe(
+        &self,
+        store: &mut wasmtime::Store<T>,
+    ) -> wasmtime::Result<types::PackageInfo> {
+        match self {
+            ContractPre::V01(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let info = instance
+                    .culvert_plugin_metadata()
+                    .call_describe(&mut *store)
+                    .await?;
+                Ok(v01::package_info(info))
+            }
+            ContractPre::Current(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .culvert_plugin_metadata()
+                    .call_describe(&mut *store)
+                    .await
+            }
+        }
+    }
+
+    /// Instantiate in `store` and call `run`, as the current types.
+    pub(crate) async fn run(
+        &self,
+        store: &mut wasmtime::Store<T>,
+        workflow: &str,
+        task: &str,
+        context_json: &str,
+        attempt: &types::AttemptInfo,
+    ) -> wasmtime::Result<Result<String, types::TaskError>> {
+        match self {
+            ContractPre::V01(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let returned = instance
+                    .culvert_plugin_task()
+                    .call_run(
+                        &mut *store,
+                        workflow,
+                        task,
+                        context_json,
+                        &v01::attempt_info(attempt),
+                    )
+                    .await?;
+                Ok(returned.map_err(v01::task_error))
+            }
+            ContractPre::Current(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .culvert_plugin_task()
+                    .call_run(&mut *store, workflow, task, context_json, attempt)
+                    .await
+            }
+        }
+    }
+}
+
+/// Add every accepted version's `host` imports to `linker`.
+///
+/// # Errors
+/// When the linker refuses a definition.
+pub(crate) fn add_to_linker<T, D>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> D::Data<'_>,
+) -> wasmtime::Result<()>
+where
+    T: Send + 'static,
+    D: wasmtime::component::HasData,
+    for<'a> D::Data<'a>: culvert::plugin::host::Host
+        + types::Host
+        + v01::frozen::culvert::plugin::host::Host
+        + v01::frozen::culvert::plugin::types::Host,
+{
+    Plugin::add_to_linker::<T, D>(linker, get)?;
+    v01::frozen::Plugin::add_to_linker::<T, D>(linker, get)?;
+    Ok(())
+}
 
 /// The WIT package name, without version.
 pub const CONTRACT_PACKAGE: &str = "culvert:plugin";
@@ -46,8 +173,9 @@ pub struct ContractVersionError {
     pub expected: String,
 }
 
-/// Check a contract version string against [`CONTRACT_VERSION`]: compatible
-/// when the semver caret rule allows it (same major; for `0.x`, same minor).
+/// Check a contract version string against [`ACCEPTED_CONTRACTS`]:
+/// compatible when the semver caret rule allows it against one of them
+/// (same major; for `0.x`, same minor).
 ///
 /// # Errors
 /// [`ContractVersionError`] naming both versions.
@@ -68,10 +196,15 @@ pub(crate) fn is_compatible(found: &str) -> bool {
         let mut parts = v.split(['.', '-', '+']);
         Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
     };
-    match (parse(found), parse(CONTRACT_VERSION)) {
-        (Some((fmaj, fmin)), Some((emaj, emin))) => fmaj == emaj && (emaj != 0 || fmin == emin),
-        _ => false,
-    }
+    let Some((fmaj, fmin)) = parse(found) else {
+        return false;
+    };
+    ACCEPTED_CONTRACTS
+        .iter()
+        .any(|accepted| match parse(accepted) {
+            Some((emaj, emin)) => fmaj == emaj && (emaj != 0 || fmin == emin),
+            None => false,
+        })
 }
 
 /// The contract version in an interface name like
@@ -103,14 +236,25 @@ mod tests {
     fn contract_versions_follow_the_caret_rule() {
         assert!(super::is_compatible("0.1.0"));
         assert!(super::is_compatible("0.1.7"));
-        assert!(!super::is_compatible("0.2.0"));
+        assert!(super::is_compatible("0.2.0"));
+        assert!(super::is_compatible("0.2.3"));
+        assert!(!super::is_compatible("0.3.0"));
+        assert!(!super::is_compatible("0.0.9"));
         assert!(!super::is_compatible("1.1.0"));
         assert!(!super::is_compatible("garbage"));
-        let err = super::check_contract_version("0.2.0").unwrap_err();
-        assert_eq!(err.found, "0.2.0");
+        let err = super::check_contract_version("0.3.0").unwrap_err();
+        assert_eq!(err.found, "0.3.0");
         assert_eq!(err.expected, super::CONTRACT_VERSION);
         let text = err.to_string();
-        assert!(text.contains("0.2.0") && text.contains("0.1.0"), "{text}");
+        assert!(text.contains("0.3.0") && text.contains("0.2.0"), "{text}");
+    }
+
+    /// The frozen 0.1 text is the one 0.1 packages were built against.
+    #[test]
+    fn the_frozen_wit_is_version_0_1() {
+        let wit = include_str!("../../../../wit/0.1/culvert.wit");
+        assert!(wit.contains("package culvert:plugin@0.1.0;"));
+        assert!(!wit.contains("schedule"), "0.1 has no schedules");
     }
 
     #[test]

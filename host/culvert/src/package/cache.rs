@@ -33,7 +33,7 @@
 //! as the process's metrics (`telemetry`).
 
 use super::link::{IncompatibleComponent, prepare};
-use crate::contract::PluginPre;
+use crate::contract::ContractPre;
 use crate::files::{self, Links, OpenError};
 use crate::sandbox::{HostState, SandboxEngine};
 use crate::telemetry;
@@ -109,7 +109,7 @@ pub struct Compiled {
     /// The compiled component (its type lists its imports and exports).
     pub component: Component,
     /// Pre-linked against the host: instantiating from it is cheap.
-    pub pre: PluginPre<HostState>,
+    pub(crate) pre: ContractPre<HostState>,
 }
 
 impl fmt::Debug for Compiled {

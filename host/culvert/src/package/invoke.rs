@@ -193,11 +193,7 @@ pub async fn describe(
     let mut store = sandbox::new_store(engine, limits, labels.clone(), None)
         .map_err(|e| TaskFailure::new(FailureKind::Host, format!("{e:#}")))?;
     let outcome = tokio::time::timeout(limits.timeout + sandbox::grace(engine), async {
-        let instance = compiled.pre.instantiate_async(&mut store).await?;
-        instance
-            .culvert_plugin_metadata()
-            .call_describe(&mut store)
-            .await
+        compiled.pre.describe(&mut store).await
     })
     .await;
     let result = match outcome {
@@ -255,10 +251,9 @@ pub async fn run_task_logged(
         max_attempts: call.max_attempts,
     };
     let call_future = tokio::time::timeout(limits.timeout + sandbox::grace(engine), async {
-        let instance = compiled.pre.instantiate_async(&mut store).await?;
-        instance
-            .culvert_plugin_task()
-            .call_run(
+        compiled
+            .pre
+            .run(
                 &mut store,
                 call.workflow,
                 call.task,

@@ -1,9 +1,10 @@
 //! Linking and import checks: a compiled component is checked against the
 //! contract (its version, its world, what it imports) and linked into a
-//! [`PluginPre`] ready to instantiate.
+//! [`ContractPre`] ready to instantiate, as the contract version it was
+//! built against.
 
 use crate::contract::{
-    CONTRACT_PACKAGE, CONTRACT_VERSION, ContractVersionError, PluginPre, interface_version,
+    CONTRACT_PACKAGE, CONTRACT_VERSION, ContractPre, ContractVersionError, interface_version,
     is_compatible,
 };
 use crate::sandbox::{HostState, SandboxEngine};
@@ -48,13 +49,15 @@ impl From<ContractVersionError> for IncompatibleComponent {
 pub(crate) fn prepare(
     engine: &SandboxEngine,
     component: &Component,
-) -> Result<PluginPre<HostState>, IncompatibleComponent> {
+) -> Result<ContractPre<HostState>, IncompatibleComponent> {
     let ty = component.component_type();
     let wasmtime_engine = engine.engine();
     let mut exports_contract = false;
+    let mut built_for = String::new();
     for (name, _) in ty.exports(wasmtime_engine) {
         if let Some(version) = interface_version(name) {
             exports_contract = true;
+            built_for = version.to_string();
             if !is_compatible(version) {
                 return Err(IncompatibleComponent::ContractMismatch {
                     found: version.to_string(),
@@ -97,7 +100,8 @@ pub(crate) fn prepare(
         .linker()
         .instantiate_pre(component)
         .map_err(|e| IncompatibleComponent::UnsupportedImport(format!("{e:#}")))?;
-    PluginPre::new(instance_pre).map_err(|e| IncompatibleComponent::WrongWorld(format!("{e:#}")))
+    ContractPre::new(&built_for, instance_pre)
+        .map_err(|e| IncompatibleComponent::WrongWorld(format!("{e:#}")))
 }
 
 /// The first import the linker cannot satisfy, by name.

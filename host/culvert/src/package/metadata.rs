@@ -26,6 +26,10 @@ pub struct PackageMetadata {
     pub workflows: Vec<WorkflowMeta>,
     /// What the package asks to be granted.
     pub capabilities: CapabilityRequest,
+    /// Schedules the package declares (contract 0.2 and later), each
+    /// naming one of its workflows by its bare name.
+    #[serde(default)]
+    pub schedules: Vec<crate::cron::ScheduleSpec>,
 }
 
 impl PackageMetadata {

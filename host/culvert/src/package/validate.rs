@@ -34,6 +34,11 @@ pub struct MetadataLimits {
     pub max_duration_ms: u64,
     /// Most attempts of a task. Default 100.
     pub max_attempts: u32,
+    /// Most schedules a package declares. Default 16.
+    pub max_schedules: usize,
+    /// Largest initial context of a declared schedule, as JSON text.
+    /// Default 64 KiB.
+    pub max_schedule_context_bytes: usize,
 }
 
 impl Default for MetadataLimits {
@@ -48,6 +53,8 @@ impl Default for MetadataLimits {
             max_capability_entries: 64,
             max_duration_ms: 24 * 60 * 60 * 1000,
             max_attempts: 100,
+            max_schedules: 16,
+            max_schedule_context_bytes: 64 * 1024,
         }
     }
 }
@@ -227,6 +234,16 @@ pub enum MetadataError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A declared schedule that cannot be followed: its workflow is not in
+    /// the package, or its cron expression, timezone, context or catch-up
+    /// cap is invalid.
+    #[error("{at}invalid schedule: {reason}")]
+    BadSchedule {
+        /// Where (down to the workflow).
+        at: MetadataLocation,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Built against a contract version this host does not speak.
     #[error("{at}{source}")]
     UnsupportedContract {
@@ -257,6 +274,7 @@ impl MetadataError {
             | MetadataError::InvalidName { at, .. }
             | MetadataError::LimitExceeded { at, .. }
             | MetadataError::BadRetryPolicy { at, .. }
+            | MetadataError::BadSchedule { at, .. }
             | MetadataError::UnsupportedContract { at, .. }
             | MetadataError::Invalid { at, .. } => at,
         }
@@ -409,6 +427,7 @@ pub fn validate(
         workflows.push(validate_workflow(wf, limits, &at)?);
     }
     let capabilities = validate_capabilities(info.capabilities, limits, at)?;
+    let schedules = validate_schedules(info.schedules, &workflows, limits, at)?;
     Ok(PackageMetadata {
         name: info.name,
         version: info.version,
@@ -418,7 +437,81 @@ pub fn validate(
         sdk_version: info.sdk_version,
         workflows,
         capabilities,
+        schedules,
     })
+}
+
+/// Declared schedules: each names a workflow of the package, parses (cron
+/// and timezone, by the same rules as a schedule set at run time), and
+/// carries a JSON-object context within bounds. The tenant's own limits
+/// (its minimum interval) are checked again when the package is
+/// registered.
+fn validate_schedules(
+    declared: Vec<wit::ScheduleSpec>,
+    workflows: &[WorkflowMeta],
+    limits: &MetadataLimits,
+    at: &MetadataLocation,
+) -> Checked<Vec<crate::cron::ScheduleSpec>> {
+    use crate::cron::{CatchUp, Overlap, ScheduleSpec};
+    if declared.len() > limits.max_schedules {
+        return Err(over(at, "schedules", declared.len(), limits.max_schedules));
+    }
+    let mut out = Vec::with_capacity(declared.len());
+    for d in declared {
+        if !workflows.iter().any(|w| w.name == d.workflow) {
+            return Err(MetadataError::BadSchedule {
+                at: at.clone(),
+                reason: format!(
+                    "it names workflow '{}', which the package does not define",
+                    printable(&d.workflow)
+                ),
+            });
+        }
+        let here = at.workflow(&d.workflow);
+        let bad = |reason: String| MetadataError::BadSchedule {
+            at: here.clone(),
+            reason,
+        };
+        if d.context_json.len() > limits.max_schedule_context_bytes {
+            return Err(over(
+                &here,
+                "schedule context bytes",
+                d.context_json.len(),
+                limits.max_schedule_context_bytes,
+            ));
+        }
+        let context = match serde_json::from_str(&d.context_json) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(bad("its context-json is not a JSON object".into())),
+        };
+        let spec = ScheduleSpec {
+            workflow: d.workflow,
+            timezone: if d.timezone.is_empty() {
+                "UTC".into()
+            } else {
+                d.timezone
+            },
+            cron: d.cron,
+            context,
+            catch_up: match d.catch_up {
+                wit::CatchUp::Skip => CatchUp::Skip,
+                wit::CatchUp::Latest => CatchUp::Latest,
+                wit::CatchUp::All => CatchUp::All,
+            },
+            catch_up_cap: d.catch_up_cap,
+            overlap: match d.overlap {
+                wit::Overlap::Allow => Overlap::Allow,
+                wit::Overlap::Skip => Overlap::Skip,
+                wit::Overlap::QueueOne => Overlap::QueueOne,
+            },
+        };
+        // 1 s is the floor of any tenant's interval; the tenant's own is
+        // checked at registration.
+        spec.validate(1000, crate::cron::wall_clock_ms())
+            .map_err(|e| bad(e.to_string()))?;
+        out.push(spec);
+    }
+    Ok(out)
 }
 
 fn validate_workflow(
@@ -858,6 +951,7 @@ mod tests {
                 wall_clock: false,
                 random: false,
             },
+            schedules: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@
 use crate::package::{
     CacheSource, ContentHash, LoadedPackage, PackageMetadata, TaskMeta, WorkflowMeta,
 };
+use crate::store::PackageRow;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -130,6 +131,63 @@ pub enum LookupError {
     /// Several packages define a workflow of that name.
     #[error("{0}")]
     Ambiguous(String),
+}
+
+/// Find `workflow` among `tenant`'s package rows: the newest registered
+/// version of each package (or `version`), by `name` or `package::name`.
+pub(crate) fn find_workflow<'a>(
+    packages: &'a [PackageRow],
+    tenant: &str,
+    workflow: &str,
+    version: Option<&str>,
+) -> Result<(&'a PackageRow, usize), LookupError> {
+    let (package, name) = match workflow.split_once("::") {
+        Some((p, w)) => (Some(p), w),
+        None => (None, workflow),
+    };
+    let mut newest: std::collections::BTreeMap<&str, &PackageRow> = Default::default();
+    for p in packages {
+        if package.is_some_and(|want| want != p.name) {
+            continue;
+        }
+        if version.is_some_and(|v| v != p.version) {
+            continue;
+        }
+        // Rows come oldest first: later ones win.
+        newest.insert(&p.name, p);
+    }
+    let candidates: Vec<(&PackageRow, usize)> = newest
+        .values()
+        .filter_map(|p| {
+            p.metadata
+                .workflows
+                .iter()
+                .position(|w| w.name == name)
+                .map(|i| (*p, i))
+        })
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            let known = newest
+                .values()
+                .flat_map(|p| p.metadata.workflows.iter().map(|w| w.name.as_str()));
+            let hint = crate::suggest::did_you_mean(name, known);
+            Err(LookupError::NotFound(match version {
+                Some(v) => {
+                    format!("workflow '{workflow}' version {v} not found in tenant {tenant}{hint}")
+                }
+                None => format!("workflow '{workflow}' not found in tenant {tenant}{hint}"),
+            }))
+        }
+        many => Err(LookupError::Ambiguous(format!(
+            "workflow '{workflow}' is defined by several packages of tenant {tenant}: {}; name one as PACKAGE::WORKFLOW",
+            many.iter()
+                .map(|(p, _)| format!("{}::{name}", p.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 #[derive(Default)]

@@ -15,7 +15,6 @@
 
 use super::cpu::CpuLedger;
 use super::state::HostState;
-use crate::contract::Plugin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -112,7 +111,7 @@ impl SandboxEngine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        crate::contract::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())

@@ -1,5 +1,5 @@
 //! The host functions a guest may import: the contract's `host`
-//! interface (logging).
+//! interface (logging), in every accepted contract version.
 
 use super::output::over_budget;
 use super::state::HostState;
@@ -80,3 +80,22 @@ impl host::Host for HostState {
 }
 
 impl crate::contract::types::Host for HostState {}
+
+/// Contract 0.1's `host` interface: the same logging.
+impl crate::contract::v0_1::culvert::plugin::host::Host for HostState {
+    fn log(
+        &mut self,
+        level: crate::contract::v0_1::culvert::plugin::types::LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        host::Host::log(
+            self,
+            crate::contract::v0_1_log_level(level),
+            message,
+            fields,
+        )
+    }
+}
+
+impl crate::contract::v0_1::culvert::plugin::types::Host for HostState {}

@@ -57,6 +57,8 @@ pub struct NewExecution<'a> {
     /// its record. Its `subject` becomes the new execution's id, and the
     /// workflow, package and content hash join its `detail`.
     pub audit: Option<&'a crate::access::AuditEntry>,
+    /// The schedule that started it and the due time it started for (ms).
+    pub schedule: Option<(Uuid, i64)>,
 }
 
 /// What a start of a group became, before its transaction commits.
@@ -107,6 +109,22 @@ pub struct ExecutionRow {
     pub started_at: Option<i64>,
     /// Finished, in ms.
     pub finished_at: Option<i64>,
+    /// The schedule that started it, if one did.
+    pub schedule: Option<Uuid>,
+    /// The due time it was started for, in ms (shown as RFC 3339).
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub scheduled_for: Option<i64>,
+}
+
+/// Serialize a time in ms as RFC 3339, or null.
+fn rfc3339_opt<S: serde::Serializer>(
+    ms: &Option<i64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&crate::cron::rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
 }
 
 impl ExecutionRow {
@@ -187,6 +205,8 @@ pub struct ExecutionFilter<'a> {
     pub status: Option<ExecutionStatus>,
     /// Only of this workflow.
     pub workflow: Option<&'a str>,
+    /// Only those this schedule started.
+    pub schedule: Option<Uuid>,
     /// Only older than this `(created_at, id)`: the last row of the
     /// previous page (a cursor; see [`ExecutionRow::cursor`]).
     pub before: Option<(i64, Uuid)>,
@@ -549,6 +569,8 @@ struct StoredExecution {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    schedule_id: Option<Uuid>,
+    scheduled_for: Option<i64>,
 }
 
 impl TryFrom<StoredExecution> for ExecutionRow {
@@ -574,6 +596,8 @@ impl TryFrom<StoredExecution> for ExecutionRow {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            schedule: row.schedule_id,
+            scheduled_for: row.scheduled_for,
         })
     }
 }
@@ -775,7 +799,7 @@ where
     async fn list_executions(&self, filter: ExecutionFilter<'_>) -> Result<Vec<ExecutionRow>> {
         let (before_at, before_id) = filter.before.unzip();
         let rows: Vec<StoredExecution> = sqlx::query_as(
-            "SELECT * FROM executions WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR status = $2) AND ($4 IS NULL OR workflow = $4) AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) ORDER BY created_at DESC, id DESC LIMIT $3",
+            "SELECT * FROM executions WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR status = $2) AND ($4 IS NULL OR workflow = $4) AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) AND ($7 IS NULL OR schedule_id = $7) ORDER BY created_at DESC, id DESC LIMIT $3",
         )
         .bind(filter.tenant)
         .bind(filter.status.map(|s| s.as_str()))
@@ -783,6 +807,7 @@ where
         .bind(filter.workflow)
         .bind(before_at)
         .bind(before_id)
+        .bind(filter.schedule)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(ExecutionRow::try_from).collect()

@@ -51,6 +51,11 @@ pub(crate) const SQLITE: &[Entry] = &[
         "shared secrets",
         include_str!("../../migrations/sqlite/0007_secrets.sql"),
     ),
+    (
+        8,
+        "schedules",
+        include_str!("../../migrations/sqlite/0008_schedules.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -89,6 +94,11 @@ pub(crate) const POSTGRES: &[Entry] = &[
         7,
         "shared secrets",
         include_str!("../../migrations/postgres/0007_secrets.sql"),
+    ),
+    (
+        8,
+        "schedules",
+        include_str!("../../migrations/postgres/0008_schedules.sql"),
     ),
 ];
 

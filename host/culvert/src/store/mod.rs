@@ -26,6 +26,7 @@
 //! | `stats.rs` | what the fleet shares, counted for the metrics: ready and running tasks, unfinished executions |
 //! | `events.rs` | appending to the event log |
 //! | `logs.rs` | what each attempt's guest said (`task_logs`): stored with its completion, read as [`AttemptLogs`] |
+//! | `schedules.rs` | the [`ScheduleStore`] trait: schedules, and claiming their due times with their executions |
 //! | `retention.rs` | pruning finished executions with their tasks, events and logs, in batches ([`PruneReport`]) |
 //!
 //! Times are stored as milliseconds since the Unix epoch (`BIGINT`).
@@ -50,6 +51,10 @@ pub use logs::AttemptLogs;
 pub use postgres::PgStore;
 pub use recovery::{MAX_FINALIZE_ATTEMPTS, Recovered};
 pub use retention::PruneReport;
+pub use schedules::{
+    Advance, DeclaredSchedule, FireCommit, FireRow, NewSchedule, PlannedFire, ScheduleRow,
+    ScheduleStore,
+};
 pub use sqlite::SqliteStore;
 
 mod access;
@@ -64,6 +69,7 @@ mod packages;
 mod postgres;
 mod recovery;
 mod retention;
+mod schedules;
 mod sqlite;
 mod starts;
 mod stats;
@@ -246,7 +252,7 @@ pub struct HostRecord {
 /// Durable state. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; use it as `Arc<dyn Store>`.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug + ExecutionStore {
+pub trait Store: Send + Sync + fmt::Debug + ExecutionStore + ScheduleStore {
     /// The backend.
     fn backend(&self) -> Backend;
 

@@ -128,6 +128,23 @@ where
                 break;
             }
         }
+        // So do the records of schedules' due times (the claims; what
+        // each due time became).
+        loop {
+            let mut tx = self.0.begin_write().await?;
+            let n = sqlx::query(
+                "DELETE FROM schedule_fires WHERE (schedule_id, due_at) IN (SELECT schedule_id, due_at FROM schedule_fires WHERE fired_at < $1 ORDER BY fired_at LIMIT $2)",
+            )
+            .bind(finished_before_ms)
+            .bind(AUDIT_BATCH)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            if n < AUDIT_BATCH as u64 {
+                break;
+            }
+        }
         let mut tx = self.0.begin_write().await?;
         report.blobs = sqlx::query(GC_BLOBS)
             .execute(&mut *tx)

@@ -20,7 +20,7 @@ use sqlx::{
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// Executions per multi-row `INSERT INTO executions` (14 columns each).
+/// Executions per multi-row `INSERT INTO executions` (16 columns each).
 const EXECUTION_ROWS: usize = 50;
 /// Task rows per multi-row `INSERT INTO task_executions` (12 columns each).
 const TASK_ROWS: usize = 200;
@@ -139,9 +139,26 @@ where
         &self,
         batch: &[NewExecution<'_>],
     ) -> Result<Vec<Result<Created>>> {
-        let now = super::now_ms();
-        let mut prepared: Vec<Result<Prepared>> = batch.iter().map(prepare).collect();
         let mut tx = self.0.begin_write().await?;
+        let created = self.create_in(&mut tx, batch, super::now_ms()).await?;
+        if created.iter().any(|c| c.is_ok()) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(created)
+    }
+
+    /// [`create_executions`](Self::create_executions) inside `tx`, which the
+    /// caller commits: a schedule's fire creates its execution in the
+    /// transaction that claims its due time.
+    pub(crate) async fn create_in(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        batch: &[NewExecution<'_>],
+        now: i64,
+    ) -> Result<Vec<Result<Created>>> {
+        let mut prepared: Vec<Result<Prepared>> = batch.iter().map(prepare).collect();
         // Each tenant's unfinished executions, counted once with its row
         // locked; in name order, so that hosts starting at once lock
         // tenants alike and cannot deadlock.
@@ -152,7 +169,7 @@ where
             .map(|(n, _)| (n.tenant, Ok(0)))
             .collect();
         for (tenant, count) in queued.iter_mut() {
-            *count = match self.lock_and_count_queued(&mut tx, tenant).await {
+            *count = match self.lock_and_count_queued(tx, tenant).await {
                 Ok(n) => Ok(n),
                 // An unknown tenant fails its own starts only.
                 Err(e @ StoreError::NotFound(_)) => Err(e),
@@ -186,11 +203,8 @@ where
             .zip(&prepared)
             .filter_map(|(n, p)| p.as_ref().ok().map(|p| (n, p)))
             .collect();
-        if accepted.is_empty() {
-            tx.rollback().await?;
-        } else {
-            self.insert_started(&mut tx, &accepted, now).await?;
-            tx.commit().await?;
+        if !accepted.is_empty() {
+            self.insert_started(tx, &accepted, now).await?;
         }
         Ok(batch
             .iter()
@@ -220,6 +234,8 @@ where
                     created_at: now,
                     started_at: None,
                     finished_at: None,
+                    schedule: new.schedule.map(|(id, _)| id),
+                    scheduled_for: new.schedule.map(|(_, at)| at),
                 })))
             })
             .collect())
@@ -235,7 +251,7 @@ where
     ) -> Result<()> {
         for chunk in accepted.chunks(EXECUTION_ROWS) {
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at, output_bytes, idempotency_key) ",
+                "INSERT INTO executions (id, tenant, package_id, package_name, package_version, content_hash, workflow, dag, status, context, tasks_remaining, created_at, output_bytes, idempotency_key, schedule_id, scheduled_for) ",
             );
             qb.push_values(chunk, |mut b, (new, p)| {
                 b.push_bind(p.id)
@@ -251,7 +267,9 @@ where
                     .push_bind(new.plan.workflow.tasks.len() as i64)
                     .push_bind(now)
                     .push_bind(p.skipped_bytes as i64)
-                    .push_bind(new.idempotency_key.map(str::to_string));
+                    .push_bind(new.idempotency_key.map(str::to_string))
+                    .push_bind(new.schedule.map(|(id, _)| id))
+                    .push_bind(new.schedule.map(|(_, at)| at));
             });
             qb.build().execute(&mut **tx).await?;
         }

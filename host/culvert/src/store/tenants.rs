@@ -182,6 +182,8 @@ where
             "DELETE FROM packages WHERE tenant = $1",
             "DELETE FROM grants WHERE tenant = $1",
             "DELETE FROM api_keys WHERE tenant = $1",
+            "DELETE FROM schedule_fires WHERE tenant = $1",
+            "DELETE FROM schedules WHERE tenant = $1",
         ] {
             sqlx::query(sql).bind(name).execute(&mut *tx).await?;
         }

@@ -69,6 +69,9 @@ pub fn router(config: &ServerConfig) -> Router<Arc<AppState>> {
         .route("/ui/executions/{id}/cancel", post(cancel))
         .route("/ui/executions/{id}/tasks/{task}", get(task))
         .route("/ui/packages", get(packages))
+        .route("/ui/schedules", get(schedules))
+        .route("/ui/schedules/{id}/pause", post(pause_schedule))
+        .route("/ui/schedules/{id}/resume", post(resume_schedule))
         .route("/ui/usage", get(usage))
         .route("/ui/assets/dashboard.css", get(css))
         .route("/ui/assets/dashboard.js", get(js))
@@ -688,6 +691,61 @@ async fn packages(
     let tenants = tenant_names(&state, &s).await?;
     let v = viewer(&s, &tenant, &tenants);
     Ok(html(pages::packages(&v, &packages, &grants)))
+}
+
+async fn schedules(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Query(q): Query<TenantQuery>,
+) -> UiResult<Response> {
+    let tenant = s.caller.tenant_for(q.tenant.as_deref())?;
+    let rows = state.runner.schedules(Some(&tenant)).await?;
+    let tenants = tenant_names(&state, &s).await?;
+    let v = viewer(&s, &tenant, &tenants);
+    Ok(html(pages::schedules(&v, &rows)))
+}
+
+/// Pause or resume through the API's handler (its tenant check and audit
+/// entry), then back to the list.
+async fn toggle_schedule(
+    state: Arc<AppState>,
+    s: Session,
+    id: Uuid,
+    q: TenantQuery,
+    form: CsrfForm,
+    pause: bool,
+) -> UiResult<Response> {
+    s.check_csrf(&state, &form.csrf).await?;
+    let tenant = s.caller.tenant_for(q.tenant.as_deref())?;
+    let back = viewer(&s, &tenant, &[]).href("/ui/schedules");
+    if pause {
+        let _paused =
+            crate::routes::schedules::pause(State(state), s.caller, Path(id), Query(q)).await?;
+    } else {
+        let _resumed =
+            crate::routes::schedules::resume(State(state), s.caller, Path(id), Query(q)).await?;
+    }
+    Ok(Redirect::to(&back).into_response())
+}
+
+async fn pause_schedule(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Path(id): Path<Uuid>,
+    Query(q): Query<TenantQuery>,
+    Form(form): Form<CsrfForm>,
+) -> UiResult<Response> {
+    toggle_schedule(state, s, id, q, form, true).await
+}
+
+async fn resume_schedule(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Path(id): Path<Uuid>,
+    Query(q): Query<TenantQuery>,
+    Form(form): Form<CsrfForm>,
+) -> UiResult<Response> {
+    toggle_schedule(state, s, id, q, form, false).await
 }
 
 async fn usage(

@@ -9,7 +9,8 @@
 use super::dag;
 use crate::views::fmt_ms;
 use culvert::{
-    AttemptLogs, EventRow, ExecutionRow, Grant, PackageRow, TaskRow, TenantRow, WorkflowMeta,
+    AttemptLogs, EventRow, ExecutionRow, Grant, PackageRow, ScheduleRow, TaskRow, TenantRow,
+    WorkflowMeta,
 };
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
@@ -72,6 +73,7 @@ pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup 
                         nav aria-label="Main" {
                             a href=(v.href("/ui/executions")) { "Executions" }
                             a href=(v.href("/ui/packages")) { "Packages" }
+                            a href=(v.href("/ui/schedules")) { "Schedules" }
                             a href=(v.href("/ui/usage")) { "Usage" }
                         }
                         @if v.operator {
@@ -665,6 +667,51 @@ fn bytes(n: u64) -> String {
     } else {
         format!("{n} bytes")
     }
+}
+
+/// The tenant's schedules, with their next due times and a pause or
+/// resume button each.
+pub fn schedules(v: &Viewer<'_>, rows: &[ScheduleRow]) -> Markup {
+    layout(
+        "Schedules",
+        Some(v),
+        html! {
+            h1 { "Schedules" }
+            @if rows.is_empty() {
+                p { "No schedule: create one with " code { "culvert schedule create" } ", or declare one in a package with " code { "#[workflow(schedule(cron = \"...\"))]" } "." }
+            } @else {
+                div.scroll {
+                    table #schedules {
+                        thead { tr { th { "Workflow" } th { "Cron" } th { "Next due" } th { "Policies" } th { "Origin" } th { "State" } } }
+                        tbody {
+                            @for s in rows {
+                                tr data-schedule=(s.id) {
+                                    td { (s.spec.workflow) }
+                                    td { code { (s.spec.cron) } " " small { (s.spec.timezone) } }
+                                    td {
+                                        @if s.paused { "—" }
+                                        @else if let Some(t) = s.next_due_at { (fmt_ms(t)) }
+                                        @else { "never" }
+                                        @if let Some(e) = &s.last_error { br; small.error { "last due time failed: " (e) } }
+                                    }
+                                    td { "catch-up " (s.spec.catch_up) @if s.spec.catch_up == culvert::CatchUp::All { " (" (s.spec.catch_up_cap) ")" } ", overlap " (s.spec.overlap) }
+                                    td { @match &s.package { Some(p) => { "declared by " (p) }, None => "set at run time" } }
+                                    td {
+                                        @let (action, label) = if s.paused { ("resume", "Resume") } else { ("pause", "Pause") };
+                                        form.inline method="post" action=(v.href(&format!("/ui/schedules/{}/{action}", s.id))) {
+                                            input type="hidden" name="csrf" value=(v.csrf);
+                                            @if s.paused { span.state { "paused " } } @else { span.state { "active " } }
+                                            button type="submit" aria-label={ (label) " the schedule of " (s.spec.workflow) } { (label) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// The usage page: the viewer's tenant, or for an operator every tenant

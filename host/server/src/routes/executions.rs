@@ -100,6 +100,8 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Only of this workflow.
     pub workflow: Option<String>,
+    /// Only those this schedule (its id) started.
+    pub schedule: Option<Uuid>,
     /// At most this many (1 to 1,000); default 100.
     pub limit: Option<i64>,
     /// Where to continue: the `next_cursor` of the previous page.
@@ -160,6 +162,7 @@ pub async fn list(
             tenant: scope.as_deref(),
             status,
             workflow: q.workflow.as_deref(),
+            schedule: q.schedule,
             before,
             limit: Some(limit),
         })

@@ -6,6 +6,7 @@
 //! | `executions.rs` | `/api/v1/executions[...]` but the stream and the logs |
 //! | `stream.rs` | `/api/v1/executions/{id}/stream` (Server-Sent Events) |
 //! | `logs.rs` | `/api/v1/executions/{id}/logs` |
+//! | `schedules.rs` | `/api/v1/schedules[...]` |
 //! | `admin.rs` | operators: `/api/v1/tenants[...]`, `/api/v1/keys[...]`, `/api/v1/audit` |
 //! | `status.rs` | `/api/v1/status`: what `culvert status` shows, as far as the key may see |
 //! | `health.rs` | `/healthz`, `/readyz`, `/metrics` |
@@ -19,6 +20,7 @@ pub mod executions;
 pub mod health;
 pub mod logs;
 pub mod packages;
+pub mod schedules;
 pub mod status;
 pub mod stream;
 
@@ -80,6 +82,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/executions/{id}/logs", get(logs::logs))
         .route("/executions/{id}/cancel", post(executions::cancel))
         .route("/executions/{id}/retry", post(executions::retry))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{id}",
+            get(schedules::show).delete(schedules::delete),
+        )
+        .route("/schedules/{id}/pause", post(schedules::pause))
+        .route("/schedules/{id}/resume", post(schedules::resume))
+        .route("/schedules/{id}/trigger", post(schedules::trigger))
         .route(
             "/tenants",
             get(admin::list_tenants).post(admin::create_tenant),

@@ -1,6 +1,19 @@
-// A valid workflow using every #[task] key, exported with export_package!, compiles.
+// A valid workflow using every #[task] key and every schedule key, exported with
+// export_package!, compiles.
 
-#[culvert_sdk::workflow(name = "etl", description = "Extract, transform, load.")]
+#[culvert_sdk::workflow(
+    name = "etl",
+    description = "Extract, transform, load.",
+    schedule(
+        cron = "0 */5 * * * *",
+        timezone = "Europe/Berlin",
+        context = r#"{"region": "eu"}"#,
+        catch_up = "all",
+        catch_up_cap = 20,
+        overlap = "queue_one"
+    ),
+    schedule(cron = "30 2 * * *")
+)]
 mod etl {
     /// Pulls the raw rows.
     #[task(id = "extract")]

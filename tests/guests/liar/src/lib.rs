@@ -4,8 +4,8 @@
 //! output contexts, chosen by task id.
 
 use culvert_sdk::bindings::culvert::plugin::types::{
-    AttemptInfo, Backoff, Capabilities, PackageInfo, RetryOn, RetryPolicy, TaskError, TaskSpec,
-    WorkflowSpec,
+    AttemptInfo, Backoff, Capabilities, CatchUp, Overlap, PackageInfo, RetryOn, RetryPolicy,
+    ScheduleSpec, TaskError, TaskSpec, WorkflowSpec,
 };
 use culvert_sdk::bindings::exports::culvert::plugin::{metadata, task};
 
@@ -106,7 +106,28 @@ impl metadata::Guest for Liar {
                 wall_clock: false,
                 random: false,
             },
+            schedules: schedules(),
         }
+    }
+}
+
+/// The schedules it declares: one that lies, with a lying feature.
+fn schedules() -> Vec<ScheduleSpec> {
+    let lie = |workflow: &str, cron: &str, timezone: &str| ScheduleSpec {
+        workflow: workflow.to_string(),
+        cron: cron.to_string(),
+        timezone: timezone.to_string(),
+        context_json: "{}".to_string(),
+        catch_up: CatchUp::Skip,
+        catch_up_cap: 10,
+        overlap: Overlap::Allow,
+    };
+    if cfg!(feature = "schedule_unknown_workflow") {
+        vec![lie("nowhere", "0 * * * * *", "UTC")]
+    } else if cfg!(feature = "schedule_bad_cron") {
+        vec![lie("lies", "every tuesday", "Mars/Olympus")]
+    } else {
+        Vec::new()
     }
 }
 

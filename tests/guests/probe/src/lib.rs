@@ -223,7 +223,38 @@ fn mark(ctx: &mut culvert_sdk::Context, id: &str) -> Result<(), culvert_sdk::Tas
     Ok(())
 }
 
-#[culvert_sdk::workflow(name = "chain", description = "a -> b -> c")]
+// Declared schedules (yearly, so that no test fires them by accident):
+// the v2 build moves the first one and drops the second, so that a test
+// sees declared schedules follow the active version.
+#[cfg_attr(
+    not(feature = "v2"),
+    culvert_sdk::workflow(
+        name = "chain",
+        description = "a -> b -> c",
+        schedule(
+            cron = "0 0 3 1 1 *",
+            timezone = "Europe/Berlin",
+            context = r#"{"from": "schedule"}"#,
+            catch_up = "latest",
+            overlap = "skip"
+        ),
+        schedule(cron = "0 30 4 1 1 *")
+    )
+)]
+#[cfg_attr(
+    feature = "v2",
+    culvert_sdk::workflow(
+        name = "chain",
+        description = "a -> b -> c",
+        schedule(
+            cron = "0 0 5 1 1 *",
+            timezone = "Europe/Berlin",
+            context = r#"{"from": "schedule v2"}"#,
+            catch_up = "latest",
+            overlap = "skip"
+        )
+    )
+)]
 mod chain {
     #[task(id = "a")]
     fn a(ctx: &mut Context) -> Result<(), TaskError> {

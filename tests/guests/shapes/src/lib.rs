@@ -128,6 +128,7 @@ impl metadata::Guest for Shapes {
                 wall_clock: false,
                 random: false,
             },
+            schedules: Vec::new(),
         }
     }
 }

@@ -20,6 +20,7 @@
 //! ```
 
 use crate::executor::{Executor, ExecutorConfig};
+use crate::firing::Firer;
 use crate::package::{
     CacheConfig, CompiledCache, LoadError, LoaderConfig, PackageLoader, TaskMeta,
 };
@@ -40,6 +41,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+mod schedules;
+
+use schedules::declared_schedules;
 
 /// The longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -111,6 +116,9 @@ pub struct RunnerConfig {
     pub reconciler: ReconcilerConfig,
     /// Executor settings.
     pub executor: ExecutorConfig,
+    /// Where the firing loop reads the time: the system clock, or a
+    /// [`ManualClock`](crate::ManualClock) in tests.
+    pub clock: Arc<dyn crate::firing::Clock>,
 }
 
 impl RunnerConfig {
@@ -123,6 +131,7 @@ impl RunnerConfig {
             loader: LoaderConfig::default(),
             reconciler: ReconcilerConfig::default(),
             executor: ExecutorConfig::default(),
+            clock: Arc::new(crate::firing::SystemClock),
         }
     }
 
@@ -168,6 +177,7 @@ pub struct Runner {
     reconciler: Arc<Reconciler>,
     executor: Arc<Executor>,
     starts: StartQueue,
+    firer: Arc<Firer>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -224,8 +234,16 @@ impl Runner {
             config.executor.clone(),
         ));
         let (shutdown, _) = watch::channel(false);
+        let wake = executor.clone();
+        let firer = Arc::new(Firer::new(
+            store.clone(),
+            executor.host_id(),
+            config.clock.clone(),
+            Box::new(move || wake.wake()),
+        ));
         Ok(Self {
             starts: StartQueue::new(store.clone()),
+            firer,
             store,
             loader,
             registry,
@@ -266,10 +284,26 @@ impl Runner {
         &self.executor
     }
 
-    /// Start the background loops: the reconciler and the executor.
+    /// Start the background loops: the reconciler, the executor and the
+    /// firing loop of schedules.
     pub fn start(&self) {
         self.start_reconciler();
         self.start_executor();
+        self.start_firing();
+    }
+
+    /// Start the firing loop alone: every host runs one; each due time
+    /// starts once however many do.
+    pub fn start_firing(&self) {
+        let firer = self.firer.clone();
+        let rx = self.shutdown.subscribe();
+        let handle = tokio::spawn(firer.run(rx));
+        self.tasks.lock().expect("runner lock").push(handle);
+    }
+
+    /// The firing loop (its [`pass`](Firer::pass) runs one pass by hand).
+    pub fn firer(&self) -> &Arc<Firer> {
+        &self.firer
     }
 
     /// Start the reconcile loop alone.
@@ -322,6 +356,9 @@ impl Runner {
             )));
         }
         let package = self.loader.load(bytes).await?;
+        // Its declared schedules must suit the tenant before anything is
+        // stored.
+        declared_schedules(&package.metadata, &limits, self.firer.clock().now_ms())?;
         let hash = package.content_hash.to_hex();
         // max_packages is checked in the inserting transaction, so that
         // concurrent registrations cannot overshoot it.
@@ -335,6 +372,7 @@ impl Runner {
                 max_packages: limits.max_packages,
             })
             .await?;
+        self.sync_declared(tenant, &package.metadata.name).await?;
         self.reconciler.trigger();
         Ok(Registered {
             id: registration.id,
@@ -381,6 +419,7 @@ impl Runner {
             }
             other => other?,
         };
+        self.sync_declared(tenant, name).await?;
         if let Err(e) = self.store.collect_garbage().await {
             tracing::warn!(error = %e, "could not collect unused component bytes");
         }
@@ -451,7 +490,8 @@ impl Runner {
         }
         let limits = self.tenant(tenant).await?.limits;
         let packages = self.store.list_packages(Some(tenant)).await?;
-        let (package, index) = find_workflow(&packages, tenant, workflow, version)?;
+        let (package, index) =
+            crate::registry::find_workflow(&packages, tenant, workflow, version)?;
         let context_bytes = crate::scheduler::json_len(&context) as u64;
         if context_bytes > limits.max_context_bytes {
             return Err(Error::Quota(format!(
@@ -840,62 +880,5 @@ impl Runner {
         self.executor.cancel_local(id);
         tracing::info!(execution = %id, tenant, status = %row.status, "execution cancelled");
         Ok(row)
-    }
-}
-
-/// Find `workflow` among `tenant`'s package rows: the newest registered
-/// version of each package (or `version`), by `name` or `package::name`.
-fn find_workflow<'a>(
-    packages: &'a [PackageRow],
-    tenant: &str,
-    workflow: &str,
-    version: Option<&str>,
-) -> Result<(&'a PackageRow, usize), LookupError> {
-    let (package, name) = match workflow.split_once("::") {
-        Some((p, w)) => (Some(p), w),
-        None => (None, workflow),
-    };
-    let mut newest: std::collections::BTreeMap<&str, &PackageRow> = Default::default();
-    for p in packages {
-        if package.is_some_and(|want| want != p.name) {
-            continue;
-        }
-        if version.is_some_and(|v| v != p.version) {
-            continue;
-        }
-        // Rows come oldest first: later ones win.
-        newest.insert(&p.name, p);
-    }
-    let candidates: Vec<(&PackageRow, usize)> = newest
-        .values()
-        .filter_map(|p| {
-            p.metadata
-                .workflows
-                .iter()
-                .position(|w| w.name == name)
-                .map(|i| (*p, i))
-        })
-        .collect();
-    match candidates.as_slice() {
-        [one] => Ok(*one),
-        [] => {
-            let known = newest
-                .values()
-                .flat_map(|p| p.metadata.workflows.iter().map(|w| w.name.as_str()));
-            let hint = crate::suggest::did_you_mean(name, known);
-            Err(LookupError::NotFound(match version {
-                Some(v) => {
-                    format!("workflow '{workflow}' version {v} not found in tenant {tenant}{hint}")
-                }
-                None => format!("workflow '{workflow}' not found in tenant {tenant}{hint}"),
-            }))
-        }
-        many => Err(LookupError::Ambiguous(format!(
-            "workflow '{workflow}' is defined by several packages of tenant {tenant}: {}; name one as PACKAGE::WORKFLOW",
-            many.iter()
-                .map(|(p, _)| format!("{}::{name}", p.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
     }
 }
