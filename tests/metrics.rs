@@ -384,4 +384,69 @@ async fn fleet_counts_are_exact(db: Db) {
     r.shutdown().await;
 }
 
-culvert_tests::both_backends!(workflows_move_the_metrics, fleet_counts_are_exact);
+/// Schedules' due times move `culvert_schedule_fires_total` by outcome
+/// (and `missed` for those a catch-up policy dropped), and each start
+/// records its lag from the due time.
+async fn schedules_move_the_metrics(db: Db) {
+    let handle = prometheus();
+    let db = TestDb::new(db).await;
+    const T0: i64 = 1_796_083_200_000;
+    let clock = std::sync::Arc::new(culvert::ManualClock::new(T0));
+    let mut c = config(&db);
+    c.clock = clock.clone();
+    let r = Runner::open(c).await.unwrap();
+    let tenant = match db.kind {
+        Db::Sqlite => "cron-sqlite",
+        Db::Postgres => "cron-pg",
+    };
+    r.create_tenant(tenant, &TenantLimits::default())
+        .await
+        .unwrap();
+    r.register_package(tenant, &read(artifacts::HELLO))
+        .await
+        .unwrap();
+    let mut spec = culvert::ScheduleSpec::new("hello", "0 * * * * *");
+    spec.catch_up = culvert::CatchUp::Latest;
+    spec.overlap = culvert::Overlap::Skip;
+    r.create_schedule(tenant, spec).await.unwrap();
+    // An hour down, then two passes: the latest missed minute starts
+    // (caught up) and 58 are missed; the on-time minute, and the next one,
+    // are skipped for the overlap (nothing runs the caught-up execution).
+    clock.set(T0 + 60 * 60_000 + 500);
+    r.firer().pass().await.unwrap();
+    clock.set(T0 + 61 * 60_000 + 500);
+    r.firer().pass().await.unwrap();
+    let text = handle.render();
+    for (outcome, n) in [
+        ("started", 0.0),
+        ("caught_up", 1.0),
+        ("missed", 58.0),
+        ("skipped_overlap", 2.0),
+    ] {
+        assert_eq!(
+            value(
+                &text,
+                names::SCHEDULE_FIRES,
+                &[("tenant", tenant), ("outcome", outcome)]
+            ),
+            n,
+            "{outcome}"
+        );
+    }
+    // One start, 60.5 s after its due time.
+    let lag = |le: &str| {
+        value(
+            &text,
+            &format!("{}_bucket", names::SCHEDULE_LAG),
+            &[("tenant", tenant), ("le", le)],
+        )
+    };
+    assert_eq!(lag("60"), 0.0);
+    assert_eq!(lag("300"), 1.0);
+}
+
+culvert_tests::both_backends!(
+    workflows_move_the_metrics,
+    fleet_counts_are_exact,
+    schedules_move_the_metrics
+);

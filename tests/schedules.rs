@@ -477,7 +477,58 @@ async fn declared_schedules_obey_the_tenant(db: Db) {
     );
 }
 
+/// A host that died between registering a package and writing its
+/// declared schedules left them out (and stale ones of a removed package
+/// in): the next firing loop to start puts them right.
+async fn declared_schedules_are_repaired_when_a_host_starts(db: Db) {
+    let db = TestDb::new(db).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let r = runner(&db, &clock).await;
+    r.register_package("public", &read(artifacts::SANDBOX_PROBE))
+        .await
+        .unwrap();
+    let store = r.store().clone();
+    // As if the sync had never run for the probe, and a gone package had
+    // left a declared schedule behind.
+    store
+        .sync_declared_schedules("public", "sandbox-probe", &[])
+        .await
+        .unwrap();
+    let stale = culvert::DeclaredSchedule {
+        key: "gone#0".into(),
+        spec: ScheduleSpec::new("gone::gone", "0 0 3 1 1 *"),
+        next_due_at: Some(NEW_YEAR_3AM_BERLIN),
+    };
+    store
+        .sync_declared_schedules("public", "gone", &[stale])
+        .await
+        .unwrap();
+    let declared = |store: Arc<dyn culvert::Store>| async move {
+        let mut packages: Vec<String> = store
+            .list_schedules(Some("public"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|s| s.package)
+            .collect();
+        packages.sort();
+        packages
+    };
+    assert_eq!(declared(store.clone()).await, ["gone"]);
+    r.start_firing();
+    let t0 = std::time::Instant::now();
+    while declared(store.clone()).await != ["sandbox-probe", "sandbox-probe"] {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "never repaired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    r.shutdown().await;
+}
+
 culvert_tests::both_backends!(
+    declared_schedules_are_repaired_when_a_host_starts,
     declared_schedules_follow_the_active_version,
     declared_schedules_obey_the_tenant,
     catch_up_after_a_three_hour_outage,

@@ -103,7 +103,39 @@
 //! dependency cycle, an invalid retry policy (zero attempts, an unknown
 //! backoff, an initial delay above the maximum), and a trigger rule that
 //! names a task that is not a dependency. So is a `#[workflow]` module that
-//! no [`export_package!`] names (a component that would export nothing).
+//! no [`export_package!`] names (a component that would export nothing),
+//! and a `schedule(...)` whose cron expression, timezone, context or policy
+//! is invalid.
+//!
+//! ## Schedules
+//!
+//! A workflow may declare schedules; the host starts it at each due time
+//! (the repository's docs/SCHEDULES.md has what each policy does):
+//!
+//! ```
+//! #[culvert_sdk::workflow(
+//!     name = "nightly",
+//!     schedule(cron = "0 30 2 * * *", timezone = "Europe/Berlin", catch_up = "latest")
+//! )]
+//! mod nightly {
+//!     #[task(id = "refresh")]
+//!     fn refresh(ctx: &mut Context) -> Result<(), TaskError> {
+//!         ctx.insert("refreshed", true)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! culvert_sdk::export_package!(nightly);
+//! ```
+//!
+//! | key | meaning | default |
+//! |---|---|---|
+//! | `cron = "..."` | six fields, seconds first (`"0 */5 * * * *"`), or the classic five | required |
+//! | `timezone = "..."` | an IANA name the expression is read in | `"UTC"` |
+//! | `context = r#"{...}"#` | the initial context, a JSON object | `{}` |
+//! | `catch_up = "..."` | missed due times: `"skip"`, `"latest"` or `"all"` | `"skip"` |
+//! | `catch_up_cap = N` | the most missed due times `"all"` starts, 1 to 100 | 10 |
+//! | `overlap = "..."` | a due time while the last run goes on: `"allow"`, `"skip"` or `"queue_one"` | `"allow"` |
 //!
 //! ## The `#[task]` attribute
 //!

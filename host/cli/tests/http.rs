@@ -596,6 +596,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/executions/{id}/stream"),
     ("POST", "/api/v1/executions/{id}/cancel"),
     ("POST", "/api/v1/executions/{id}/retry"),
+    ("GET", "/api/v1/schedules"),
+    ("POST", "/api/v1/schedules"),
+    ("GET", "/api/v1/schedules/{id}"),
+    ("DELETE", "/api/v1/schedules/{id}"),
+    ("POST", "/api/v1/schedules/{id}/pause"),
+    ("POST", "/api/v1/schedules/{id}/resume"),
+    ("POST", "/api/v1/schedules/{id}/trigger"),
     ("GET", "/api/v1/tenants"),
     ("POST", "/api/v1/tenants"),
     ("GET", "/api/v1/tenants/{name}"),
@@ -677,6 +684,7 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
 struct Targets {
     package: String,
     execution: String,
+    schedule: String,
     tenant: String,
     key_id: String,
 }
@@ -689,6 +697,8 @@ fn concrete(path: &str, t: &Targets) -> String {
     };
     let p = if p.starts_with("/api/v1/keys/") {
         p.replace("{id}", &t.key_id)
+    } else if p.starts_with("/api/v1/schedules/") {
+        p.replace("{id}", &t.schedule)
     } else {
         p.replace("{id}", &t.execution)
     };
@@ -705,6 +715,7 @@ fn body_for(method: &str, path: &str, t: &Targets, wasm: &[u8]) -> Option<(Vec<u
             Some((wasm.to_vec(), "application/wasm".into()))
         }
         ("POST", "/api/v1/executions") => json(json!({"workflow": "hello"})),
+        ("POST", "/api/v1/schedules") => json(json!({"workflow": "hello", "cron": "0 0 3 1 1 *"})),
         ("POST", "/api/v1/tenants") => json(json!({"name": "made-by-nobody"})),
         ("PATCH", _) => json(json!({"max_packages": 7})),
         ("POST" | "DELETE", p) if p.ends_with("/grants") => {
@@ -773,6 +784,7 @@ async fn the_api_on_one_server(db: Db) {
     step("6. audit log", &|| the_audit_log(&db, api, &op));
     step("6b. cancel at once", &|| cancel_at_once(api, &op));
     step("8. pages", &|| pages_of_executions(api, &op));
+    step("9. schedules", &|| schedules_through_the_api(api, &op));
     assert!(
         failed.is_empty(),
         "failed steps (see their panics above): {failed:?}"
@@ -795,9 +807,17 @@ fn keys_on_every_route(db: &TestDb, api: Api, op: &str, expiring: &Key) {
     api.upload(&a.secret, "/api/v1/packages", artifacts::HELLO);
     let exec_a = api.start(&a.secret, "hello", json!({}));
     api.wait_finished(&a.secret, &exec_a);
+    let r = api.post(
+        &a.secret,
+        "/api/v1/schedules",
+        &json!({"workflow": "hello", "cron": "0 0 3 1 1 *"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.brief());
+    let schedule_a = r.json()["id"].as_str().unwrap().to_string();
     let t = Targets {
         package: "hello".into(),
         execution: exec_a.clone(),
+        schedule: schedule_a.clone(),
         tenant: "keys-a".into(),
         key_id: a.id.clone(),
     };
@@ -952,6 +972,21 @@ fn keys_on_every_route(db: &TestDb, api: Api, op: &str, expiring: &Key) {
             &ghost,
         );
     }
+    for (method, suffix) in [
+        ("GET", ""),
+        ("DELETE", ""),
+        ("POST", "/pause"),
+        ("POST", "/resume"),
+        ("POST", "/trigger"),
+    ] {
+        same_as_unknown(
+            method,
+            &format!("/api/v1/schedules/{schedule_a}{suffix}"),
+            &format!("/api/v1/schedules/{ghost}{suffix}"),
+            &schedule_a,
+            &ghost,
+        );
+    }
     for method in ["GET", "DELETE"] {
         same_as_unknown(
             method,
@@ -964,6 +999,7 @@ fn keys_on_every_route(db: &TestDb, api: Api, op: &str, expiring: &Key) {
     for (method, path) in [
         ("GET", "/api/v1/packages"),
         ("GET", "/api/v1/executions"),
+        ("GET", "/api/v1/schedules"),
         ("GET", "/api/v1/packages/hello"),
         ("DELETE", "/api/v1/packages/hello"),
         ("GET", &format!("/api/v1/executions/{exec_a}") as &str),
@@ -1000,8 +1036,12 @@ fn keys_on_every_route(db: &TestDb, api: Api, op: &str, expiring: &Key) {
         Body::Raw(&hello, "application/wasm"),
     );
     assert_error(&r, 404, "not_found", "upload into keys-a with b's key");
-    // b's own lists hold none of a's things.
+    // b's own lists hold none of a's things, and a's schedule is as it was.
     assert_eq!(api.get_ok(&b.secret, "/api/v1/packages"), json!([]));
+    assert_eq!(api.get_ok(&b.secret, "/api/v1/schedules"), json!([]));
+    let mine = api.get_ok(&a.secret, &format!("/api/v1/schedules/{schedule_a}"));
+    assert_eq!(mine["paused"], false);
+    assert_eq!(mine["fires"], json!([]), "b's trigger started nothing");
     assert_eq!(
         api.get_ok(&b.secret, "/api/v1/executions")["executions"],
         json!([])
@@ -1014,6 +1054,7 @@ fn keys_on_every_route(db: &TestDb, api: Api, op: &str, expiring: &Key) {
             let t = Targets {
                 package: t.package.clone(),
                 execution: t.execution.clone(),
+                schedule: t.schedule.clone(),
                 tenant: tenant.into(),
                 key_id: t.key_id.clone(),
             };
@@ -1040,6 +1081,104 @@ fn keys_on_every_route(db: &TestDb, api: Api, op: &str, expiring: &Key) {
         api.get_ok(op, "/api/v1/tenants/keys-a")["limits"]["max_packages"],
         100
     );
+}
+
+/// 9. Schedules: create (201), list, show with its fires, trigger (an
+///    execution that `?schedule=` finds), pause, resume and delete; bad
+///    input is 400 or 404 with the rule, and an operator acts with
+///    `?tenant=`.
+fn schedules_through_the_api(api: Api, op: &str) {
+    let k = api.tenant(op, "cron", json!({"max_schedules": 1})).secret;
+    api.upload(&k, "/api/v1/packages", artifacts::HELLO);
+    for (body, status, kind, needle) in [
+        (
+            json!({"workflow": "hello", "cron": "61 * * * * *"}),
+            400,
+            "invalid_request",
+            "invalid cron expression '61 * * * * *'",
+        ),
+        (
+            json!({"workflow": "hello", "cron": "* * * * * *", "timezone": "Nowhere/Land"}),
+            400,
+            "invalid_request",
+            "unknown timezone 'Nowhere/Land'",
+        ),
+        (
+            json!({"workflow": "hello", "cron": "* * * * * *", "overlap": "sometimes"}),
+            400,
+            "invalid_request",
+            "unknown overlap policy 'sometimes': use allow, skip, queue_one",
+        ),
+        (
+            json!({"workflow": "hello", "cron": "* * * * * *", "catch_up_cap": 0}),
+            400,
+            "invalid_request",
+            "catch_up_cap 0 is out of range",
+        ),
+        (
+            json!({"workflow": "helo", "cron": "* * * * * *"}),
+            404,
+            "not_found",
+            "hello",
+        ),
+        (
+            json!({"workflow": "hello", "cron": "* * * * * *", "extra": 1}),
+            400,
+            "invalid_json",
+            "extra",
+        ),
+    ] {
+        let r = api.post(&k, "/api/v1/schedules", &body);
+        let m = assert_error(&r, status, kind, &body.to_string());
+        assert!(m.contains(needle), "{body}: {m}");
+    }
+    let r = api.post(
+        &k,
+        "/api/v1/schedules",
+        &json!({"workflow": "hello", "cron": "0 0 3 1 1 *", "context": {"name": "cron"}, "overlap": "queue_one"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.brief());
+    let created = r.json();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["overlap"], "queue_one");
+    assert!(created["next_due_at"].as_str().unwrap().starts_with("20"));
+    // max_schedules = 1.
+    let r = api.post(
+        &k,
+        "/api/v1/schedules",
+        &json!({"workflow": "hello", "cron": "0 0 4 1 1 *"}),
+    );
+    let m = assert_error(&r, 429, "quota_exceeded", "a second schedule");
+    assert!(m.contains("max_schedules"), "{m}");
+    let r = api.post(&k, &format!("/api/v1/schedules/{id}/trigger"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.brief());
+    let fire = r.json();
+    assert_eq!(fire["outcome"], "triggered");
+    let execution = fire["execution"].as_str().unwrap().to_string();
+    let listed = api.get_ok(&k, &format!("/api/v1/executions?schedule={id}"));
+    assert_eq!(listed["executions"][0]["id"], execution.as_str());
+    assert_eq!(
+        listed["executions"][0]["scheduled_for"],
+        fire["scheduled_for"]
+    );
+    let shown = api.get_ok(&k, &format!("/api/v1/schedules/{id}"));
+    assert_eq!(shown["fires"][0]["execution"], execution.as_str());
+    let r = api.post(&k, &format!("/api/v1/schedules/{id}/pause"), &json!({}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["paused"], true);
+    // An operator sees and changes it with ?tenant=.
+    let theirs = api.get_ok(op, "/api/v1/schedules?tenant=cron");
+    assert_eq!(theirs[0]["id"], id.as_str());
+    let r = api.post(
+        op,
+        &format!("/api/v1/schedules/{id}/resume?tenant=cron"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.brief());
+    assert_eq!(r.json()["paused"], false);
+    let r = api.delete(&k, &format!("/api/v1/schedules/{id}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(api.get_ok(&k, "/api/v1/schedules"), json!([]));
 }
 
 /// 2. Bodies: a package over the tenant's max_package_bytes is 413 (with

@@ -184,7 +184,7 @@ impl Firer {
         let (package, index, limits) = target
             .as_ref()
             .map_err(|e| StoreError::NotFound(e.clone()))?;
-        let plan = ExecutionPlan::new(package.metadata.workflows[index.to_owned()].clone());
+        let plan = ExecutionPlan::new(package.metadata.workflows[*index].clone());
         let fire = PlannedFire {
             due: now,
             outcome: FireOutcome::Triggered,
@@ -200,7 +200,15 @@ impl Firer {
                 fires: vec![fire],
                 host: self.host,
             })
-            .await?
+            .await
+            .map_err(|e| match e {
+                // Its due time is the millisecond: taken by a trigger just now.
+                StoreError::Conflict(_) => StoreError::Conflict(format!(
+                    "schedule {} was triggered in this very millisecond already: try again",
+                    schedule.id
+                )),
+                e => e,
+            })?
             .unwrap_or_default();
         let row = rows
             .into_iter()

@@ -296,8 +296,14 @@ impl Runner {
     /// starts once however many do.
     pub fn start_firing(&self) {
         let firer = self.firer.clone();
+        let store = self.store.clone();
         let rx = self.shutdown.subscribe();
-        let handle = tokio::spawn(firer.run(rx));
+        let handle = tokio::spawn(async move {
+            if let Err(e) = schedules::resync_declared(&store, firer.clock().now_ms()).await {
+                tracing::warn!(error = %e, "could not check packages' declared schedules");
+            }
+            firer.run(rx).await
+        });
         self.tasks.lock().expect("runner lock").push(handle);
     }
 

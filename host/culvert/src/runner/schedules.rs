@@ -6,9 +6,12 @@ use super::{Error, Runner, validate_tenant};
 use crate::cron::ScheduleSpec;
 use crate::package::PackageMetadata;
 use crate::registry::find_workflow;
-use crate::store::{DeclaredSchedule, FireRow, NewSchedule, ScheduleRow};
+use crate::store::{
+    DeclaredSchedule, FireRow, NewSchedule, PackageRow, ScheduleRow, Store, StoreError,
+};
 use crate::tenants::TenantLimits;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The schedules `meta` declares, checked against `limits` (their
@@ -50,6 +53,59 @@ pub(super) fn declared_schedules(
     Ok(out)
 }
 
+/// Make `package`'s declared schedules in `tenant` those of its newest row
+/// in `packages` (the tenant's, oldest first), or none.
+async fn sync_package(
+    store: &Arc<dyn Store>,
+    tenant: &str,
+    package: &str,
+    packages: &[PackageRow],
+    limits: &TenantLimits,
+    now: i64,
+) -> Result<(), StoreError> {
+    let declared = match packages
+        .iter()
+        .rev()
+        .find(|p| p.tenant == tenant && p.name == package)
+    {
+        Some(active) => declared_schedules(&active.metadata, limits, now).unwrap_or_else(|e| {
+            // Registered when the tenant's limits allowed it; they changed.
+            tracing::warn!(tenant, package, error = %e, "declared schedules left out");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    store
+        .sync_declared_schedules(tenant, package, &declared)
+        .await
+}
+
+/// Bring every package's declared schedules in line with its active
+/// version: what a host does when its firing loop starts, so that a crash
+/// between registering a package and syncing its schedules is repaired.
+pub(super) async fn resync_declared(store: &Arc<dyn Store>, now: i64) -> Result<(), StoreError> {
+    let packages = store.list_packages(None).await?;
+    let mut pairs: BTreeSet<(String, String)> = packages
+        .iter()
+        .map(|p| (p.tenant.clone(), p.name.clone()))
+        .collect();
+    // Declared schedules of packages no longer registered go too.
+    for s in store.list_schedules(None).await? {
+        if let Some(package) = s.package {
+            pairs.insert((s.tenant, package));
+        }
+    }
+    let mut limits: HashMap<String, TenantLimits> = HashMap::new();
+    for (tenant, package) in pairs {
+        if !limits.contains_key(&tenant) {
+            let l = store.get_tenant(&tenant).await?.limits;
+            limits.insert(tenant.clone(), l);
+        }
+        sync_package(store, &tenant, &package, &packages, &limits[&tenant], now).await?;
+    }
+    Ok(())
+}
+
 /// A schedule's initial context against `max_context_bytes`.
 fn check_context(spec: &ScheduleSpec, limits: &TenantLimits) -> Result<(), String> {
     let bytes = crate::scheduler::json_len(&spec.context) as u64;
@@ -74,17 +130,7 @@ impl Runner {
     pub(super) async fn sync_declared(&self, tenant: &str, package: &str) -> Result<(), Error> {
         let limits = self.tenant(tenant).await?.limits;
         let packages = self.store.list_packages(Some(tenant)).await?;
-        let declared = match packages.iter().rev().find(|p| p.name == package) {
-            Some(active) => declared_schedules(&active.metadata, &limits, self.now())
-                .unwrap_or_else(|e| {
-                    tracing::warn!(tenant, package, error = %e, "declared schedules left out");
-                    Vec::new()
-                }),
-            None => Vec::new(),
-        };
-        self.store
-            .sync_declared_schedules(tenant, package, &declared)
-            .await?;
+        sync_package(&self.store, tenant, package, &packages, &limits, self.now()).await?;
         Ok(())
     }
 
