@@ -211,6 +211,11 @@ async fn pause_and_resume(db: Db) {
     assert_eq!(minutes(&started(&r, s.id).await), [65, 66]);
     let row = r.execution("public", execution).await.unwrap().0;
     assert_eq!(row.schedule, Some(s.id));
+    // Fire records age out with retention, like the executions.
+    assert_eq!(r.schedule_fires(None, s.id, 10).await.unwrap().len(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    r.prune(std::time::Duration::ZERO).await.unwrap();
+    assert!(r.schedule_fires(None, s.id, 10).await.unwrap().is_empty());
 }
 
 async fn a_schedule_of_a_removed_package(db: Db) {

@@ -111,40 +111,19 @@ where
             }
         }
         // The audit log ages out with the executions it records, in
-        // bounded batches too.
-        loop {
-            let mut tx = self.0.begin_write().await?;
-            let n = sqlx::query(
+        // bounded batches too; so do the records of schedules' due times
+        // (the claims, and what each due time became).
+        report.audit = self
+            .delete_in_batches(
                 "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 ORDER BY id LIMIT $2)",
+                finished_before_ms,
             )
-            .bind(finished_before_ms)
-            .bind(AUDIT_BATCH)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            report.audit += n;
-            if n < AUDIT_BATCH as u64 {
-                break;
-            }
-        }
-        // So do the records of schedules' due times (the claims; what
-        // each due time became).
-        loop {
-            let mut tx = self.0.begin_write().await?;
-            let n = sqlx::query(
-                "DELETE FROM schedule_fires WHERE (schedule_id, due_at) IN (SELECT schedule_id, due_at FROM schedule_fires WHERE fired_at < $1 ORDER BY fired_at LIMIT $2)",
-            )
-            .bind(finished_before_ms)
-            .bind(AUDIT_BATCH)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            if n < AUDIT_BATCH as u64 {
-                break;
-            }
-        }
+            .await?;
+        self.delete_in_batches(
+            "DELETE FROM schedule_fires WHERE (schedule_id, due_at) IN (SELECT schedule_id, due_at FROM schedule_fires WHERE fired_at < $1 ORDER BY fired_at LIMIT $2)",
+            finished_before_ms,
+        )
+        .await?;
         let mut tx = self.0.begin_write().await?;
         report.blobs = sqlx::query(GC_BLOBS)
             .execute(&mut *tx)
@@ -152,5 +131,26 @@ where
             .rows_affected();
         tx.commit().await?;
         Ok(report)
+    }
+
+    /// Run `delete` (a `DELETE` of at most `$2` rows older than `$1`) in
+    /// short transactions until a batch deletes fewer than [`AUDIT_BATCH`]
+    /// rows: how many it deleted.
+    async fn delete_in_batches(&self, delete: &'static str, before_ms: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.0.begin_write().await?;
+            let n = sqlx::query(delete)
+                .bind(before_ms)
+                .bind(AUDIT_BATCH)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            total += n;
+            if n < AUDIT_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 }

@@ -377,19 +377,10 @@ where
                 "schedule {id} is declared by package '{package}': pause it, or remove or upgrade the package"
             )));
         }
+        // The row read above is this tenant's and set at run time: a
+        // schedule's tenant and origin never change.
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM schedule_fires WHERE schedule_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let done =
-            sqlx::query("DELETE FROM schedules WHERE id = $1 AND tenant = $2 AND package IS NULL")
-                .bind(id)
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if done == 0 {
+        if delete_with_fires(&mut tx, id).await? == 0 {
             return Err(not_found(id));
         }
         tx.commit().await?;
@@ -414,14 +405,7 @@ where
         .await?;
         for (id, key) in &existing {
             if !declared.iter().any(|d| &d.key == key) {
-                sqlx::query("DELETE FROM schedule_fires WHERE schedule_id = $1")
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM schedules WHERE id = $1")
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
+                delete_with_fires(&mut tx, *id).await?;
             }
         }
         for d in declared {
@@ -617,6 +601,26 @@ where
         .await?;
         Ok(rows.into_iter().map(FireRow::from).collect())
     }
+}
+
+/// Delete schedule `id` and its fire records in `tx`: how many schedules
+/// it deleted (0 or 1).
+async fn delete_with_fires<DB>(tx: &mut sqlx::Transaction<'static, DB>, id: Uuid) -> Result<u64>
+where
+    DB: Database<QueryResult: RowsAffected>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query("DELETE FROM schedule_fires WHERE schedule_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(sqlx::query("DELETE FROM schedules WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }
 
 /// Insert a schedule row in `tx`.
