@@ -238,11 +238,11 @@ fn state(v: &Value) -> String {
     }
 }
 
-/// Who set it: `declared by P`, or `set`.
+/// Who set it: `declared by P`, or `set at run time`.
 fn origin(v: &Value) -> String {
     match v["package"].as_str() {
         Some(p) => format!("declared by {p}"),
-        None => "set".into(),
+        None => "set at run time".into(),
     }
 }
 

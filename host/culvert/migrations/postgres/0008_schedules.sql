@@ -29,7 +29,10 @@ CREATE TABLE schedules (
     updated_at    BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX schedules_declared ON schedules (tenant, package, declared_key) WHERE package IS NOT NULL;
+-- What each host's firing loop reads four times a second: due ones, and
+-- the few with a kept due time.
 CREATE INDEX schedules_due ON schedules (next_due_at);
+CREATE INDEX schedules_queued ON schedules (queued_for) WHERE queued_for IS NOT NULL;
 
 -- Each due time is claimed once: the row is inserted in the transaction
 -- that starts its execution, and its key refuses a second claim.

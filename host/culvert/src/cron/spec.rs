@@ -131,6 +131,22 @@ impl ScheduleSpec {
     /// # Errors
     /// The [`ScheduleError`] naming what is wrong.
     pub fn validate(&self, min_interval_ms: u64, now: i64) -> Result<CronTimes, ScheduleError> {
+        // `name` or `package::name`: two names of at most 128 bytes.
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 128
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        };
+        let workflow_ok = match self.workflow.split_once("::") {
+            Some((package, name)) => name_ok(package) && name_ok(name),
+            None => name_ok(&self.workflow),
+        };
+        if !workflow_ok {
+            return Err(ScheduleError::Workflow(crate::guest_text::printable(
+                &self.workflow,
+            )));
+        }
         let times = CronTimes::parse(&self.cron, &self.timezone)?;
         if self.catch_up_cap == 0 || self.catch_up_cap > MAX_CATCH_UP_CAP {
             return Err(ScheduleError::CatchUpCap(self.catch_up_cap));
@@ -153,6 +169,11 @@ pub enum ScheduleError {
         /// croner's reason.
         reason: String,
     },
+    /// The workflow is not a name (`name` or `package::name`).
+    #[error(
+        "invalid workflow '{0}': give NAME or PACKAGE::NAME (letters, digits, '_', '-', '.'; at most 128 bytes each)"
+    )]
+    Workflow(String),
     /// The timezone is not an IANA name.
     #[error("unknown timezone '{0}': use an IANA name such as 'UTC' or 'Europe/Berlin'")]
     Timezone(String),
@@ -365,6 +386,19 @@ mod tests {
         // Two fires a second apart once a day are as much a flood.
         let pair = ScheduleSpec::new("w", "0,1 0 0 * * *");
         assert!(pair.validate(5000, now).is_err());
+        let long = ScheduleSpec::new("w".repeat(129), "* * * * * *");
+        assert!(matches!(
+            long.validate(1000, now),
+            Err(ScheduleError::Workflow(_))
+        ));
+        let evil = ScheduleSpec::new("a\nINFO forged", "* * * * * *");
+        let err = evil.validate(1000, now).unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(
+            ScheduleSpec::new("pkg::wf", "* * * * * *")
+                .validate(1000, now)
+                .is_ok()
+        );
         let never = ScheduleSpec::new("w", "0 0 0 30 2 *");
         assert!(matches!(
             never.validate(1000, now),
