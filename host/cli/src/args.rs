@@ -428,8 +428,9 @@ pub struct BenchArgs {
     /// this directory.
     #[arg(long, env = "CULVERT_PACKAGES")]
     pub packages: Option<PathBuf>,
-    /// For `throughput`: also run on this PostgreSQL server (URL without a
-    /// database, e.g. postgres://postgres@127.0.0.1:5432), with one host and
+    /// For `throughput` and `schedules`: also run on this PostgreSQL
+    /// server (URL without a database, e.g.
+    /// postgres://postgres@127.0.0.1:5432); `throughput` with one host and
     /// with two.
     #[arg(long)]
     pub postgres: Option<String>,
@@ -461,6 +462,8 @@ pub enum BenchKind {
     Tenants,
     /// The HTTP API over loopback: getting and starting executions.
     Http,
+    /// The firing loop: 1,000 schedules due at once, and idle passes.
+    Schedules,
 }
 
 /// `culvert package ...`

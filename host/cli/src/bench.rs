@@ -499,7 +499,7 @@ pub async fn throughput(
 }
 
 /// Drop the databases this process's benchmark runs created.
-async fn drop_postgres_databases(server: &str) -> anyhow::Result<()> {
+pub(crate) async fn drop_postgres_databases(server: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
     let base = server.trim_end_matches('/');
     let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await?;
@@ -520,7 +520,7 @@ async fn drop_postgres_databases(server: &str) -> anyhow::Result<()> {
 }
 
 /// Create an empty database next to `server`'s default one.
-async fn fresh_postgres_database(server: &str, run: usize) -> anyhow::Result<String> {
+pub(crate) async fn fresh_postgres_database(server: &str, run: usize) -> anyhow::Result<String> {
     use sqlx::Connection;
     let base = server.trim_end_matches('/');
     let name = format!("culvert_bench_{}_{run}", std::process::id());
@@ -803,6 +803,9 @@ pub(crate) async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i3
             .await
         }
         BenchKind::Http => crate::bench_http::http(&packages, &scratch).await,
+        BenchKind::Schedules => {
+            crate::bench_schedules::schedules(&packages, &scratch, args.postgres.as_deref()).await
+        }
         BenchKind::Tenants => {
             tenants(
                 &packages,

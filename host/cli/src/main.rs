@@ -13,6 +13,7 @@ mod apikey;
 mod args;
 mod bench;
 mod bench_http;
+mod bench_schedules;
 mod client;
 mod common;
 mod demo;
