@@ -70,8 +70,7 @@ pub fn router(config: &ServerConfig) -> Router<Arc<AppState>> {
         .route("/ui/executions/{id}/tasks/{task}", get(task))
         .route("/ui/packages", get(packages))
         .route("/ui/schedules", get(schedules))
-        .route("/ui/schedules/{id}/pause", post(pause_schedule))
-        .route("/ui/schedules/{id}/resume", post(resume_schedule))
+        .route("/ui/schedules/{id}/{action}", post(change_schedule))
         .route("/ui/usage", get(usage))
         .route("/ui/assets/dashboard.css", get(css))
         .route("/ui/assets/dashboard.js", get(js))
@@ -705,47 +704,25 @@ async fn schedules(
     Ok(html(pages::schedules(&v, &rows)))
 }
 
-/// Pause or resume through the API's handler (its tenant check and audit
-/// entry), then back to the list.
-async fn toggle_schedule(
-    state: Arc<AppState>,
+/// Pause or resume (`action`) through the API's handler (its tenant check
+/// and audit entry), then back to the list.
+async fn change_schedule(
+    State(state): State<Arc<AppState>>,
     s: Session,
-    id: Uuid,
-    q: TenantQuery,
-    form: CsrfForm,
-    pause: bool,
+    Path((id, action)): Path<(Uuid, String)>,
+    Query(q): Query<TenantQuery>,
+    Form(form): Form<CsrfForm>,
 ) -> UiResult<Response> {
     s.check_csrf(&state, &form.csrf).await?;
     let tenant = s.caller.tenant_for(q.tenant.as_deref())?;
     let back = viewer(&s, &tenant, &[]).href("/ui/schedules");
-    if pause {
-        let _paused =
-            crate::routes::schedules::pause(State(state), s.caller, Path(id), Query(q)).await?;
-    } else {
-        let _resumed =
-            crate::routes::schedules::resume(State(state), s.caller, Path(id), Query(q)).await?;
-    }
+    let (state, caller, id, q) = (State(state), s.caller, Path(id), Query(q));
+    let _changed = match action.as_str() {
+        "pause" => crate::routes::schedules::pause(state, caller, id, q).await?,
+        "resume" => crate::routes::schedules::resume(state, caller, id, q).await?,
+        _ => return Err(ApiError::not_found("no such route").into()),
+    };
     Ok(Redirect::to(&back).into_response())
-}
-
-async fn pause_schedule(
-    State(state): State<Arc<AppState>>,
-    s: Session,
-    Path(id): Path<Uuid>,
-    Query(q): Query<TenantQuery>,
-    Form(form): Form<CsrfForm>,
-) -> UiResult<Response> {
-    toggle_schedule(state, s, id, q, form, true).await
-}
-
-async fn resume_schedule(
-    State(state): State<Arc<AppState>>,
-    s: Session,
-    Path(id): Path<Uuid>,
-    Query(q): Query<TenantQuery>,
-    Form(form): Form<CsrfForm>,
-) -> UiResult<Response> {
-    toggle_schedule(state, s, id, q, form, false).await
 }
 
 async fn usage(
