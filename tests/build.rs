@@ -20,6 +20,10 @@ const GUESTS: &[&str] = &[
     "shapes",
     "capable",
     "contract-v01",
+    "fetch",
+    // Package `egress`; its component and constant follow the crate's
+    // name: egress_guest.wasm, EGRESS_GUEST.
+    "egress-guest",
 ];
 
 /// Features of the `liar` fixture: one component per feature.

@@ -8,7 +8,8 @@
 //!   workflow (a DAG). Dependencies, retry policies, timeouts and trigger
 //!   rules are checked at compile time.
 //! - [`export_package!`]: exports the package's workflows from the component.
-//! - [`Context`], [`TaskError`] and the [`log`] functions, which tasks use.
+//! - [`Context`], [`TaskError`] and the [`log`] functions, which tasks use,
+//!   and [`http`], a small blocking client for outbound HTTP.
 //!
 //! [`testing`] runs the workflows natively, under `cargo test`.
 //!
@@ -158,10 +159,30 @@
 //! `exists("key")`, `equals("key", value)`, `not_equals("key", value)`,
 //! `greater_than("key", number)`, `less_than("key", number)` and
 //! `contains("key", value)`. Values are string, number or bool literals.
+//!
+//! ## Outbound HTTP
+//!
+//! [`http`] sends requests over `wasi:http` to the hosts the package
+//! declares in `export_package!(.., capabilities(http_hosts = [..]))` and an
+//! operator grants to the tenant:
+//!
+//! ```no_run
+//! # fn task(ctx: &mut culvert_sdk::Context) -> Result<(), culvert_sdk::TaskError> {
+//! let items: serde_json::Value = culvert_sdk::http::get("https://api.example.com/items")?
+//!     .error_for_status()?
+//!     .json()?;
+//! ctx.set("items", items)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Its errors convert into [`TaskError`] with `?`: timeouts, connection
+//! failures, 429 and 5xx are transient, the rest (a refused destination, a
+//! tenant limit, a 404) permanent. Redirects are not followed.
 #![deny(missing_docs)]
 
 mod context;
 mod error;
+pub mod http;
 pub mod log;
 mod runtime;
 #[cfg(not(target_arch = "wasm32"))]
