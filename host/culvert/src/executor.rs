@@ -138,7 +138,16 @@ struct ExecInfo {
     _metadata: Arc<PackageMetadata>,
     /// Last use, for pruning.
     used: Mutex<std::time::Instant>,
+    /// The tenant and the package's name, to read limits and grants again.
+    tenant: String,
+    package: String,
+    /// When `limits` was read.
+    loaded: std::time::Instant,
 }
+
+/// How long the executor uses a tenant's limits and grants before reading
+/// them again (a retry always reads them again).
+const LIMITS_TTL: Duration = Duration::from_secs(1);
 
 /// A completion waiting for the recorder, with where to send its result.
 type Pending = (
@@ -647,15 +656,41 @@ impl Executor {
     }
 
     /// The plan, compiled code, limits and grants of an execution, cached.
-    async fn exec_info(&self, execution: Uuid) -> Result<Arc<ExecInfo>, String> {
-        if let Some(info) = self
+    /// The tenant's limits and grants are read again when they are older
+    /// than [`LIMITS_TTL`] or for a retry (`fresh`), so that a revoked
+    /// grant or a lowered limit applies to the next attempt.
+    async fn exec_info(&self, execution: Uuid, fresh: bool) -> Result<Arc<ExecInfo>, String> {
+        let cached = self
             .executions
             .lock()
             .expect("executor lock")
             .get(&execution)
-        {
+            .cloned();
+        if let Some(info) = cached {
             *info.used.lock().expect("executor lock") = std::time::Instant::now();
-            return Ok(info.clone());
+            if !fresh && info.loaded.elapsed() < LIMITS_TTL {
+                return Ok(info);
+            }
+            let (limits, max_timeout) = self
+                .sandbox_limits(&info.tenant, &info.package, &info._metadata)
+                .await?;
+            let info = Arc::new(ExecInfo {
+                plan: info.plan.clone(),
+                compiled: info.compiled.clone(),
+                label: info.label.clone(),
+                tenant: info.tenant.clone(),
+                package: info.package.clone(),
+                limits,
+                max_timeout,
+                _metadata: info._metadata.clone(),
+                used: Mutex::new(std::time::Instant::now()),
+                loaded: std::time::Instant::now(),
+            });
+            self.executions
+                .lock()
+                .expect("executor lock")
+                .insert(execution, info.clone());
+            return Ok(info);
         }
         let row = self
             .store
@@ -669,17 +704,50 @@ impl Executor {
             .map_err(|e| e.to_string())?;
         let hash = ContentHash::from_hex(&row.content_hash)?;
         let (compiled, metadata) = self.package(&hash).await?;
-        let tenant = self
+        let (limits, max_timeout) = self
+            .sandbox_limits(&row.tenant, &row.package_name, &metadata)
+            .await?;
+        let info = Arc::new(ExecInfo {
+            plan: Arc::new(plan),
+            compiled,
+            label: format!(
+                "{}::{}@{}",
+                row.tenant, row.package_name, row.package_version
+            ),
+            tenant: row.tenant.clone(),
+            package: row.package_name.clone(),
+            limits,
+            max_timeout,
+            _metadata: metadata,
+            used: Mutex::new(std::time::Instant::now()),
+            loaded: std::time::Instant::now(),
+        });
+        self.executions
+            .lock()
+            .expect("executor lock")
+            .insert(execution, info.clone());
+        Ok(info)
+    }
+
+    /// A tenant's sandbox limits and grants for `package`, read from the
+    /// store, and its ceiling on task timeouts.
+    async fn sandbox_limits(
+        &self,
+        tenant: &str,
+        package: &str,
+        metadata: &PackageMetadata,
+    ) -> Result<(SandboxLimits, Duration), String> {
+        let row = self
             .store
-            .get_tenant(&row.tenant)
+            .get_tenant(tenant)
             .await
             .map_err(|e| e.to_string())?;
         let grants = self
             .store
-            .list_grants(&row.tenant)
+            .list_grants(tenant)
             .await
             .map_err(|e| e.to_string())?;
-        let l = &tenant.limits;
+        let l = &row.limits;
         let base = &self.config.task_limits;
         // The tenant's limits decide; the engine still caps memory at its
         // own ceiling.
@@ -692,27 +760,13 @@ impl Executor {
             grants: Arc::new(crate::tenants::resolve_grants(
                 &metadata.capabilities,
                 &grants,
-                &row.package_name,
+                tenant,
+                package,
             )),
+            http: l.egress(),
             ..base.clone()
         };
-        let info = Arc::new(ExecInfo {
-            plan: Arc::new(plan),
-            compiled,
-            label: format!(
-                "{}::{}@{}",
-                row.tenant, row.package_name, row.package_version
-            ),
-            limits,
-            max_timeout: Duration::from_millis(l.max_task_timeout_ms),
-            _metadata: metadata,
-            used: Mutex::new(std::time::Instant::now()),
-        });
-        self.executions
-            .lock()
-            .expect("executor lock")
-            .insert(execution, info.clone());
-        Ok(info)
+        Ok((limits, Duration::from_millis(l.max_task_timeout_ms)))
     }
 
     /// Compiled code and metadata by content hash: from this executor's
@@ -767,7 +821,7 @@ impl Executor {
         // seconds (the task is held, so heartbeats keep its lease) before
         // failing the attempt as a host problem.
         let info = retried("reading the execution", task.execution_id, || {
-            self.exec_info(task.execution_id)
+            self.exec_info(task.execution_id, task.attempt > 1)
         })
         .await;
         let (outcome, plan) = match info {

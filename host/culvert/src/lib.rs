@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `files`, `guest_text`, `suggest`, `telemetry` | bounded reads of regular files; guest text made safe for a log line; "did you mean"; the metrics' names and recording |
 //! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
+//! | `egress` | outbound HTTP: the allowlist (declared and granted host patterns), the address check, the network, the per-call send hook |
 //! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
 //! | `cron` | schedules as pure rules: cron expressions in a timezone, due times, catch-up and overlap |
 //! | `package` | metadata and its validation, linking, the compiled-code cache, `describe` and `run`, the loader |
@@ -31,6 +32,7 @@
 mod access;
 mod contract;
 mod cron;
+mod egress;
 mod executor;
 mod files;
 mod firing;
@@ -58,6 +60,12 @@ pub use contract::{
 pub use cron::{
     CatchUp, CronTimes, Fire, FireOutcome, MAX_CATCH_UP_CAP, ON_TIME_MS, Overlap, Plan, PlanInput,
     ScheduleError, ScheduleSpec, plan as plan_fires, rfc3339,
+};
+pub use egress::{
+    ConnectionLedger, Denial, Destination, EgressConfig, EgressHooks, EgressLimits, EgressPolicy,
+    HostPattern, HostRule, MAX_PATTERN_BYTES as MAX_HOST_PATTERN_BYTES, Network,
+    Outcome as EgressOutcome, PatternError, PortRule, RecordSink, RequestRecord, SchemeRule,
+    prohibited as prohibited_address,
 };
 pub use executor::{Executor, ExecutorConfig, ExecutorStats, retry_decision};
 pub use files::{Links, OpenError, open_regular, read_bounded};

@@ -86,6 +86,17 @@ pub mod names {
     /// Histogram `{tenant}`, seconds: from a due time to its execution's
     /// start, for the due times this host started.
     pub const SCHEDULE_LAG: &str = "culvert_schedule_lag_seconds";
+    /// Counter `{tenant, method, host, status, outcome}`: outbound HTTP
+    /// requests guests made. `host` is the grant that let the request
+    /// through (empty when refused: guest text never becomes a label),
+    /// `status` the response's class (`2xx` ... `5xx`) or empty, `outcome`
+    /// `completed`, `refused`, `failed` or `abandoned`.
+    pub const EGRESS_REQUESTS: &str = "culvert_egress_requests_total";
+    /// Counter `{tenant}`, bytes: response body bytes guests received.
+    pub const EGRESS_BYTES: &str = "culvert_egress_received_bytes_total";
+    /// Histogram `{tenant}`, seconds: from a request to the end of its
+    /// response body (or its failure), for requests that went out.
+    pub const EGRESS_DURATION: &str = "culvert_egress_request_duration_seconds";
 }
 
 /// The bucket upper bounds suggested for each histogram, in seconds.
@@ -120,6 +131,10 @@ pub mod buckets {
     pub const SCHEDULE_LAG: &[f64] = &[
         0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
     ];
+    /// [`EGRESS_DURATION`](super::names::EGRESS_DURATION): 1 ms to 60 s.
+    pub const EGRESS_DURATION: &[f64] = &[
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
 }
 
 /// Every histogram's name with its suggested buckets, for an exporter's
@@ -131,6 +146,7 @@ pub const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
     (names::RECONCILE_TIME, buckets::RECONCILE_TIME),
     (names::HTTP_REQUEST_DURATION, buckets::HTTP_REQUEST_DURATION),
     (names::SCHEDULE_LAG, buckets::SCHEDULE_LAG),
+    (names::EGRESS_DURATION, buckets::EGRESS_DURATION),
 ];
 
 /// Describe every metric (unit and help text) to the installed recorder.
@@ -228,6 +244,21 @@ pub fn describe() {
         names::SCHEDULE_LAG,
         Unit::Seconds,
         "From a schedule's due time to the start of its execution, by tenant."
+    );
+    describe_counter!(
+        names::EGRESS_REQUESTS,
+        Unit::Count,
+        "Outbound HTTP requests guests made, by tenant, method, granted host, status class and outcome (completed, refused, failed, abandoned)."
+    );
+    describe_counter!(
+        names::EGRESS_BYTES,
+        Unit::Bytes,
+        "Response body bytes guests received over outbound HTTP, by tenant."
+    );
+    describe_histogram!(
+        names::EGRESS_DURATION,
+        Unit::Seconds,
+        "From an outbound HTTP request to the end of its response body, by tenant."
     );
 }
 
@@ -383,6 +414,42 @@ pub(crate) fn lease_recoveries(n: usize) {
 /// A database call failed with an error of `kind`.
 pub(crate) fn database_error(kind: &'static str) {
     metrics::counter!(names::DATABASE_ERRORS, "kind" => kind).increment(1);
+}
+
+/// One outbound HTTP request a guest made (see
+/// [`EGRESS_REQUESTS`](names::EGRESS_REQUESTS)).
+pub fn record_egress(
+    tenant: &str,
+    method: &'static str,
+    grant: &str,
+    status: Option<u16>,
+    outcome: &'static str,
+    bytes: u64,
+    elapsed: Duration,
+) {
+    let class = match status {
+        Some(s) if (100..600).contains(&s) => {
+            ["1xx", "2xx", "3xx", "4xx", "5xx"][(s / 100 - 1) as usize]
+        }
+        Some(_) => "other",
+        None => "",
+    };
+    metrics::counter!(
+        names::EGRESS_REQUESTS,
+        "tenant" => tenant.to_owned(),
+        "method" => method,
+        "host" => grant.to_owned(),
+        "status" => class,
+        "outcome" => outcome
+    )
+    .increment(1);
+    if bytes > 0 {
+        metrics::counter!(names::EGRESS_BYTES, "tenant" => tenant.to_owned()).increment(bytes);
+    }
+    if outcome != "refused" {
+        metrics::histogram!(names::EGRESS_DURATION, "tenant" => tenant.to_owned())
+            .record(elapsed.as_secs_f64());
+    }
 }
 
 #[cfg(test)]

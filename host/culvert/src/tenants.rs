@@ -34,7 +34,7 @@
 //! | directory `/path` | the granted host directory, preopened read-only or read-write | not preopened: opening anything there fails |
 //! | wall clock | the real clock | a clock frozen at the Unix epoch |
 //! | random | the host's secure generator | a deterministic generator |
-//! | outbound HTTP | not provided by this host version | a component importing `wasi:http` fails to load |
+//! | outbound HTTP to a host pattern | requests to it go out, policed on each request (see `crate::egress`) | every request fails in the guest, naming the host and the missing key |
 //!
 //! Sockets and name lookups are never granted.
 
@@ -85,6 +85,19 @@ pub struct TenantLimits {
     /// The shortest interval between two due times of one schedule, in
     /// ms. Default 1,000 (1 s).
     pub min_schedule_interval_ms: u64,
+    /// Outbound HTTP requests one task call may make (refused ones count).
+    /// Default 64.
+    pub max_http_requests_per_call: u32,
+    /// Response body bytes one task call may receive over HTTP, all its
+    /// requests together. Default 16 MiB.
+    pub max_http_response_bytes: u64,
+    /// One outbound HTTP request, from its start to the end of its
+    /// response body, in ms; never past the task's own deadline. Default
+    /// 30,000 (30 s).
+    pub http_request_timeout_ms: u64,
+    /// Outbound HTTP connections this tenant's tasks may hold open at once
+    /// on one host. Default 16.
+    pub max_http_connections: u32,
 }
 
 impl Default for TenantLimits {
@@ -104,6 +117,10 @@ impl Default for TenantLimits {
             max_execution_output_bytes: 256 * 1024 * 1024,
             max_schedules: 100,
             min_schedule_interval_ms: 1000,
+            max_http_requests_per_call: 64,
+            max_http_response_bytes: 16 * 1024 * 1024,
+            http_request_timeout_ms: 30_000,
+            max_http_connections: 16,
         }
     }
 }
@@ -149,6 +166,10 @@ impl TenantLimits {
             "max_execution_output_bytes" => next.max_execution_output_bytes = bytes(value)?,
             "max_schedules" => next.max_schedules = small(count(value)?),
             "min_schedule_interval_ms" => next.min_schedule_interval_ms = count(value)?,
+            "max_http_requests_per_call" => next.max_http_requests_per_call = small(count(value)?),
+            "max_http_response_bytes" => next.max_http_response_bytes = bytes(value)?,
+            "http_request_timeout_ms" => next.http_request_timeout_ms = count(value)?,
+            "max_http_connections" => next.max_http_connections = small(count(value)?),
             "max_cpu_cores" => {
                 next.max_cpu_cores = if value == "none" {
                     None
@@ -176,6 +197,7 @@ impl TenantLimits {
             || next.max_context_bytes == 0
             || next.max_final_context_bytes == 0
             || next.max_execution_output_bytes == 0
+            || next.http_request_timeout_ms == 0
         {
             return Err(format!("{key} must be above 0"));
         }
@@ -199,7 +221,21 @@ impl TenantLimits {
         "max_execution_output_bytes",
         "max_schedules",
         "min_schedule_interval_ms",
+        "max_http_requests_per_call",
+        "max_http_response_bytes",
+        "http_request_timeout_ms",
+        "max_http_connections",
     ];
+
+    /// The egress limits of one task call.
+    pub fn egress(&self) -> crate::egress::EgressLimits {
+        crate::egress::EgressLimits {
+            max_requests: self.max_http_requests_per_call,
+            max_response_bytes: self.max_http_response_bytes,
+            request_timeout: std::time::Duration::from_millis(self.http_request_timeout_ms),
+            max_connections: self.max_http_connections,
+        }
+    }
 }
 
 /// `123`, `64k`, `64KiB`, `32M`, `1G` (powers of 1024).
@@ -244,7 +280,8 @@ pub enum GrantKind {
     Env,
     /// A directory: `name` is the guest path, `value` the host directory.
     Dir,
-    /// Outbound HTTP to host `name` (not provided by this host version).
+    /// Outbound HTTP to the hosts of pattern `name`
+    /// (`[scheme://]host[:port]`; see [`crate::HostPattern`]).
     Http,
     /// The real wall clock.
     WallClock,
@@ -307,6 +344,7 @@ impl Grant {
 pub fn resolve_grants(
     declared: &crate::package::CapabilityRequest,
     grants: &[Grant],
+    tenant: &str,
     package: &str,
 ) -> crate::sandbox::SandboxGrants {
     // A grant for this package wins over a tenant-wide one.
@@ -344,6 +382,22 @@ pub fn resolve_grants(
             .collect(),
         wall_clock: declared.wall_clock && granted(GrantKind::WallClock, "").is_some(),
         random: declared.random && granted(GrantKind::Random, "").is_some(),
+        // An allowlist: the union of the tenant-wide and this package's
+        // grants, met by what the package declares, request by request.
+        http: std::sync::Arc::new(crate::egress::EgressPolicy {
+            declared: declared
+                .http_hosts
+                .iter()
+                .filter_map(|h| crate::egress::HostPattern::parse(h).ok())
+                .collect(),
+            granted: grants
+                .iter()
+                .filter(|g| g.kind == GrantKind::Http && g.applies_to(package))
+                .filter_map(|g| crate::egress::HostPattern::parse(&g.name).ok())
+                .collect(),
+            tenant: tenant.to_string(),
+            package: package.to_string(),
+        }),
     }
 }
 
@@ -409,7 +463,7 @@ mod tests {
             (false, false, false),
         ] {
             let grants = [dir_grant("", "/srv/data", granted)];
-            let resolved = resolve_grants(&declared(package_wants), &grants, "p");
+            let resolved = resolve_grants(&declared(package_wants), &grants, "t", "p");
             assert_eq!(
                 resolved.dirs,
                 vec![("/srv/data".into(), "/data".to_string(), expected)],
@@ -434,18 +488,60 @@ mod tests {
             vec![tenant_wide.clone(), for_p.clone(), for_other.clone()],
             vec![for_other.clone(), for_p.clone(), tenant_wide.clone()],
         ] {
-            let resolved = resolve_grants(&declared, &grants, "p");
+            let resolved = resolve_grants(&declared, &grants, "t", "p");
             assert_eq!(
                 resolved.dirs,
                 vec![("/srv/p".into(), "/data".to_string(), false)]
             );
             // Another package without its own grant gets the tenant-wide one.
-            let resolved = resolve_grants(&declared, &grants, "r");
+            let resolved = resolve_grants(&declared, &grants, "t", "r");
             assert_eq!(
                 resolved.dirs,
                 vec![("/srv/tenant".into(), "/data".to_string(), true)]
             );
         }
+    }
+
+    #[test]
+    fn http_grants_are_an_allowlist_for_the_package_they_apply_to() {
+        let declared = crate::package::CapabilityRequest {
+            http_hosts: vec!["*.example.com".into(), "bad pattern".into()],
+            ..Default::default()
+        };
+        let http = |package: &str, name: &str| Grant {
+            tenant: "t".into(),
+            package: package.into(),
+            kind: GrantKind::Http,
+            name: name.into(),
+            value: String::new(),
+            writable: false,
+        };
+        let grants = [
+            http("", "a.example.com"),
+            http("p", "b.example.com"),
+            http("q", "c.example.com"),
+        ];
+        let resolved = resolve_grants(&declared, &grants, "t", "p");
+        let texts: Vec<&str> = resolved
+            .http
+            .granted
+            .iter()
+            .map(|g| g.text.as_str())
+            .collect();
+        assert_eq!(texts, ["a.example.com", "b.example.com"]);
+        assert_eq!(
+            resolved.http.declared.len(),
+            1,
+            "an unparsable pattern allows nothing"
+        );
+        assert_eq!(
+            (
+                resolved.http.tenant.as_str(),
+                resolved.http.package.as_str()
+            ),
+            ("t", "p")
+        );
+        assert!(resolve_grants(&declared, &[], "t", "p").http.is_empty());
     }
 
     #[test]
@@ -473,6 +569,21 @@ mod tests {
         assert!(l.set("max_cpu_cores", "-1").is_err());
         l.set("max_cpu_cores", "none").unwrap();
         assert_eq!(l.max_cpu_cores, None);
+        l.set("max_http_response_bytes", "1M").unwrap();
+        l.set("http_request_timeout_ms", "2500").unwrap();
+        l.set("max_http_requests_per_call", "5").unwrap();
+        l.set("max_http_connections", "2").unwrap();
+        let e = l.egress();
+        assert_eq!(
+            (
+                e.max_response_bytes,
+                e.request_timeout.as_millis(),
+                e.max_requests,
+                e.max_connections
+            ),
+            (1 << 20, 2500, 5, 2)
+        );
+        assert!(l.set("http_request_timeout_ms", "0").is_err());
         assert!(
             l.set("max_task_timeout_ms", "1m").is_err(),
             "durations take no size suffix"

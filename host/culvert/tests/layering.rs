@@ -20,6 +20,7 @@ const STAGES: &[&[&str]] = &[
         "test_support",
     ],
     &["contract"],
+    &["egress"],
     &["sandbox"],
     &["cron"],
     &["package"],

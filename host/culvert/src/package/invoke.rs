@@ -271,6 +271,9 @@ pub async fn run_task_logged(
         },
         None => Some(call_future.await),
     };
+    // Responses the guest still holds are dropped now, so that the host
+    // records of their requests reach the logs taken below.
+    store.data_mut().release_resources();
     let Some(outcome) = outcome else {
         store.data().output.flush_to_tracing(&labels);
         return TaskRun {

@@ -831,17 +831,15 @@ fn validate_capabilities(
         }
     }
     for h in &c.http_hosts {
-        if h.is_empty()
-            || h.len() > 253
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':')
-        {
+        if let Err(e) = crate::egress::HostPattern::parse(h) {
             return Err(invalid_name(
                 at,
                 NameKind::HttpHost,
                 h,
-                "use a host name, optionally with a port",
+                format!(
+                    "{}: use [http://|https://]HOST[:PORT], HOST a name, an address, *.SUFFIX or *; PORT a number or *",
+                    e.reason
+                ),
             ));
         }
     }

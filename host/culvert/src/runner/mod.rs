@@ -782,7 +782,13 @@ impl Runner {
                     )));
                 }
             }
-            GrantKind::Env | GrantKind::Http if grant.name.is_empty() => {
+            GrantKind::Http => {
+                // Stored as written; checked now so that a grant that could
+                // never match is refused with the rule.
+                crate::egress::HostPattern::parse(&grant.name)
+                    .map_err(|e| Error::Invalid(format!("--http {e}")))?;
+            }
+            GrantKind::Env if grant.name.is_empty() => {
                 return Err(Error::Invalid("this grant needs a name".into()));
             }
             _ => {}

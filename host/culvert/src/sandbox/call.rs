@@ -1,10 +1,12 @@
-//! A fresh [`Store`] for each guest call, with its limits, its deadline
-//! and its epoch callback.
+//! A fresh [`Store`] for each guest call, with its limits, its deadline,
+//! its epoch callback and its HTTP send hook.
 
 use super::engine::SandboxEngine;
 use super::limits::{CallLabels, CancelFlag, Interrupt, Limiter, SandboxLimits};
 use super::output::{CapturedStream, OutputCapture, Which};
 use super::state::HostState;
+use crate::egress::{EgressHooks, Outcome as EgressOutcome, RecordSink, RequestRecord};
+use crate::guest_text::Escaped;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -83,6 +85,14 @@ pub fn new_store(
             .insecure_random_seed(0);
     }
     let memory_cap = limits.memory_bytes.min(engine.config().max_memory_bytes);
+    let deadline = Instant::now() + limits.timeout;
+    let egress = EgressHooks::new(
+        engine.network().clone(),
+        grants.http.clone(),
+        limits.http.clone(),
+        deadline,
+        egress_sink(output.clone(), labels.clone()),
+    );
     let state = HostState {
         wasi: builder.build(),
         table: ResourceTable::new(),
@@ -97,10 +107,12 @@ pub fn new_store(
         labels,
         panic_message: None,
         interrupted: None,
-        deadline: Instant::now() + limits.timeout,
+        deadline,
         cancel,
         cpu: (!labels_tenant_empty).then(|| engine.cpu().clone()),
         cpu_cap: limits.cpu_cores,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        egress,
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
@@ -132,6 +144,64 @@ pub fn new_store(
         }
     });
     Ok(store)
+}
+
+/// Where a call's HTTP requests are reported: one host record each in
+/// the call's stored log (not charged to the guest's output budget), and
+/// one `culvert::egress` line in the host's log.
+fn egress_sink(output: OutputCapture, labels: Arc<CallLabels>) -> RecordSink {
+    Arc::new(move |r: &RequestRecord| {
+        let status = r.status.map(|s| s.to_string()).unwrap_or_default();
+        let ms = r.elapsed.as_millis();
+        let message = match &r.outcome {
+            EgressOutcome::Completed => format!(
+                "http {} {}{} -> {status}, {} bytes in {ms} ms",
+                r.method, r.origin, r.path, r.bytes
+            ),
+            EgressOutcome::Abandoned => format!(
+                "http {} {}{} -> {status}, abandoned after {} bytes in {ms} ms",
+                r.method, r.origin, r.path, r.bytes
+            ),
+            EgressOutcome::Refused(why) | EgressOutcome::Failed(why) => format!(
+                "http {} {}{} {}: {why}",
+                r.method,
+                r.origin,
+                r.path,
+                r.outcome.as_str()
+            ),
+        };
+        let fields = vec![
+            ("method".to_string(), r.method.to_string()),
+            ("origin".to_string(), r.origin.clone()),
+            ("path".to_string(), r.path.clone()),
+            ("status".to_string(), status.clone()),
+            ("bytes".to_string(), r.bytes.to_string()),
+            ("ms".to_string(), ms.to_string()),
+            ("outcome".to_string(), r.outcome.as_str().to_string()),
+            ("grant".to_string(), r.grant.clone().unwrap_or_default()),
+        ];
+        let level = if matches!(r.outcome, EgressOutcome::Completed) {
+            "info"
+        } else {
+            "warn"
+        };
+        output.host_record(level, &message, &fields);
+        tracing::info!(
+            target: "culvert::egress",
+            package = %labels.package,
+            workflow = %labels.workflow,
+            task = %labels.task,
+            execution = %labels.execution,
+            method = r.method,
+            origin = %Escaped(&r.origin),
+            path = %Escaped(&r.path),
+            status,
+            bytes = r.bytes,
+            ms = ms as u64,
+            outcome = r.outcome.as_str(),
+            "outbound request"
+        );
+    })
 }
 
 /// How long after the deadline the async timeout gives up on a call that is

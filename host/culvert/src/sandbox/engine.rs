@@ -9,12 +9,14 @@
 //! into a timeout, a cancellation, or a yield to the async runtime.
 //!
 //! The linker offers a guest WASI p2, whose capabilities each store opens
-//! only as granted (none by default; see the `call` module), and the
-//! contract's `host` interface. Nothing else: a component that imports
-//! anything more fails to load.
+//! only as granted (none by default; see the `call` module), `wasi:http`'s
+//! outgoing handler (every request policed by the store's send hook, see
+//! [`crate::egress`]), and the contract's `host` interface. Nothing else: a
+//! component that imports anything more fails to load.
 
 use super::cpu::CpuLedger;
 use super::state::HostState;
+use crate::egress::{EgressConfig, Network};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -49,6 +51,9 @@ pub struct EngineConfig {
     pub max_memory_bytes: u64,
     /// The most table elements a guest table may have. Default 100,000.
     pub max_table_elements: usize,
+    /// Outbound HTTP settings: names resolved to fixed addresses. Default
+    /// none.
+    pub egress: EgressConfig,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +67,7 @@ impl Default for EngineConfig {
             pool_instances: 256,
             max_memory_bytes: 256 * 1024 * 1024,
             max_table_elements: 100_000,
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -76,6 +82,7 @@ pub struct SandboxEngine {
     /// Held for its `Drop`, which stops the ticker thread.
     _ticker: Ticker,
     cpu: Arc<CpuLedger>,
+    network: Arc<Network>,
 }
 
 impl std::fmt::Debug for SandboxEngine {
@@ -111,13 +118,18 @@ impl SandboxEngine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // wasi:http's client side; each request meets the call's policy in
+        // its store's send hook (crate::egress).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         crate::contract::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
         let cpu = Arc::new(CpuLedger::new(cores, config.epoch_tick));
+        let network = Network::new(config.egress.clone());
         Ok(Arc::new(Self {
+            network,
             engine,
             linker,
             config,
@@ -145,6 +157,11 @@ impl SandboxEngine {
     /// The ledger that shares CPU fairly between tenants.
     pub fn cpu(&self) -> &Arc<CpuLedger> {
         &self.cpu
+    }
+
+    /// The network guests' HTTP requests go out through.
+    pub fn network(&self) -> &Arc<Network> {
+        &self.network
     }
 
     /// Whether the pooling allocator is in use.

@@ -2,6 +2,7 @@
 //! runs for ([`CallLabels`]), how it is cancelled ([`CancelFlag`]), and the
 //! memory and table caps that remember being hit.
 
+use crate::egress::{EgressLimits, EgressPolicy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,6 +32,10 @@ pub struct SandboxLimits {
     /// The most cores the call's tenant may use together (see
     /// [`CpuLedger`](super::CpuLedger)). Default none: its fair share.
     pub cpu_cores: Option<f64>,
+    /// What the call may do over HTTP (requests, bytes, time,
+    /// connections), when its grants allow any. Default
+    /// [`EgressLimits::default`].
+    pub http: EgressLimits,
 }
 
 /// What a call may use beyond the capability-free default: the
@@ -46,6 +51,9 @@ pub struct SandboxGrants {
     pub wall_clock: bool,
     /// The host's secure random generator (otherwise a deterministic one).
     pub random: bool,
+    /// Outbound HTTP: the hosts the package declared and the tenant was
+    /// granted. Empty: every request is refused, naming the missing key.
+    pub http: Arc<EgressPolicy>,
 }
 
 impl Default for SandboxLimits {
@@ -59,6 +67,7 @@ impl Default for SandboxLimits {
             max_context_bytes: 16 * 1024 * 1024,
             grants: Arc::new(SandboxGrants::default()),
             cpu_cores: None,
+            http: EgressLimits::default(),
         }
     }
 }

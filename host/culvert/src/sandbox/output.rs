@@ -39,15 +39,19 @@ pub enum LogStream {
     Stdout,
     /// A line the guest wrote to stderr.
     Stderr,
+    /// A record the host wrote about the call (an outbound HTTP request):
+    /// never the guest's words, so a guest cannot forge one.
+    Host,
 }
 
 impl LogStream {
-    /// `log`, `stdout` or `stderr`.
+    /// `log`, `stdout`, `stderr` or `host`.
     pub fn as_str(self) -> &'static str {
         match self {
             LogStream::Log => "log",
             LogStream::Stdout => "stdout",
             LogStream::Stderr => "stderr",
+            LogStream::Host => "host",
         }
     }
 }
@@ -139,6 +143,20 @@ impl RecordLog {
                 .sum::<usize>();
         self.push(size, || LogRecord {
             stream: LogStream::Log,
+            level: Some(level.to_string()),
+            message: message.to_string(),
+            fields: fields.to_vec(),
+        });
+    }
+
+    fn host(&mut self, level: &str, message: &str, fields: &[(String, String)]) {
+        let size = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>();
+        self.push(size, || LogRecord {
+            stream: LogStream::Host,
             level: Some(level.to_string()),
             message: message.to_string(),
             fields: fields.to_vec(),
@@ -245,6 +263,14 @@ impl OutputCapture {
             inner.records.log(level, message, fields);
             true
         }
+    }
+
+    /// A record the host writes about the call: kept, if it fits, for
+    /// storage; not charged to the guest's output budget (the guest's
+    /// request limit bounds how many there are).
+    pub(crate) fn host_record(&self, level: &str, message: &str, fields: &[(String, String)]) {
+        let mut inner = self.0.lock().expect("output lock");
+        inner.records.host(level, message, fields);
     }
 
     fn append(&self, which: Which, bytes: &[u8]) -> bool {
