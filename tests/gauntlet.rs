@@ -486,7 +486,141 @@ async fn stored_outputs_are_capped_per_execution(db: Db) {
     r.shutdown().await;
 }
 
+/// The egress section: a package granted "any public host on any port"
+/// aims at what lies behind the host (the cloud metadata address, private
+/// and loopback addresses by number and by name, IPv4 hidden in IPv6,
+/// credentials in the URL), floods requests, and pulls an unbounded body.
+/// Each request fails alone in the guest with a refusal or a limit, nothing
+/// reaches the operator's server, and the victim carries on.
+async fn egress_attacks_fail_alone(db: Db) {
+    use culvert::{Grant, GrantKind};
+    use culvert_tests::http_server::TestServer;
+    let arena = arena(db).await;
+    let r = &arena.r;
+    let server = TestServer::start().await;
+    let port = server.port();
+    r.update_tenant(
+        "attacker",
+        &TenantLimits {
+            max_task_timeout_ms: 3000,
+            max_concurrent_tasks: 8,
+            max_http_requests_per_call: 10,
+            max_http_response_bytes: 64 * 1024,
+            ..TenantLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    r.register_package("attacker", &read(artifacts::FETCH))
+        .await
+        .unwrap();
+    r.register_package("attacker", &read(artifacts::EGRESS_GUEST))
+        .await
+        .unwrap();
+    // Any public host, any port: the operator's own network stays out of
+    // reach all the same.
+    r.grant(&Grant {
+        tenant: "attacker".into(),
+        package: String::new(),
+        kind: GrantKind::Http,
+        name: "*:*".into(),
+        value: String::new(),
+        writable: false,
+    })
+    .await
+    .unwrap();
+    let victim = victim_starts(r).await;
+    for (what, url, expect) in [
+        (
+            "the cloud metadata address",
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "link-local",
+        ),
+        ("a private address", "http://10.0.0.1/".into(), "private"),
+        (
+            "loopback by number",
+            format!("http://127.0.0.1:{port}/json"),
+            "loopback",
+        ),
+        (
+            "loopback by name",
+            format!("http://localhost:{port}/json"),
+            "loopback",
+        ),
+        (
+            "loopback inside IPv6",
+            format!("http://[::ffff:127.0.0.1]:{port}/json"),
+            "loopback",
+        ),
+        (
+            "the unspecified address",
+            format!("http://0.0.0.0:{port}/"),
+            "unspecified",
+        ),
+        (
+            "credentials in the URL",
+            "http://user:secret@example.com/".into(),
+            "user information",
+        ),
+        (
+            "another scheme",
+            "ftp://example.com/".into(),
+            "http://", // the SDK refuses it before asking the host (which would too)
+        ),
+    ] {
+        let done = attack(r, "fetch", json!({ "url": url })).await;
+        assert_eq!(done.status, ExecutionStatus::Failed, "{what}");
+        let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
+        let t = tasks.iter().find(|t| t.task_id == "fetch").unwrap();
+        assert_eq!(t.last_error_kind.as_deref(), Some("permanent"), "{what}");
+        let message = t.last_error.clone().unwrap_or_default();
+        assert!(
+            message.contains(expect),
+            "{what}: expected '{expect}' in: {message}"
+        );
+        assert!(!message.contains("secret"), "{what}: {message}");
+    }
+    assert!(
+        server.seen().is_empty(),
+        "nothing reached the server on the host's loopback"
+    );
+    // Limits: with the loopback server granted literally, a flood of
+    // requests stops at the tenant's cap, and an endless body at its bytes.
+    r.grant(&Grant {
+        tenant: "attacker".into(),
+        package: String::new(),
+        kind: GrantKind::Http,
+        name: format!("127.0.0.1:{port}"),
+        value: String::new(),
+        writable: false,
+    })
+    .await
+    .unwrap();
+    let done = attack(
+        r,
+        "many",
+        json!({"url": server.url("/json"), "count": 1000}),
+    )
+    .await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
+    let message = tasks[0].last_error.clone().unwrap_or_default();
+    assert!(
+        message.contains("max_http_requests_per_call of 10"),
+        "{message}"
+    );
+    assert_eq!(server.seen().len(), 10);
+    let done = attack(r, "get", json!({"url": server.url("/chunked?n=50000000")})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let (_, tasks, _) = r.execution("attacker", done.id).await.unwrap();
+    assert_eq!(tasks[0].last_error_kind.as_deref(), Some("permanent"));
+    victim_completed(r, victim).await;
+    still_serving(r).await;
+    r.shutdown().await;
+}
+
 culvert_tests::both_backends!(
+    egress_attacks_fail_alone,
     task_attacks_fail_alone,
     hostile_outputs_fail_alone,
     hostile_registrations_write_nothing,

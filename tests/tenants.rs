@@ -745,12 +745,14 @@ mod capabilities {
         r.shutdown().await;
     }
 
-    async fn http_is_not_offered_so_importing_it_fails_to_load(db: Db) {
+    /// Outbound HTTP is linked (tests/egress.rs); serving HTTP is not: a
+    /// component importing the server side fails to load, by name.
+    async fn serving_http_is_not_offered_so_importing_it_fails_to_load(db: Db) {
         let db = TestDb::new(db).await;
         let r = runner(&db).await;
         let http = wat::parse_str(
             r#"(component
-                 (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
+                 (import "wasi:http/incoming-handler@0.2.0" (instance (export "handle" (func))))
                  (core module $m (func (export "f")))
                  (core instance $i (instantiate $m))
                  (func $f (canon lift (core func $i "f")))
@@ -763,7 +765,10 @@ mod capabilities {
             Error::Load(l) => assert_eq!(l.kind(), "unsupported_import", "{err}"),
             other => panic!("{other:?}"),
         }
-        assert!(err.to_string().contains("wasi:http"), "{err}");
+        assert!(
+            err.to_string().contains("wasi:http/incoming-handler"),
+            "{err}"
+        );
     }
 
     culvert_tests::both_backends!(
@@ -771,6 +776,6 @@ mod capabilities {
         declared_and_granted_works_and_cannot_escape,
         both_keys_are_needed,
         a_package_grant_wins_over_a_tenant_wide_one,
-        http_is_not_offered_so_importing_it_fails_to_load,
+        serving_http_is_not_offered_so_importing_it_fails_to_load,
     );
 }

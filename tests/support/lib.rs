@@ -8,6 +8,8 @@ use culvert::{
 };
 use std::sync::{Arc, OnceLock};
 
+pub mod http_server;
+
 /// Paths of the guest components (`pub const NAME: &str`).
 pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/gen.rs"));
