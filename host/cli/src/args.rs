@@ -371,9 +371,12 @@ pub struct GrantArgs {
     /// With --dir: allow writes.
     #[arg(long, requires = "dir")]
     pub writable: bool,
-    /// Outbound HTTP to this host (recorded; this host version offers no
-    /// HTTP, so packages importing it do not load).
-    #[arg(long, conflicts_with_all = ["wall_clock", "random"])]
+    /// Outbound HTTP to `[http://|https://]HOST[:PORT]`: HOST a name, an
+    /// address, `*.SUFFIX` (names under it, never SUFFIX itself) or `*`;
+    /// PORT a number or `*` (default: 80 for http, 443 for https). A
+    /// loopback or private address is reached only through a grant of that
+    /// literal address, such as `127.0.0.1:8080`.
+    #[arg(long, value_name = "HOST[:PORT]", conflicts_with_all = ["wall_clock", "random"])]
     pub http: Option<String>,
     /// The real wall clock.
     #[arg(long, conflicts_with = "random")]
@@ -403,8 +406,8 @@ pub struct RevokeArgs {
     /// A directory, by its path in the guest.
     #[arg(long, value_name = "GUEST_PATH", conflicts_with_all = ["http", "wall_clock", "random"])]
     pub dir: Option<String>,
-    /// Outbound HTTP to this host.
-    #[arg(long, conflicts_with_all = ["wall_clock", "random"])]
+    /// Outbound HTTP, by the pattern it was granted with.
+    #[arg(long, value_name = "HOST[:PORT]", conflicts_with_all = ["wall_clock", "random"])]
     pub http: Option<String>,
     /// The real wall clock.
     #[arg(long, conflicts_with = "random")]
@@ -424,8 +427,8 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub which: BenchKind,
     /// The directory holding hello.wasm, etl.wasm, shapes.wasm and
-    /// sandbox_probe.wasm. `scripts/build-packages` builds them and prints
-    /// this directory.
+    /// sandbox_probe.wasm (and fetch.wasm for `egress`).
+    /// `scripts/build-packages` builds them and prints this directory.
     #[arg(long, env = "CULVERT_PACKAGES")]
     pub packages: Option<PathBuf>,
     /// For `throughput` and `schedules`: also run on this PostgreSQL
@@ -464,6 +467,9 @@ pub enum BenchKind {
     Http,
     /// The firing loop: 1,000 schedules due at once, and idle passes.
     Schedules,
+    /// Outbound HTTP from a task: a policed GET to loopback vs the bare
+    /// request, a refusal, and calls per second.
+    Egress,
 }
 
 /// `culvert package ...`
@@ -537,6 +543,11 @@ pub struct ServeArgs {
     /// some speed; compiled code is cached separately).
     #[arg(long)]
     pub fuel: bool,
+    /// Resolve NAME to ADDRESS for guests' outbound HTTP instead of asking
+    /// DNS (repeatable), as curl's --resolve. The address is still checked:
+    /// a private or loopback one needs a grant of that literal address.
+    #[arg(long, value_name = "NAME=ADDRESS", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, std::net::IpAddr)>,
     /// Where the HTTP API listens, or `none` for no API.
     #[arg(long, default_value = culvert_server::DEFAULT_LISTEN, env = "CULVERT_LISTEN")]
     pub listen: String,
@@ -610,9 +621,22 @@ pub struct ExecArgs {
     /// Give up after this many seconds.
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// Grant outbound HTTP to `[http://|https://]HOST[:PORT]` for this run
+    /// (repeatable; the package must also declare it). A literal
+    /// `127.0.0.1:PORT` is what allows loopback.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub http: Vec<String>,
+    /// Resolve NAME to ADDRESS instead of asking DNS (repeatable), as
+    /// curl's --resolve; the address is checked like any other.
+    #[arg(long, value_name = "NAME=ADDRESS", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, std::net::IpAddr)>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_resolve(text: &str) -> Result<(String, std::net::IpAddr), String> {
+    culvert::EgressConfig::parse_resolve(text)
 }
 
 /// `culvert executions ...`

@@ -120,8 +120,21 @@ async fn wait_watching_hosts(
 pub(crate) async fn exec(g: &GlobalArgs, args: ExecArgs) -> anyhow::Result<i32> {
     let context = parse_context(&args.context)?;
     let bytes = read_package(&args.file)?;
-    let config = RunnerConfig::new("sqlite::memory:").cache_dir(g.cache_dir()?);
+    let mut config = RunnerConfig::new("sqlite::memory:").cache_dir(g.cache_dir()?);
+    config.engine.egress.resolve = args.resolve.clone();
     let runner = open_runner(config).await?;
+    for host in &args.http {
+        runner
+            .grant(&culvert::Grant {
+                tenant: "public".into(),
+                package: String::new(),
+                kind: culvert::GrantKind::Http,
+                name: host.clone(),
+                value: String::new(),
+                writable: false,
+            })
+            .await?;
+    }
     runner
         .register_package("public", &bytes)
         .await

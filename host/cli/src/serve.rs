@@ -38,6 +38,7 @@ pub(crate) async fn serve(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<i32
     let mut config = runner_config(g)?;
     config.executor.concurrency = args.concurrency;
     config.engine.fuel = args.fuel;
+    config.engine.egress.resolve = args.resolve.clone();
     config.reconciler.reconcile_interval = Duration::from_secs(args.reconcile_interval);
     config.executor.lease = Duration::from_secs(args.lease);
     config.executor.heartbeat_interval = config.executor.lease / 3;

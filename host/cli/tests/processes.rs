@@ -1213,6 +1213,64 @@ async fn exec_runs_a_file_without_registering_it(db: Db) {
     assert_eq!(out.trim(), "[]");
 }
 
+/// `exec --http` grants outbound HTTP for one run; without it the request
+/// is refused inside the guest, naming the host and the missing grant.
+/// `grant --http` checks the pattern it is given.
+async fn exec_and_grant_speak_outbound_http(db: Db) {
+    let db = Arc::new(TestDb::new(db).await);
+    let server = culvert_tests::http_server::TestServer::start().await;
+    let url = server.url("/json");
+    let context = json!({ "url": url }).to_string();
+    let pattern = format!("127.0.0.1:{}", server.port());
+    let cli = |args: Vec<String>| {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_cli(&db, &args)
+        })
+    };
+    let exec = |grant: Option<&str>| {
+        let mut args: Vec<String> = ["exec", artifacts::FETCH, "--workflow", "fetch", "--json"]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--context".to_string(), context.clone()]);
+        if let Some(g) = grant {
+            args.extend(["--http".to_string(), g.to_string()]);
+        }
+        cli(args)
+    };
+    let (code, out, err) = exec(None).await.unwrap();
+    assert_eq!(code, EXIT_WORKFLOW_FAILED, "{out} {err}");
+    assert!(
+        out.contains("127.0.0.1") && out.contains("not granted"),
+        "the refusal names the host and the missing key: {out}"
+    );
+    assert!(server.seen().is_empty());
+    let (code, out, err) = exec(Some(&pattern)).await.unwrap();
+    assert_eq!(code, 0, "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["context"]["fetched"]["name"], "culvert", "{v}");
+    assert_eq!(server.seen().len(), 1);
+    // grant --http: a bad pattern is refused with the rule; a good one is
+    // stored as written and shown.
+    let (code, _, err) = cli(["grant", "--http", "ftp://example.com"]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("HOST[:PORT]"), "{err}");
+    let (code, out, err) = cli(["grant", "--http", "*.example.com", "--json"]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["grant"]["kind"], "http");
+    assert_eq!(v["grant"]["name"], "*.example.com");
+}
+
 async fn tenant_and_grant_commands_speak_json(db: Db) {
     let db = TestDb::new(db).await;
     let json = |args: &[&str]| -> serde_json::Value {
@@ -1945,6 +2003,7 @@ culvert_tests::both_backends!(
     the_demo_runs_every_example_and_its_hint_works,
     the_cli_fails_cleanly_on_bad_input,
     exec_runs_a_file_without_registering_it,
+    exec_and_grant_speak_outbound_http,
     tenant_and_grant_commands_speak_json,
     package_commands_refuse_what_is_not_a_regular_file,
     showing_a_10000_task_execution_is_fast,
