@@ -13,7 +13,10 @@
 //! - `tenants`: a well-behaved tenant's throughput and p99 latency alone,
 //!   then while another tenant runs hostile workflows in a loop;
 //! - `http`: the HTTP API's requests per second and latencies over
-//!   loopback (`bench_http.rs`).
+//!   loopback (`bench_http.rs`);
+//! - `schedules`: the firing loop (`bench_schedules.rs`);
+//! - `egress`: a task's policed outbound GET against the bare request, and
+//!   a refusal (`bench_egress.rs`).
 //!
 //! Build with `--release`: debug builds are about 15x slower in the sandbox.
 
@@ -784,10 +787,11 @@ pub(crate) async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i3
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; numbers will be far from a release build's");
     }
-    let packages = BenchPackages::new(package_dir(
-        args.packages,
-        &["hello", "etl", "shapes", "sandbox-probe"],
-    )?);
+    let needs: &[&str] = match args.which {
+        BenchKind::Egress => &["fetch"],
+        _ => &["hello", "etl", "shapes", "sandbox-probe"],
+    };
+    let packages = BenchPackages::new(package_dir(args.packages, needs)?);
     let scratch = tempfile_dir()?;
     let started = std::time::Instant::now();
     let result = match args.which {
@@ -806,6 +810,7 @@ pub(crate) async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i3
         BenchKind::Schedules => {
             crate::bench_schedules::schedules(&packages, &scratch, args.postgres.as_deref()).await
         }
+        BenchKind::Egress => crate::bench_egress::egress(&packages).await,
         BenchKind::Tenants => {
             tenants(
                 &packages,

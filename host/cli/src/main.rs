@@ -12,6 +12,7 @@
 mod apikey;
 mod args;
 mod bench;
+mod bench_egress;
 mod bench_http;
 mod bench_schedules;
 mod client;
