@@ -45,6 +45,19 @@ async fn setup(db: Db, limits: TenantLimits) -> Setup {
     Setup { _db: db, r, server }
 }
 
+impl Setup {
+    /// `127.0.0.1:PORT`: the literal grant that lets requests reach the
+    /// test server.
+    fn loopback(&self) -> String {
+        format!("127.0.0.1:{}", self.server.port())
+    }
+
+    /// Grant `pattern` to the tenant.
+    async fn grant(&self, pattern: &str) {
+        self.r.grant(&http_grant(pattern)).await.unwrap();
+    }
+}
+
 fn http_grant(pattern: &str) -> Grant {
     Grant {
         tenant: TENANT.into(),
@@ -98,9 +111,7 @@ async fn host_records(r: &Runner, id: uuid::Uuid) -> Vec<culvert::LogRecord> {
 
 async fn granted_and_declared_works(db: Db) {
     let s = setup(db, TenantLimits::default()).await;
-    s.r.grant(&http_grant(&format!("127.0.0.1:{}", s.server.port())))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let (id, out) = call_id(&s.r, "get", json!({"url": s.server.url("/json?k=secret")})).await;
     let out = out.unwrap();
     assert_eq!(out["status"], 200);
@@ -123,7 +134,7 @@ async fn granted_and_declared_works(db: Db) {
     assert_eq!(field("status"), "200");
     assert_eq!(field("bytes"), "39");
     assert_eq!(field("outcome"), "completed");
-    assert_eq!(field("grant"), format!("127.0.0.1:{}", s.server.port()));
+    assert_eq!(field("grant"), s.loopback());
 
     // The fetch example: GET, parse, summarise, POST the summary.
     let row =
@@ -183,12 +194,8 @@ async fn declared_but_not_granted_is_refused_in_the_guest(db: Db) {
 async fn granted_but_not_declared_is_refused(db: Db) {
     let s = setup(db, TenantLimits::default()).await;
     let port = s.server.port();
-    s.r.grant(&http_grant(&format!("other.test:{port}")))
-        .await
-        .unwrap();
-    s.r.grant(&http_grant(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
+    s.grant(&format!("other.test:{port}")).await;
+    s.grant(&s.loopback()).await;
     let (kind, message) = call(
         &s.r,
         "get",
@@ -206,13 +213,9 @@ async fn granted_but_not_declared_is_refused(db: Db) {
 async fn a_wildcard_grant_matches_names_under_it_only(db: Db) {
     let s = setup(db, TenantLimits::default()).await;
     let port = s.server.port();
-    s.r.grant(&http_grant(&format!("*.egress.test:{port}")))
-        .await
-        .unwrap();
+    s.grant(&format!("*.egress.test:{port}")).await;
     // The names resolve to 127.0.0.1: reaching it needs its literal grant.
-    s.r.grant(&http_grant(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let out = call(
         &s.r,
         "get",
@@ -244,10 +247,7 @@ async fn a_wildcard_grant_matches_names_under_it_only(db: Db) {
 
 async fn redirects_are_returned_and_each_hop_is_policed(db: Db) {
     let s = setup(db, TenantLimits::default()).await;
-    let port = s.server.port();
-    s.r.grant(&http_grant(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let elsewhere = s.server.url_at("other.test", "/json");
     let url = s.server.url(&format!("/redirect?to={elsewhere}"));
     let out = call(&s.r, "get", json!({ "url": url })).await.unwrap();
@@ -272,9 +272,7 @@ async fn redirects_are_returned_and_each_hop_is_policed(db: Db) {
 async fn a_name_resolving_to_loopback_needs_the_literal_grant(db: Db) {
     let s = setup(db, TenantLimits::default()).await;
     let port = s.server.port();
-    s.r.grant(&http_grant(&format!("localhost:{port}")))
-        .await
-        .unwrap();
+    s.grant(&format!("localhost:{port}")).await;
     let (kind, message) = call(
         &s.r,
         "get",
@@ -289,9 +287,7 @@ async fn a_name_resolving_to_loopback_needs_the_literal_grant(db: Db) {
     );
     assert!(s.server.seen().is_empty(), "nothing reached the server");
     // With the literal grant, the same request goes out.
-    s.r.grant(&http_grant(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let out = call(
         &s.r,
         "get",
@@ -309,9 +305,7 @@ async fn the_response_byte_cap_holds(db: Db) {
         ..TenantLimits::default()
     };
     let s = setup(db, limits).await;
-    s.r.grant(&http_grant(&format!("127.0.0.1:{}", s.server.port())))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let out = call(&s.r, "get", json!({"url": s.server.url("/big?n=900")}))
         .await
         .unwrap();
@@ -336,9 +330,7 @@ async fn the_request_cap_per_call_holds(db: Db) {
         ..TenantLimits::default()
     };
     let s = setup(db, limits).await;
-    s.r.grant(&http_grant(&format!("127.0.0.1:{}", s.server.port())))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let (kind, message) = call(
         &s.r,
         "many",
@@ -361,9 +353,7 @@ async fn a_slow_server_hits_the_request_timeout(db: Db) {
         ..TenantLimits::default()
     };
     let s = setup(db, limits).await;
-    s.r.grant(&http_grant(&format!("127.0.0.1:{}", s.server.port())))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let started = Instant::now();
     let (kind, message) = call(&s.r, "get", json!({"url": s.server.url("/slow?ms=5000")}))
         .await
@@ -388,9 +378,7 @@ async fn a_deadline_during_a_request_preempts_and_closes_it(db: Db) {
         ..TenantLimits::default()
     };
     let s = setup(db, limits).await;
-    s.r.grant(&http_grant(&format!("127.0.0.1:{}", s.server.port())))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     let started = Instant::now();
     let (kind, message) = call(&s.r, "get", json!({"url": s.server.url("/hang")}))
         .await
@@ -413,8 +401,8 @@ async fn a_deadline_during_a_request_preempts_and_closes_it(db: Db) {
 
 async fn a_revoked_grant_applies_to_the_next_attempt(db: Db) {
     let s = setup(db, TenantLimits::default()).await;
-    let pattern = format!("127.0.0.1:{}", s.server.port());
-    s.r.grant(&http_grant(&pattern)).await.unwrap();
+    let pattern = s.loopback();
+    s.grant(&pattern).await;
     // `twice`: attempt 1 fetches, then fails transiently; attempt 2 (after
     // a 2 s backoff) fetches again.
     let row =
@@ -457,9 +445,7 @@ async fn connections_are_capped_per_tenant(db: Db) {
         ..TenantLimits::default()
     };
     let s = setup(db, limits).await;
-    s.r.grant(&http_grant(&format!("127.0.0.1:{}", s.server.port())))
-        .await
-        .unwrap();
+    s.grant(&s.loopback()).await;
     // Two tasks at once, each holding a connection for 1.5 s: the second
     // finds the tenant's one connection taken.
     let url = s.server.url("/slow?ms=1500");

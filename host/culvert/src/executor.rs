@@ -125,24 +125,43 @@ struct Counters {
 
 /// What the executor keeps per execution it has tasks of.
 struct ExecInfo {
-    plan: Arc<ExecutionPlan>,
-    compiled: Arc<Compiled>,
-    label: String,
+    /// What never changes for the execution.
+    base: Arc<ExecBase>,
     /// The tenant's limits and the package's granted capabilities; the
     /// timeout is set per task.
     limits: SandboxLimits,
     /// The tenant's ceiling on task timeouts.
     max_timeout: Duration,
-    /// The package metadata (shared with the package map, which keeps an
-    /// entry only while some execution holds this).
-    _metadata: Arc<PackageMetadata>,
     /// Last use, for pruning.
     used: Mutex<std::time::Instant>,
+    /// When `limits` was read.
+    loaded: std::time::Instant,
+}
+
+/// The part of [`ExecInfo`] that never changes.
+struct ExecBase {
+    plan: Arc<ExecutionPlan>,
+    compiled: Arc<Compiled>,
+    label: String,
     /// The tenant and the package's name, to read limits and grants again.
     tenant: String,
     package: String,
-    /// When `limits` was read.
-    loaded: std::time::Instant,
+    /// The package metadata (shared with the package map, which keeps an
+    /// entry only while some execution holds this).
+    metadata: Arc<PackageMetadata>,
+}
+
+impl ExecInfo {
+    fn new(base: Arc<ExecBase>, (limits, max_timeout): (SandboxLimits, Duration)) -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            base,
+            limits,
+            max_timeout,
+            used: Mutex::new(now),
+            loaded: now,
+        }
+    }
 }
 
 /// How long the executor uses a tenant's limits and grants before reading
@@ -666,62 +685,44 @@ impl Executor {
             .expect("executor lock")
             .get(&execution)
             .cloned();
-        if let Some(info) = cached {
-            *info.used.lock().expect("executor lock") = std::time::Instant::now();
-            if !fresh && info.loaded.elapsed() < LIMITS_TTL {
-                return Ok(info);
+        let base = match cached {
+            Some(info) => {
+                *info.used.lock().expect("executor lock") = std::time::Instant::now();
+                if !fresh && info.loaded.elapsed() < LIMITS_TTL {
+                    return Ok(info);
+                }
+                info.base.clone()
             }
-            let (limits, max_timeout) = self
-                .sandbox_limits(&info.tenant, &info.package, &info._metadata)
-                .await?;
-            let info = Arc::new(ExecInfo {
-                plan: info.plan.clone(),
-                compiled: info.compiled.clone(),
-                label: info.label.clone(),
-                tenant: info.tenant.clone(),
-                package: info.package.clone(),
-                limits,
-                max_timeout,
-                _metadata: info._metadata.clone(),
-                used: Mutex::new(std::time::Instant::now()),
-                loaded: std::time::Instant::now(),
-            });
-            self.executions
-                .lock()
-                .expect("executor lock")
-                .insert(execution, info.clone());
-            return Ok(info);
-        }
-        let row = self
-            .store
-            .get_execution(None, execution)
-            .await
-            .map_err(|e| e.to_string())?;
-        let plan = self
-            .store
-            .execution_plan(execution)
-            .await
-            .map_err(|e| e.to_string())?;
-        let hash = ContentHash::from_hex(&row.content_hash)?;
-        let (compiled, metadata) = self.package(&hash).await?;
-        let (limits, max_timeout) = self
-            .sandbox_limits(&row.tenant, &row.package_name, &metadata)
+            None => {
+                let row = self
+                    .store
+                    .get_execution(None, execution)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let plan = self
+                    .store
+                    .execution_plan(execution)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let hash = ContentHash::from_hex(&row.content_hash)?;
+                let (compiled, metadata) = self.package(&hash).await?;
+                Arc::new(ExecBase {
+                    plan: Arc::new(plan),
+                    compiled,
+                    label: format!(
+                        "{}::{}@{}",
+                        row.tenant, row.package_name, row.package_version
+                    ),
+                    tenant: row.tenant,
+                    package: row.package_name,
+                    metadata,
+                })
+            }
+        };
+        let limits = self
+            .sandbox_limits(&base.tenant, &base.package, &base.metadata)
             .await?;
-        let info = Arc::new(ExecInfo {
-            plan: Arc::new(plan),
-            compiled,
-            label: format!(
-                "{}::{}@{}",
-                row.tenant, row.package_name, row.package_version
-            ),
-            tenant: row.tenant.clone(),
-            package: row.package_name.clone(),
-            limits,
-            max_timeout,
-            _metadata: metadata,
-            used: Mutex::new(std::time::Instant::now()),
-            loaded: std::time::Instant::now(),
-        });
+        let info = Arc::new(ExecInfo::new(base, limits));
         self.executions
             .lock()
             .expect("executor lock")
@@ -848,7 +849,7 @@ impl Executor {
             Ok(info) => {
                 let outcome = self.attempt(&task, &info, flag).await;
                 self.charge_host_work(&task, stored_bytes(&outcome));
-                (outcome, info.plan.clone())
+                (outcome, info.base.plan.clone())
             }
         };
         match &outcome {
@@ -992,7 +993,7 @@ impl Executor {
     }
 
     async fn attempt(&self, task: &ClaimedTask, info: &ExecInfo, flag: CancelFlag) -> TaskOutcome {
-        let Some(meta) = info.plan.task(&task.task_id) else {
+        let Some(meta) = info.base.plan.task(&task.task_id) else {
             return TaskOutcome::Failed {
                 kind: FailureKind::Permanent,
                 message: format!("the workflow has no task '{}'", task.task_id),
@@ -1044,14 +1045,14 @@ impl Executor {
         }
         let execution_id = task.execution_id.to_string();
         let labels = Arc::new(CallLabels {
-            package: info.label.clone(),
-            workflow: info.plan.workflow.name.clone(),
+            package: info.base.label.clone(),
+            workflow: info.base.plan.workflow.name.clone(),
             task: task.task_id.clone(),
             execution: execution_id.clone(),
             tenant: task.tenant.clone(),
         });
         let call = TaskCall {
-            workflow: &info.plan.workflow.name,
+            workflow: &info.base.plan.workflow.name,
             task: &task.task_id,
             context_json: input,
             execution_id: &execution_id,
@@ -1061,7 +1062,7 @@ impl Executor {
         let started = std::time::Instant::now();
         let run = package::run_task_logged(
             self.loader.engine(),
-            &info.compiled,
+            &info.base.compiled,
             &call,
             &limits,
             labels,
@@ -1079,7 +1080,7 @@ impl Executor {
             Err(f) => {
                 let retry_at = retry_decision(&meta.retry, task.attempt, f.kind, now_ms());
                 tracing::info!(
-                    package = %info.label,
+                    package = %info.base.label,
                     task = %task.task_id,
                     execution = %task.execution_id,
                     attempt = task.attempt,

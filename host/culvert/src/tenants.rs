@@ -198,6 +198,7 @@ impl TenantLimits {
             || next.max_final_context_bytes == 0
             || next.max_execution_output_bytes == 0
             || next.http_request_timeout_ms == 0
+            || next.max_http_connections == 0
         {
             return Err(format!("{key} must be above 0"));
         }

@@ -6,7 +6,7 @@
 //! let through goes to the [`Network`] with its own deadline.
 
 use super::EgressLimits;
-use super::policy::{Destination, EgressPolicy};
+use super::policy::{Destination, EgressPolicy, is_dns_name};
 use super::record::{Outcome, RecordSink, Report, RequestRecord};
 use super::send::{ByteBudget, Network, Outbound, drain};
 use std::net::IpAddr;
@@ -111,16 +111,26 @@ impl WasiHttpHooks for EgressHooks {
             > + Send,
     > {
         self.requests = self.requests.saturating_add(1);
+        if self.requests > self.limits.max_requests.saturating_add(1) {
+            // Past the limit and already reported once: refused without a
+            // record, so a guest looping on refusals cannot flood the logs.
+            let text = format!(
+                "egress limit: request {} of this call is over tenant '{}''s max_http_requests_per_call of {}",
+                self.requests, self.policy.tenant, self.limits.max_requests
+            );
+            let body = request.into_body();
+            return Box::new(async move {
+                drain(body).await;
+                Err(Error::InternalError(Some(text)))
+            });
+        }
         let uri = request.uri().clone();
         let mut report = Report::new(
             RequestRecord {
                 tenant: self.policy.tenant.clone(),
                 method: method_label(request.method()),
                 origin: origin_text(&uri),
-                path: crate::guest_text::printable(uri.path())
-                    .chars()
-                    .take(256)
-                    .collect(),
+                path: bounded(uri.path(), 256),
                 grant: None,
                 status: None,
                 bytes: 0,
@@ -184,29 +194,53 @@ fn destination(uri: &http::Uri) -> Result<Destination, String> {
             crate::guest_text::printable(&host)
         ));
     }
-    if host.is_empty() {
-        return Err("egress denied: the URL has no host".into());
+    let ip = host.parse::<IpAddr>().ok();
+    if ip.is_none() && !is_dns_name(&host) {
+        return Err(format!(
+            "egress denied: '{}' is not a host name or an address",
+            bounded(&host, 64)
+        ));
+    }
+    // A port that does not parse (`:99999`, `:http`) is refused, not
+    // replaced by the default one.
+    let after_host = authority
+        .as_str()
+        .rsplit_once(']')
+        .map_or(authority.as_str(), |(_, rest)| rest);
+    if after_host.contains(':') && authority.port_u16().is_none_or(|p| p == 0) {
+        return Err(format!(
+            "egress denied: the port of {} is not a number from 1 to 65535",
+            bounded(&host, 64)
+        ));
     }
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     Ok(Destination {
         https,
-        ip: host.parse::<IpAddr>().ok(),
+        ip,
         host,
         port,
     })
 }
 
-/// `scheme://authority` without user information, printable, bounded.
+/// `scheme://authority` without user information, escaped, bounded.
 fn origin_text(uri: &http::Uri) -> String {
     let authority = uri
         .authority()
         .map(|a| a.as_str().rsplit('@').next().unwrap_or("").to_string())
         .unwrap_or_default();
-    let text = format!("{}://{authority}", uri.scheme_str().unwrap_or(""));
-    crate::guest_text::printable(&text)
-        .chars()
-        .take(300)
-        .collect()
+    bounded(
+        &format!("{}://{authority}", uri.scheme_str().unwrap_or("")),
+        300,
+    )
+}
+
+/// Guest text made one safe line of at most `max` characters.
+fn bounded(text: &str, max: usize) -> String {
+    let mut out: String = crate::guest_text::escape(text).chars().take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
 }
 
 /// The method, one of a fixed set (a guest's own method is `OTHER`), so a
@@ -246,6 +280,19 @@ mod tests {
         assert!(!e.contains("pw"), "the password is not echoed: {e}");
         let e = destination(&"ftp://a.test/".parse().unwrap()).unwrap_err();
         assert!(e.contains("scheme"), "{e}");
+        let e = destination(&"http://a.test:99999/".parse().unwrap()).unwrap_err();
+        assert!(e.contains("port"), "{e}");
+        let e = destination(&"http://a.test:0/".parse().unwrap()).unwrap_err();
+        assert!(e.contains("port"), "{e}");
+        let long = format!("http://{}.test/", "a".repeat(300));
+        let e = destination(&long.parse().unwrap()).unwrap_err();
+        assert!(e.len() < 200, "bounded: {e}");
+        assert_eq!(
+            destination(&"http://a.test:8080/".parse().unwrap())
+                .unwrap()
+                .port,
+            8080
+        );
         assert_eq!(
             origin_text(&"http://user:pw@a.test:81/p".parse().unwrap()),
             "http://a.test:81"

@@ -207,7 +207,7 @@ impl fmt::Display for HostPattern {
 }
 
 /// `labels.of.a-name`: 1 to 63 of `[a-z0-9-]` per label, up to 253 bytes.
-fn is_dns_name(s: &str) -> bool {
+pub(crate) fn is_dns_name(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
     !s.is_empty()
         && s.len() <= 253
@@ -396,6 +396,12 @@ pub fn prohibited(ip: IpAddr) -> Option<&'static str> {
                 Some("link-local")
             } else if (s[0] & 0xfe00) == 0xfc00 {
                 Some("private (unique local)")
+            } else if (s[0] & 0xffc0) == 0xfec0 {
+                Some("site-local (deprecated)")
+            } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                // The local-use NAT64 prefix (RFC 8215): whatever IPv4 it
+                // carries is translated inside the operator's network.
+                Some("local-use NAT64")
             } else if s[0] == 0x64 && s[1] == 0xff9b {
                 // NAT64: the IPv4 address is in the last 32 bits.
                 let v4 = std::net::Ipv4Addr::new(
@@ -554,6 +560,8 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
+            "fec0::1",
+            "64:ff9b:1::a00:1",
         ] {
             assert!(prohibited(ip.parse().unwrap()).is_some(), "{ip}");
         }

@@ -168,8 +168,8 @@ impl Network {
         Failed,
     > {
         let dest = &out.dest;
-        let ips = self.resolve(dest, out.deadline).await?;
-        let addrs = reachable(&ips, dest, &out.policy)?;
+        // The permit comes first: a name lookup holds a thread until the
+        // resolver gives up, so it counts as a connection too.
         let permit = self
             .ledger
             .try_open(&out.policy.tenant, out.max_connections)
@@ -182,6 +182,8 @@ impl Network {
                     ),
                 )
             })?;
+        let ips = self.resolve(dest, out.deadline).await?;
+        let addrs = reachable(&ips, dest, &out.policy)?;
         let connect_by = out.within(out.options.and_then(|o| o.connect_timeout));
         let tcp = connect(&addrs, connect_by).await?;
         let stream: Box<dyn Stream> = if dest.https {
@@ -195,13 +197,16 @@ impl Network {
         let (sender, conn) = tokio::time::timeout_at(connect_by.into(), handshake)
             .await
             .map_err(|_| timed_out(Error::ConnectionTimeout, "the HTTP handshake", started))?
-            .map_err(|e| (Error::from(e), "the HTTP handshake failed".to_string()))?;
+            .map_err(|e| (from_hyper(&e), format!("the HTTP handshake failed: {e}")))?;
         // The connection is driven by its own task, which holds the permit:
         // dropping the handle (the guest dropped the response, or its store
         // went away) aborts it and closes the socket.
+        // It ends at the request's deadline too, body read or not (a moment
+        // after, so that the request's own timers report the timeout).
+        let closes_at = out.deadline + Duration::from_millis(100);
         let conn_task = wasmtime_wasi::runtime::spawn(async move {
             let _permit: ConnectionPermit = permit;
-            let _ = conn.await;
+            let _ = tokio::time::timeout_at(closes_at.into(), conn).await;
         });
         Ok((sender, conn_task))
     }
@@ -212,6 +217,7 @@ impl Network {
         mut request: http::Request<WasiBody>,
     ) -> Result<Sent, Failed> {
         let started = Instant::now();
+        let head_request = request.method() == http::Method::HEAD;
         let (mut sender, conn_task) = match self.open(out, started).await {
             Ok(open) => open,
             Err(failed) => {
@@ -236,10 +242,7 @@ impl Network {
         let response = tokio::time::timeout_at(headers_by.into(), sender.send_request(request))
             .await
             .map_err(|_| timed_out(Error::HttpResponseTimeout, "the response", started))?
-            .map_err(|e| {
-                let text = e.to_string();
-                (Error::from(e), format!("the request failed: {text}"))
-            })?;
+            .map_err(|e| (from_hyper(&e), format!("the request failed: {e}")))?;
         let status = response.status().as_u16();
         if let Some(report) = out.report.as_mut() {
             report.set_status(status);
@@ -249,7 +252,10 @@ impl Network {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        // HEAD, 1xx, 204 and 304 carry no body, whatever their length says.
+        let bodiless = head_request || matches!(status, 100..=199 | 204 | 304);
         if let Some(len) = length
+            && !bodiless
             && len > out.budget.left()
         {
             return Err((
@@ -422,10 +428,19 @@ fn reachable(
         match prohibited(ip) {
             None => ok.push(SocketAddr::new(ip, dest.port)),
             Some(why) => {
+                // Both keys again, for the address itself: granted literally,
+                // and declared by a pattern that allows it.
+                let literal = Destination {
+                    https: dest.https,
+                    host: ip.to_string(),
+                    ip: Some(ip),
+                    port: dest.port,
+                };
                 if policy
                     .granted
                     .iter()
                     .any(|g| g.literally_allows(ip, dest.https, dest.port))
+                    && policy.declared.iter().any(|d| d.allows(&literal))
                 {
                     ok.push(SocketAddr::new(ip, dest.port));
                 } else if refused.is_none() {
@@ -482,6 +497,22 @@ async fn connect(addrs: &[SocketAddr], until: Instant) -> Result<TcpStream, Fail
         },
         format!("cannot connect to {addr}: {e}"),
     ))
+}
+
+/// A wasi:http code for what hyper reports, so that a dropped connection
+/// reads as one (and the SDK retries it) rather than as a protocol error.
+fn from_hyper(e: &hyper::Error) -> Error {
+    if e.is_timeout() {
+        Error::HttpResponseTimeout
+    } else if e.is_incomplete_message() {
+        Error::HttpResponseIncomplete
+    } else if e.is_closed() || e.is_canceled() {
+        Error::ConnectionTerminated
+    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        Error::HttpProtocolError
+    } else {
+        Error::ConnectionTerminated
+    }
 }
 
 fn timed_out(code: Error, what: &str, started: Instant) -> Failed {
@@ -555,8 +586,14 @@ impl http_body::Body for MeteredBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
+                if this.deadline.is_elapsed() {
+                    return this.fail(
+                        Error::HttpResponseTimeout,
+                        "the request timed out while its body was read".into(),
+                    );
+                }
                 let note = format!("the response body failed: {e}");
-                this.fail(Error::from(e), note)
+                this.fail(from_hyper(&e), note)
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -25,6 +25,11 @@ pub(super) enum Which {
 /// everything after is dropped and counted ([`TaskLogs::dropped_bytes`]).
 pub const TASK_LOG_BYTES: usize = 64 * 1024;
 
+/// Room the host's own records (outbound requests) have beyond the stored
+/// log's cap: enough for the records of a call's requests at the default
+/// limits.
+const HOST_RECORD_RESERVE: usize = 64 * 1024;
+
 /// What each kept record counts on top of its text, so that a flood of
 /// empty records is bounded too.
 pub const LOG_RECORD_OVERHEAD: usize = 32;
@@ -135,28 +140,40 @@ impl RecordLog {
         self.logs.records.push(record());
     }
 
-    fn log(&mut self, level: &str, message: &str, fields: &[(String, String)]) {
+    /// A record with a level: the guest's (`Log`) or the host's (`Host`).
+    fn record(
+        &mut self,
+        stream: LogStream,
+        level: &str,
+        message: &str,
+        fields: &[(String, String)],
+    ) {
         let size = message.len()
             + fields
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 2)
                 .sum::<usize>();
+        if stream == LogStream::Host {
+            // The host's records have room of their own past the cap, and
+            // are kept after the guest's output filled the log: a guest
+            // cannot crowd them out.
+            let cost = size.saturating_add(LOG_RECORD_OVERHEAD);
+            if self.used().saturating_add(cost) <= self.cap + HOST_RECORD_RESERVE {
+                self.logs.bytes += cost as u64;
+                self.logs.records.push(LogRecord {
+                    stream,
+                    level: Some(level.to_string()),
+                    message: message.to_string(),
+                    fields: fields.to_vec(),
+                });
+            } else {
+                self.logs.truncated = true;
+                self.logs.dropped_bytes = self.logs.dropped_bytes.saturating_add(size as u64);
+            }
+            return;
+        }
         self.push(size, || LogRecord {
-            stream: LogStream::Log,
-            level: Some(level.to_string()),
-            message: message.to_string(),
-            fields: fields.to_vec(),
-        });
-    }
-
-    fn host(&mut self, level: &str, message: &str, fields: &[(String, String)]) {
-        let size = message.len()
-            + fields
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 2)
-                .sum::<usize>();
-        self.push(size, || LogRecord {
-            stream: LogStream::Host,
+            stream,
             level: Some(level.to_string()),
             message: message.to_string(),
             fields: fields.to_vec(),
@@ -260,17 +277,20 @@ impl OutputCapture {
             false
         } else {
             inner.used += size;
-            inner.records.log(level, message, fields);
+            inner.records.record(LogStream::Log, level, message, fields);
             true
         }
     }
 
-    /// A record the host writes about the call: kept, if it fits, for
-    /// storage; not charged to the guest's output budget (the guest's
-    /// request limit bounds how many there are).
+    /// A record the host writes about the call: kept for storage within
+    /// the log's cap plus a reserve of its own, whatever the guest wrote
+    /// before; not charged to the guest's output budget. There is at most
+    /// one per request the call may make, and one for the first over that.
     pub(crate) fn host_record(&self, level: &str, message: &str, fields: &[(String, String)]) {
         let mut inner = self.0.lock().expect("output lock");
-        inner.records.host(level, message, fields);
+        inner
+            .records
+            .record(LogStream::Host, level, message, fields);
     }
 
     fn append(&self, which: Which, bytes: &[u8]) -> bool {
