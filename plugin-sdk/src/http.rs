@@ -121,7 +121,7 @@ pub fn post(
 ///
 /// Building never fails: a problem (a value that does not serialize) is
 /// reported by `send`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a request does nothing until it is sent"]
 pub struct Request {
     method: String,
@@ -130,6 +130,23 @@ pub struct Request {
     body: Option<Vec<u8>>,
     timeout: Option<Duration>,
     error: Option<HttpError>,
+}
+
+/// Shows the method, the URL as messages show it, the header names and
+/// the body's size: never a header value (credentials) or the query.
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &shown_url(&self.url).0)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Request {
@@ -235,12 +252,28 @@ impl Request {
 }
 
 /// A response, read to the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     target: Target,
+}
+
+/// Shows the status, the request, the header names and the body's size:
+/// never a header value (a `set-cookie`, say).
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("request", &self.target.shown)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl Response {
@@ -436,6 +469,14 @@ fn shown_url(url: &str) -> (String, String) {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
+    };
+    // User information ends at the last '@' before the query: a password
+    // may hold '/', '#' or ':' (`https://u:p/w@host/`), so nothing before
+    // that '@' is ever shown.
+    let before_query = rest.find('?').unwrap_or(rest.len());
+    let rest = match rest[..before_query].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, after) = rest.split_at(end);
@@ -1182,6 +1223,24 @@ mod tests {
             "127.0.0.1"
         );
         assert_eq!(Target::new("GET", "not a url").shown, "GET not a url");
+        // A password holding '/', '#' or ':' is not shown either.
+        for url in [
+            "https://user:pa/ss@host.test/x",
+            "https://user:p#w@host.test/x",
+        ] {
+            let t = Target::new("GET", url);
+            assert_eq!(t.shown, "GET https://host.test/x", "{url}");
+            assert_eq!(t.host, "host.test");
+        }
+        let debug = format!(
+            "{:?}",
+            Request::get("https://u:pw@a.test/?k=secret").header("authorization", "Bearer secret")
+        );
+        assert!(
+            !debug.contains("secret") && !debug.contains("pw"),
+            "{debug}"
+        );
+        assert!(debug.contains("authorization"), "{debug}");
     }
 
     #[test]
