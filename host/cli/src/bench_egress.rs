@@ -77,6 +77,18 @@ async fn native_get(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `fetch` task's call with `context`.
+fn fetch_call(context: &str) -> TaskCall<'_> {
+    TaskCall {
+        workflow: "fetch",
+        task: "fetch",
+        context_json: context,
+        execution_id: "bench",
+        attempt: 1,
+        max_attempts: 1,
+    }
+}
+
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -114,14 +126,7 @@ pub(crate) async fn egress(packages: &BenchPackages) -> anyhow::Result<Value> {
     let granted = limits(&format!("127.0.0.1:{port}"))?;
     let refused = limits("example.com")?;
     let context = json!({"url": format!("http://127.0.0.1:{port}/json")}).to_string();
-    let call = TaskCall {
-        workflow: "fetch",
-        task: "fetch",
-        context_json: &context,
-        execution_id: "bench",
-        attempt: 1,
-        max_attempts: 1,
-    };
+    let call = fetch_call(&context);
     let labels = Arc::new(CallLabels {
         tenant: "bench".into(),
         ..CallLabels::default()
@@ -181,14 +186,7 @@ pub(crate) async fn egress(packages: &BenchPackages) -> anyhow::Result<Value> {
             context.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let call = TaskCall {
-                workflow: "fetch",
-                task: "fetch",
-                context_json: &context,
-                execution_id: "bench",
-                attempt: 1,
-                max_attempts: 1,
-            };
+            let call = fetch_call(&context);
             let mut n = 0u64;
             while Instant::now() < until {
                 culvert::run_task(&engine, &compiled, &call, &granted, labels.clone(), None)
