@@ -445,8 +445,79 @@ async fn schedules_move_the_metrics(db: Db) {
     assert_eq!(lag("300"), 1.0);
 }
 
+/// Outbound requests are counted by tenant, method, granted host, status
+/// class and outcome; bytes and durations by tenant. A refused request has
+/// no host label: guest text never becomes one.
+async fn egress_moves_the_metrics(db: Db) {
+    let handle = prometheus();
+    let db = TestDb::new(db).await;
+    let r = Runner::open(config(&db)).await.unwrap();
+    let tenant = match db.kind {
+        Db::Sqlite => "egress-sqlite",
+        Db::Postgres => "egress-pg",
+    };
+    r.create_tenant(tenant, &TenantLimits::default())
+        .await
+        .unwrap();
+    r.register_package(tenant, &read(artifacts::EGRESS_GUEST))
+        .await
+        .unwrap();
+    r.start();
+    let server = culvert_tests::http_server::TestServer::start().await;
+    let grant = format!("127.0.0.1:{}", server.port());
+    r.grant(&culvert::Grant {
+        tenant: tenant.into(),
+        package: String::new(),
+        kind: culvert::GrantKind::Http,
+        name: grant.clone(),
+        value: String::new(),
+        writable: false,
+    })
+    .await
+    .unwrap();
+    run(&r, tenant, "get", json!({"url": server.url("/json")})).await;
+    run(
+        &r,
+        tenant,
+        "get",
+        json!({"url": server.url_at("localhost", "/json")}),
+    )
+    .await;
+    let text = handle.render();
+    let requests = |labels: &[(&str, &str)]| value(&text, names::EGRESS_REQUESTS, labels);
+    assert_eq!(
+        requests(&[
+            ("tenant", tenant),
+            ("method", "GET"),
+            ("host", &grant),
+            ("status", "2xx"),
+            ("outcome", "completed"),
+        ]),
+        1.0
+    );
+    // localhost is not granted by name: refused, with an empty host label.
+    assert_eq!(
+        requests(&[("tenant", tenant), ("host", ""), ("outcome", "refused")]),
+        1.0
+    );
+    assert_eq!(
+        value(&text, names::EGRESS_BYTES, &[("tenant", tenant)]),
+        39.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("{}_count", names::EGRESS_DURATION),
+            &[("tenant", tenant)]
+        ),
+        1.0
+    );
+    r.shutdown().await;
+}
+
 culvert_tests::both_backends!(
     workflows_move_the_metrics,
     fleet_counts_are_exact,
-    schedules_move_the_metrics
+    schedules_move_the_metrics,
+    egress_moves_the_metrics
 );
