@@ -183,6 +183,9 @@ pub enum Command {
     /// Grant a tenant a capability its packages declare (the operator's key
     /// of the two-key rule).
     Grant(GrantArgs),
+    /// Ed25519 signing keys: generate a pair.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Take a grant back.
     Revoke(RevokeArgs),
     /// Run the benchmarks behind docs/PERFORMANCE.md (build with
@@ -351,6 +354,21 @@ pub enum TenantCommand {
     },
 }
 
+/// `culvert key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new Ed25519 key pair: `NAME.key` (the secret key, mode
+    /// 0600) and `NAME.pub` (the public key). Never overwrites.
+    Generate {
+        /// The files' path without extension.
+        #[arg(long, value_name = "NAME")]
+        out: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `culvert grant` / `culvert revoke`
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("capability").required(true).args(["env", "dir", "http", "wall_clock", "random"])))]
@@ -509,6 +527,19 @@ pub enum PackageCommand {
         #[arg(long, conflicts_with = "tenant")]
         all_tenants: bool,
         /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a package file with a secret key: writes `FILE.sig`, a
+    /// detached signature over its content hash and the name and version
+    /// its `describe` returns (docs/OPERATIONS.md, "Signing packages").
+    Sign {
+        /// The package: a `.wasm` component.
+        file: PathBuf,
+        /// The secret key: `NAME.key` from `culvert key generate`.
+        #[arg(long, value_name = "NAME.key")]
+        key: PathBuf,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },

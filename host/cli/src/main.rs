@@ -19,6 +19,7 @@ mod client;
 mod common;
 mod demo;
 mod executions;
+mod keys;
 mod logs;
 mod new;
 mod package;
@@ -225,6 +226,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Package(PackageCommand::Add { file, tenant, json }) => {
             package_add(g, &file, tenant_or_default(&tenant), json).await
         }
+        Command::Package(PackageCommand::Sign { file, key, json }) => {
+            keys::package_sign(g, &file, &key, json).await
+        }
+        Command::Key(KeyCommand::Generate { out, json }) => keys::key_generate(&out, json),
         Command::Package(PackageCommand::List {
             tenant,
             all_tenants,

@@ -1271,6 +1271,68 @@ async fn exec_and_grant_speak_outbound_http(db: Db) {
     assert_eq!(v["grant"]["name"], "*.example.com");
 }
 
+/// `key generate` writes a key pair (the secret one mode 0600, never
+/// overwritten); `package sign` writes `FILE.sig`, which verifies against
+/// the package's bytes and names, and against nothing else.
+#[tokio::test]
+async fn keys_and_detached_signatures() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = TestDb::new(Db::Sqlite).await;
+    let out = db.dir().join("ci");
+    let out_text = out.display().to_string();
+    let (code, text, err) = run_cli(&db, &["key", "generate", "--out", &out_text, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let made: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let secret = db.dir().join("ci.key");
+    let public = db.dir().join("ci.pub");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let public_key = culvert::PublicKeyFile::parse(&std::fs::read(&public).unwrap()).unwrap();
+    assert_eq!(made["key_id"], public_key.key_id.as_str());
+    let (code, _, err) = run_cli(&db, &["key", "generate", "--out", &out_text]);
+    assert_eq!(code, 1, "never overwrites");
+    assert!(err.contains("never overwritten"), "{err}");
+
+    let package = db.dir().join("hello.wasm");
+    std::fs::copy(artifacts::HELLO, &package).unwrap();
+    let package_text = package.display().to_string();
+    let secret_text = secret.display().to_string();
+    let (code, _, err) = run_cli(
+        &db,
+        &["package", "sign", &package_text, "--key", &secret_text],
+    );
+    assert_eq!(code, 0, "{err}");
+    let sig =
+        culvert::SignatureFile::parse(&std::fs::read(db.dir().join("hello.wasm.sig")).unwrap())
+            .unwrap();
+    let bytes = std::fs::read(&package).unwrap();
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    culvert::verify_signature(&sig, &hash, &public_key).unwrap();
+    culvert::check_signed_names(&sig, "hello", "0.1.0").unwrap();
+    assert_eq!(sig.key_id, public_key.key_id);
+    // A flipped bit in the package: another hash, refused.
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let other = blake3::hash(&flipped).to_hex().to_string();
+    assert_eq!(
+        culvert::verify_signature(&sig, &other, &public_key)
+            .unwrap_err()
+            .kind(),
+        "signature_hash_mismatch"
+    );
+    // A public key is not a secret key.
+    let public_text = public.display().to_string();
+    let (code, _, err) = run_cli(
+        &db,
+        &["package", "sign", &package_text, "--key", &public_text],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not a secret key file"), "{err}");
+}
+
 async fn tenant_and_grant_commands_speak_json(db: Db) {
     let db = TestDb::new(db).await;
     let json = |args: &[&str]| -> serde_json::Value {

@@ -14,7 +14,7 @@
 //!
 //! | Stage | What it does |
 //! |---|---|
-//! | `files`, `guest_text`, `suggest`, `telemetry` | bounded reads of regular files; guest text made safe for a log line; "did you mean"; the metrics' names and recording |
+//! | `files`, `guest_text`, `signing`, `suggest`, `telemetry` | bounded reads of regular files; guest text made safe for a log line; package signatures (Ed25519 keys, `.sig` files, verification); "did you mean"; the metrics' names and recording |
 //! | `contract` | the one `bindgen!` of the WIT world and the contract version rules |
 //! | `egress` | outbound HTTP: the allowlist (declared and granted host patterns), the address check, the network, the per-call send hook |
 //! | `sandbox` | the engine, a fresh store per call, limits, the CPU ledger, host imports |
@@ -42,6 +42,7 @@ mod registry;
 mod runner;
 mod sandbox;
 mod scheduler;
+mod signing;
 mod start_queue;
 mod store;
 mod suggest;
@@ -93,6 +94,12 @@ pub use sandbox::{
     WASMTIME_VERSION,
 };
 pub use scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
+pub use signing::{
+    ALGORITHM as SIGNATURE_ALGORITHM, KEY_FORMAT, MAX_FILE_BYTES as MAX_SIGNATURE_FILE_BYTES,
+    PublicKeyFile, SIGNATURE_FORMAT, SecretKeyFile, SignatureError, SignatureFile,
+    check_names as check_signed_names, generate as generate_key, key_id,
+    verify as verify_signature,
+};
 pub use store::{
     Advance, AttemptLogs, Backend, ClaimedTask, Completion, DeclaredSchedule, EventRow,
     ExecutionFilter, ExecutionRow, ExecutionStore, FINALIZE_LEASE_MS, FireCommit, FireRow,

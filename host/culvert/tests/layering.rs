@@ -15,6 +15,7 @@ const STAGES: &[&[&str]] = &[
     &[
         "files",
         "guest_text",
+        "signing",
         "suggest",
         "telemetry",
         "test_support",
