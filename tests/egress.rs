@@ -135,6 +135,11 @@ async fn granted_and_declared_works(db: Db) {
     assert_eq!(field("bytes"), "39");
     assert_eq!(field("outcome"), "completed");
     assert_eq!(field("grant"), s.loopback());
+    assert_eq!(
+        field("address"),
+        s.loopback(),
+        "the address it connected to"
+    );
 
     // The fetch example: GET, parse, summarise, POST the summary.
     let row =
@@ -468,6 +473,14 @@ async fn connections_are_capped_per_tenant(db: Db) {
 
 async fn bad_grants_are_refused_with_the_rule(db: Db) {
     let s = setup(db, TenantLimits::default()).await;
+    // Patterns compare without case: stored in lower case, revoked in any.
+    s.grant("API.Example.com").await;
+    let grants = s.r.grants(TENANT).await.unwrap();
+    assert_eq!(grants[0].name, "api.example.com");
+    s.r.revoke(TENANT, "", GrantKind::Http, "Api.EXAMPLE.com")
+        .await
+        .unwrap();
+    assert!(s.r.grants(TENANT).await.unwrap().is_empty());
     for bad in ["ftp://a.test", "user@a.test", "a.test/path", "a.test:0", ""] {
         let e = s.r.grant(&http_grant(bad)).await.unwrap_err();
         assert!(e.to_string().contains("HOST[:PORT]"), "{bad}: {e}");

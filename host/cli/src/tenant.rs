@@ -183,7 +183,8 @@ fn grant_target(
         let (n, v) = split(dir);
         (GrantKind::Dir, n, v)
     } else if let Some(host) = http {
-        (GrantKind::Http, host.clone(), None)
+        // Patterns compare without case; the library stores them lowered.
+        (GrantKind::Http, host.to_ascii_lowercase(), None)
     } else if wall_clock {
         (GrantKind::WallClock, String::new(), None)
     } else if random {

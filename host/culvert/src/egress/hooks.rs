@@ -132,6 +132,7 @@ impl WasiHttpHooks for EgressHooks {
                 origin: origin_text(&uri),
                 path: bounded(uri.path(), 256),
                 grant: None,
+                address: None,
                 status: None,
                 bytes: 0,
                 elapsed: Duration::ZERO,

@@ -19,6 +19,8 @@ pub struct RequestRecord {
     pub path: String,
     /// The grant that let it through, or `None` when it was refused first.
     pub grant: Option<String>,
+    /// The address it was connected to, once it was.
+    pub address: Option<std::net::SocketAddr>,
     /// The response's status, when one came.
     pub status: Option<u16>,
     /// Response body bytes received.
@@ -79,6 +81,12 @@ impl Report {
     pub(crate) fn set_grant(&mut self, grant: &str) {
         if let Some(r) = &mut self.record {
             r.grant = Some(grant.to_string());
+        }
+    }
+
+    pub(crate) fn set_address(&mut self, address: std::net::SocketAddr) {
+        if let Some(r) = &mut self.record {
+            r.address = Some(address);
         }
     }
 

@@ -164,6 +164,7 @@ impl Network {
         (
             hyper::client::conn::http1::SendRequest<WasiBody>,
             wasmtime_wasi::runtime::AbortOnDropJoinHandle<()>,
+            SocketAddr,
         ),
         Failed,
     > {
@@ -186,6 +187,12 @@ impl Network {
         let addrs = reachable(&ips, dest, &out.policy)?;
         let connect_by = out.within(out.options.and_then(|o| o.connect_timeout));
         let tcp = connect(&addrs, connect_by).await?;
+        let address = tcp.peer_addr().map_err(|e| {
+            (
+                Error::ConnectionTerminated,
+                format!("the connection closed: {e}"),
+            )
+        })?;
         let stream: Box<dyn Stream> = if dest.https {
             Box::new(self.tls_handshake(dest, tcp, connect_by).await?)
         } else {
@@ -208,7 +215,7 @@ impl Network {
             let _permit: ConnectionPermit = permit;
             let _ = tokio::time::timeout_at(closes_at.into(), conn).await;
         });
-        Ok((sender, conn_task))
+        Ok((sender, conn_task, address))
     }
 
     async fn try_send(
@@ -219,7 +226,12 @@ impl Network {
         let started = Instant::now();
         let head_request = request.method() == http::Method::HEAD;
         let (mut sender, conn_task) = match self.open(out, started).await {
-            Ok(open) => open,
+            Ok((sender, conn_task, address)) => {
+                if let Some(report) = out.report.as_mut() {
+                    report.set_address(address);
+                }
+                (sender, conn_task)
+            }
             Err(failed) => {
                 // Let the guest finish writing its body, so that it reads
                 // this failure and not a broken stream.

@@ -783,10 +783,18 @@ impl Runner {
                 }
             }
             GrantKind::Http => {
-                // Stored as written; checked now so that a grant that could
-                // never match is refused with the rule.
+                // Checked now, so that a grant that could never match is
+                // refused with the rule; stored in lower case, as patterns
+                // compare, so that revoking `API.example.com` finds it.
                 crate::egress::HostPattern::parse(&grant.name)
                     .map_err(|e| Error::Invalid(format!("--http {e}")))?;
+                if grant.name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    let lower = Grant {
+                        name: grant.name.to_ascii_lowercase(),
+                        ..grant.clone()
+                    };
+                    return Ok(self.store.add_grant(&lower).await?);
+                }
             }
             GrantKind::Env if grant.name.is_empty() => {
                 return Err(Error::Invalid("this grant needs a name".into()));
@@ -807,7 +815,15 @@ impl Runner {
         kind: GrantKind,
         name: &str,
     ) -> Result<(), Error> {
-        Ok(self.store.remove_grant(tenant, package, kind, name).await?)
+        // HTTP patterns are stored in lower case (see `grant`).
+        let name = match kind {
+            GrantKind::Http => name.to_ascii_lowercase(),
+            _ => name.to_string(),
+        };
+        Ok(self
+            .store
+            .remove_grant(tenant, package, kind, &name)
+            .await?)
     }
 
     /// A tenant's grants.

@@ -179,6 +179,10 @@ fn egress_sink(output: OutputCapture, labels: Arc<CallLabels>) -> RecordSink {
             ("ms".to_string(), ms.to_string()),
             ("outcome".to_string(), r.outcome.as_str().to_string()),
             ("grant".to_string(), r.grant.clone().unwrap_or_default()),
+            (
+                "address".to_string(),
+                r.address.map(|a| a.to_string()).unwrap_or_default(),
+            ),
         ];
         let level = if matches!(r.outcome, EgressOutcome::Completed) {
             "info"
