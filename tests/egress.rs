@@ -58,6 +58,14 @@ impl Setup {
     }
 }
 
+/// [`setup`] with the test server granted by its literal address: the
+/// start of every test of what happens once a request may go out.
+async fn granted(db: Db, limits: TenantLimits) -> Setup {
+    let s = setup(db, limits).await;
+    s.grant(&s.loopback()).await;
+    s
+}
+
 fn http_grant(pattern: &str) -> Grant {
     Grant {
         tenant: TENANT.into(),
@@ -110,8 +118,7 @@ async fn host_records(r: &Runner, id: uuid::Uuid) -> Vec<culvert::LogRecord> {
 }
 
 async fn granted_and_declared_works(db: Db) {
-    let s = setup(db, TenantLimits::default()).await;
-    s.grant(&s.loopback()).await;
+    let s = granted(db, TenantLimits::default()).await;
     let (id, out) = call_id(&s.r, "get", json!({"url": s.server.url("/json?k=secret")})).await;
     let out = out.unwrap();
     assert_eq!(out["status"], 200);
@@ -251,8 +258,7 @@ async fn a_wildcard_grant_matches_names_under_it_only(db: Db) {
 }
 
 async fn redirects_are_returned_and_each_hop_is_policed(db: Db) {
-    let s = setup(db, TenantLimits::default()).await;
-    s.grant(&s.loopback()).await;
+    let s = granted(db, TenantLimits::default()).await;
     let elsewhere = s.server.url_at("other.test", "/json");
     let url = s.server.url(&format!("/redirect?to={elsewhere}"));
     let out = call(&s.r, "get", json!({ "url": url })).await.unwrap();
@@ -305,12 +311,14 @@ async fn a_name_resolving_to_loopback_needs_the_literal_grant(db: Db) {
 }
 
 async fn the_response_byte_cap_holds(db: Db) {
-    let limits = TenantLimits {
-        max_http_response_bytes: 1000,
-        ..TenantLimits::default()
-    };
-    let s = setup(db, limits).await;
-    s.grant(&s.loopback()).await;
+    let s = granted(
+        db,
+        TenantLimits {
+            max_http_response_bytes: 1000,
+            ..TenantLimits::default()
+        },
+    )
+    .await;
     let out = call(&s.r, "get", json!({"url": s.server.url("/big?n=900")}))
         .await
         .unwrap();
@@ -330,12 +338,14 @@ async fn the_response_byte_cap_holds(db: Db) {
 }
 
 async fn the_request_cap_per_call_holds(db: Db) {
-    let limits = TenantLimits {
-        max_http_requests_per_call: 3,
-        ..TenantLimits::default()
-    };
-    let s = setup(db, limits).await;
-    s.grant(&s.loopback()).await;
+    let s = granted(
+        db,
+        TenantLimits {
+            max_http_requests_per_call: 3,
+            ..TenantLimits::default()
+        },
+    )
+    .await;
     let (kind, message) = call(
         &s.r,
         "many",
@@ -353,12 +363,14 @@ async fn the_request_cap_per_call_holds(db: Db) {
 }
 
 async fn a_slow_server_hits_the_request_timeout(db: Db) {
-    let limits = TenantLimits {
-        http_request_timeout_ms: 500,
-        ..TenantLimits::default()
-    };
-    let s = setup(db, limits).await;
-    s.grant(&s.loopback()).await;
+    let s = granted(
+        db,
+        TenantLimits {
+            http_request_timeout_ms: 500,
+            ..TenantLimits::default()
+        },
+    )
+    .await;
     let started = Instant::now();
     let (kind, message) = call(&s.r, "get", json!({"url": s.server.url("/slow?ms=5000")}))
         .await
@@ -378,12 +390,14 @@ async fn a_slow_server_hits_the_request_timeout(db: Db) {
 }
 
 async fn a_deadline_during_a_request_preempts_and_closes_it(db: Db) {
-    let limits = TenantLimits {
-        max_task_timeout_ms: 1000,
-        ..TenantLimits::default()
-    };
-    let s = setup(db, limits).await;
-    s.grant(&s.loopback()).await;
+    let s = granted(
+        db,
+        TenantLimits {
+            max_task_timeout_ms: 1000,
+            ..TenantLimits::default()
+        },
+    )
+    .await;
     let started = Instant::now();
     let (kind, message) = call(&s.r, "get", json!({"url": s.server.url("/hang")}))
         .await
@@ -445,12 +459,14 @@ async fn a_revoked_grant_applies_to_the_next_attempt(db: Db) {
 }
 
 async fn connections_are_capped_per_tenant(db: Db) {
-    let limits = TenantLimits {
-        max_http_connections: 1,
-        ..TenantLimits::default()
-    };
-    let s = setup(db, limits).await;
-    s.grant(&s.loopback()).await;
+    let s = granted(
+        db,
+        TenantLimits {
+            max_http_connections: 1,
+            ..TenantLimits::default()
+        },
+    )
+    .await;
     // Two tasks at once, each holding a connection for 1.5 s: the second
     // finds the tenant's one connection taken.
     let url = s.server.url("/slow?ms=1500");
