@@ -1371,6 +1371,27 @@ mod faulty {
         async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>> {
             self.inner.list_grants(tenant).await
         }
+        async fn trust_key(&self, key: &culvert::TrustedKey) -> Result<culvert::TrustedKey> {
+            self.inner.trust_key(key).await
+        }
+        async fn untrust_key(
+            &self,
+            tenant: &str,
+            key: &str,
+            by: &str,
+        ) -> Result<culvert::TrustedKey> {
+            self.inner.untrust_key(tenant, key, by).await
+        }
+        async fn trusted_key(
+            &self,
+            tenant: &str,
+            key_id: &str,
+        ) -> Result<Option<culvert::TrustedKey>> {
+            self.inner.trusted_key(tenant, key_id).await
+        }
+        async fn trusted_keys(&self, tenant: Option<&str>) -> Result<Vec<culvert::TrustedKey>> {
+            self.inner.trusted_keys(tenant).await
+        }
         async fn create_api_key(&self, row: &ApiKeyRow, hash: &str) -> Result<()> {
             self.inner.create_api_key(row, hash).await
         }

@@ -167,6 +167,7 @@ async fn rewrite_hash(db: &TestDb, id: uuid::Uuid, hash: &str, bytes: &[u8]) {
             content_hash: hash,
             bytes,
             max_packages: u32::MAX,
+            signature: None,
         })
         .await
         .unwrap();
@@ -227,6 +228,7 @@ async fn insert_raw(store: &Arc<dyn Store>, name: &str, bytes: &[u8]) -> uuid::U
             content_hash: &culvert::ContentHash::of(bytes).to_hex(),
             bytes,
             max_packages: u32::MAX,
+            signature: None,
         })
         .await
         .unwrap()

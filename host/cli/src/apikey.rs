@@ -10,7 +10,12 @@ use culvert_server::{audit_json, key_json};
 use serde_json::{Value, json};
 
 /// An audit entry for a change made from the command line (no key).
-fn cli_entry(tenant: &str, action: AuditAction, subject: &str, detail: Value) -> AuditEntry {
+pub(crate) fn cli_entry(
+    tenant: &str,
+    action: AuditAction,
+    subject: &str,
+    detail: Value,
+) -> AuditEntry {
     AuditEntry {
         key_id: None,
         key_name: Some("(command line)".into()),

@@ -367,6 +367,53 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Trust a public key for a tenant: where the tenant requires
+    /// signatures (`require_signature`), packages it signs may be added.
+    /// Operators only, unless the operator set the tenant's
+    /// `allow_tenant_key_trust`.
+    Trust {
+        /// The tenant (default `public`; through `--server`, the key's
+        /// own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The name to trust it under (1 to 64 letters, digits, `.`, `_`,
+        /// `-`), unique among the tenant's trusted keys.
+        #[arg(long)]
+        name: String,
+        /// The public key: `NAME.pub` from `culvert key generate`.
+        #[arg(value_name = "NAME.pub")]
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the signing keys tenants trust, and the ones they untrusted.
+    List {
+        /// The tenant (default `public`; through `--server`, what the key
+        /// sees).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Every tenant's keys (an operator's view).
+        #[arg(long, conflicts_with = "tenant")]
+        all_tenants: bool,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Untrust a key: its packages are marked in `package list`, and stop
+    /// loading at the next reconcile pass where the tenant's `on_untrust`
+    /// is `disable`.
+    Untrust {
+        /// The tenant (default `public`; through `--server`, the key's
+        /// own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The key: its id, or the name it was trusted under.
+        key: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `culvert grant` / `culvert revoke`
@@ -505,10 +552,27 @@ pub enum PackageCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Validate, pre-compile and register a package file.
+    /// Validate, pre-compile and register a package file. A signature
+    /// (`FILE.sig` next to it, or `--signature`) is checked before the
+    /// compile, against the keys the tenant trusts.
     Add {
         /// The package: a `.wasm` component.
         file: PathBuf,
+        /// The owning tenant (default `public`; through `--server`, the
+        /// key's own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Its detached signature (default: `FILE.sig` when it exists).
+        #[arg(long, value_name = "PATH")]
+        signature: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one registered package: its signature, workflows and tasks.
+    Show {
+        /// `NAME` or `NAME@VERSION` (default the newest registered).
+        package: String,
         /// The owning tenant (default `public`; through `--server`, the
         /// key's own).
         #[arg(long)]

@@ -210,6 +210,7 @@ async fn seed(
                 content_hash: &ContentHash::of(&bytes).to_hex(),
                 bytes: &bytes,
                 max_packages: u32::MAX,
+                signature: None,
             })
             .await?;
     }

@@ -1,11 +1,19 @@
 //! `culvert key generate` and `culvert package sign`: Ed25519 key pairs and
 //! detached package signatures (`FILE.sig`), made where the package is
-//! built (a CI job), with no database.
+//! built (a CI job), with no database. And `culvert key trust|list|untrust`:
+//! the keys each tenant trusts, on the database or through `--server`.
 
-use crate::common::{local_loader, read_package};
+use crate::apikey::cli_entry;
+use crate::args::{GlobalArgs, KeyCommand, tenant_or_default};
+use crate::client::{Api, Body, Retry};
+use crate::common::{local_loader, open_runner, read_package, runner_config};
+use crate::remote::tenant_query;
+use crate::table::print_table;
 use anyhow::Context as _;
-use culvert::{SecretKeyFile, SignatureFile};
-use serde_json::json;
+use culvert::{AuditAction, PublicKeyFile, SecretKeyFile, SignatureFile};
+use culvert_server::views::trusted_key_json;
+use reqwest::Method;
+use serde_json::{Value, json};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -124,6 +132,199 @@ pub(crate) async fn package_sign(
             &signature.content_hash[..16],
             secret.key_id,
             sig_path.display()
+        );
+    }
+    Ok(0)
+}
+
+/// The signature `package add FILE` sends: `--signature PATH`, else
+/// `FILE.sig` when it exists, else none.
+pub(crate) fn signature_for(
+    file: &Path,
+    explicit: Option<&Path>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let beside = with_ext(file, ".sig");
+            if !beside.exists() {
+                return Ok(None);
+            }
+            beside
+        }
+    };
+    read_small(&path)
+        .map(Some)
+        .with_context(|| format!("cannot read the signature {}", path.display()))
+}
+
+/// Who made a change from the command line, as a trusted key records it.
+const COMMAND_LINE: &str = "(command line)";
+
+/// `culvert key trust|list|untrust`, on the database or through `api`.
+pub(crate) async fn key_command(
+    g: &GlobalArgs,
+    api: Option<&Api>,
+    cmd: KeyCommand,
+) -> anyhow::Result<i32> {
+    match cmd {
+        KeyCommand::Generate { out, json } => key_generate(&out, json),
+        KeyCommand::Trust {
+            tenant,
+            name,
+            file,
+            json,
+        } => {
+            let text = read_small(&file)
+                .with_context(|| format!("cannot read the public key {}", file.display()))?;
+            let public = PublicKeyFile::parse(&text).with_context(|| {
+                format!(
+                    "{} is not a public key file (NAME.pub from culvert key generate)",
+                    file.display()
+                )
+            })?;
+            let v = match api {
+                Some(api) => {
+                    let q = tenant_query(tenant.as_deref());
+                    api.call(
+                        Method::POST,
+                        &["signing-keys"],
+                        &q,
+                        Body::Json(json!({"name": name, "public_key": public})),
+                        &[],
+                        Retry::Never,
+                    )
+                    .await?
+                }
+                None => {
+                    let tenant = tenant_or_default(&tenant);
+                    let runner = open_runner(runner_config(g)?).await?;
+                    let key = runner
+                        .trust_key(tenant, &name, &public, COMMAND_LINE)
+                        .await?;
+                    audited(&runner, AuditAction::SigningKeyTrusted, &key).await?
+                }
+            };
+            print_key(&v, "trusted", json)
+        }
+        KeyCommand::Untrust { tenant, key, json } => {
+            let v = match api {
+                Some(api) => {
+                    let q = tenant_query(tenant.as_deref());
+                    api.call(
+                        Method::DELETE,
+                        &["signing-keys", &key],
+                        &q,
+                        Body::Empty,
+                        &[],
+                        Retry::Never,
+                    )
+                    .await?
+                }
+                None => {
+                    let tenant = tenant_or_default(&tenant);
+                    let runner = open_runner(runner_config(g)?).await?;
+                    let row = runner.untrust_key(tenant, &key, COMMAND_LINE).await?;
+                    audited(&runner, AuditAction::SigningKeyUntrusted, &row).await?
+                }
+            };
+            print_key(&v, "untrusted", json)
+        }
+        KeyCommand::List {
+            tenant,
+            all_tenants,
+            json,
+        } => {
+            let items: Vec<Value> = match api {
+                Some(api) => {
+                    let q = tenant_query(tenant.as_deref());
+                    match api.get(&["signing-keys"], &q).await? {
+                        Value::Array(items) => items,
+                        other => {
+                            anyhow::bail!("the server answered {other} where a list was expected")
+                        }
+                    }
+                }
+                None => {
+                    let store = crate::common::open_store(g).await?;
+                    let tenant = (!all_tenants).then(|| tenant_or_default(&tenant));
+                    store
+                        .trusted_keys(tenant)
+                        .await?
+                        .iter()
+                        .map(trusted_key_json)
+                        .collect()
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+                return Ok(0);
+            }
+            if items.is_empty() {
+                println!("no signing keys trusted");
+                return Ok(0);
+            }
+            let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|k| {
+                    vec![
+                        text(&k["tenant"]),
+                        text(&k["name"]),
+                        text(&k["key_id"]),
+                        text(&k["status"]),
+                        text(&k["trusted_at"]),
+                        text(&k["trusted_by"]),
+                        text(&k["untrusted_at"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "TENANT",
+                    "NAME",
+                    "KEY ID",
+                    "STATUS",
+                    "TRUSTED AT",
+                    "TRUSTED BY",
+                    "UNTRUSTED AT",
+                ],
+                &rows,
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Record a change to `key` in the audit log: its JSON form.
+async fn audited(
+    runner: &culvert::Runner,
+    action: AuditAction,
+    key: &culvert::TrustedKey,
+) -> anyhow::Result<Value> {
+    runner
+        .store()
+        .record_audit(&cli_entry(
+            &key.tenant,
+            action,
+            &key.key_id,
+            json!({"name": key.name}),
+        ))
+        .await?;
+    Ok(trusted_key_json(key))
+}
+
+/// Print one key in its JSON form ([`trusted_key_json`]), or a line.
+fn print_key(v: &Value, did: &str, json: bool) -> anyhow::Result<i32> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{did} key {} ({}) for tenant {}",
+            text("key_id"),
+            text("name"),
+            text("tenant")
         );
     }
     Ok(0)

@@ -168,8 +168,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     if let Some(api) = &api {
         match cli.command {
-            Command::Package(PackageCommand::Add { file, tenant, json }) => {
-                return remote::package_add(api, &file, tenant.as_deref(), json).await;
+            Command::Package(PackageCommand::Add {
+                file,
+                tenant,
+                signature,
+                json,
+            }) => {
+                let signature = keys::signature_for(&file, signature.as_deref())?;
+                return remote::package_add(api, &file, tenant.as_deref(), signature, json).await;
+            }
+            Command::Package(PackageCommand::Show {
+                package,
+                tenant,
+                json,
+            }) => return remote::package_show(api, &package, tenant.as_deref(), json).await,
+            Command::Key(
+                cmd @ (KeyCommand::Trust { .. }
+                | KeyCommand::List { .. }
+                | KeyCommand::Untrust { .. }),
+            ) => {
+                return keys::key_command(g, Some(api), cmd).await;
             }
             Command::Package(PackageCommand::List {
                 tenant,
@@ -223,13 +241,25 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             let format = if json { Format::Json } else { format };
             inspect(g, &file, format).await
         }
-        Command::Package(PackageCommand::Add { file, tenant, json }) => {
-            package_add(g, &file, tenant_or_default(&tenant), json).await
+        Command::Package(PackageCommand::Add {
+            file,
+            tenant,
+            signature,
+            json,
+        }) => {
+            let signature = keys::signature_for(&file, signature.as_deref())?;
+            package_add(g, &file, tenant_or_default(&tenant), signature, json).await
         }
+        Command::Package(PackageCommand::Show {
+            package,
+            tenant,
+            json,
+        }) => package_show(g, &package, tenant_or_default(&tenant), json).await,
         Command::Package(PackageCommand::Sign { file, key, json }) => {
             keys::package_sign(g, &file, &key, json).await
         }
         Command::Key(KeyCommand::Generate { out, json }) => keys::key_generate(&out, json),
+        Command::Key(cmd) => keys::key_command(g, None, cmd).await,
         Command::Package(PackageCommand::List {
             tenant,
             all_tenants,

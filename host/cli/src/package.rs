@@ -166,15 +166,117 @@ pub(crate) async fn package_add(
     g: &GlobalArgs,
     file: &Path,
     tenant: &str,
+    signature: Option<Vec<u8>>,
     json: bool,
 ) -> anyhow::Result<i32> {
     let bytes = read_package(file)?;
     let runner = open_runner(runner_config(g)?).await?;
     let r = runner
-        .register_package(tenant, &bytes)
+        .register_signed_package(tenant, &bytes, signature.as_deref())
         .await
         .with_context(|| format!("cannot register {}", file.display()))?;
+    if r.created || r.signature_key_id.is_some() {
+        runner
+            .store()
+            .record_audit(&crate::apikey::cli_entry(
+                tenant,
+                culvert::AuditAction::PackageAdded,
+                &r.label(),
+                serde_json::json!({
+                    "content_hash": r.content_hash,
+                    "size": bytes.len(),
+                    "signature_key_id": r.signature_key_id,
+                    "signed_at": r.signed_at,
+                }),
+            ))
+            .await?;
+    }
     print_registered(&r, json)
+}
+
+/// `package show NAME[@VERSION]`.
+pub(crate) async fn package_show(
+    g: &GlobalArgs,
+    spec: &str,
+    tenant: &str,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let store = open_store(g).await?;
+    let (name, version) = split_name_version(spec);
+    let rows = store.list_packages(Some(tenant)).await?;
+    let row = rows
+        .iter()
+        .filter(|p| p.name == name && version.is_none_or(|v| p.version == v))
+        .max_by_key(|p| p.registered_at)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "package '{}' not found in tenant '{tenant}'{}",
+                culvert::escape_guest_text(spec),
+                culvert::did_you_mean(name, rows.iter().map(|p| p.name.as_str()))
+            )
+        })?;
+    print_package_detail(&culvert_server::views::package_detail_json(row), json)
+}
+
+/// The signature column of `package list`, and the line of `package show`:
+/// the key id, marked when the key is untrusted (and the package
+/// disabled).
+fn signature_text(p: &Value) -> String {
+    let s = &p["signature"];
+    let Some(key) = s["key_id"].as_str() else {
+        return "-".into();
+    };
+    match (s["key"].as_str(), s["disabled"].as_bool()) {
+        (Some("untrusted"), Some(true)) => format!("{key} (UNTRUSTED, disabled)"),
+        (Some("untrusted"), _) => format!("{key} (UNTRUSTED)"),
+        _ => key.to_string(),
+    }
+}
+
+/// Print one package in its detail JSON form
+/// ([`culvert_server::views::package_detail_json`]), or as text.
+pub(crate) fn print_package_detail(p: &Value, json: bool) -> anyhow::Result<i32> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(p)?);
+        return Ok(0);
+    }
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    println!(
+        "{} {} (tenant {})",
+        text(&p["name"]),
+        text(&p["version"]),
+        text(&p["tenant"])
+    );
+    println!("  id            {}", text(&p["id"]));
+    println!("  content hash  {}", text(&p["content_hash"]));
+    println!("  size          {} bytes", p["size"]);
+    println!("  registered    {}", text(&p["registered_at"]));
+    if p["signature"].is_object() {
+        println!(
+            "  signed by     key {}, at {}",
+            signature_text(p),
+            text(&p["signature"]["signed_at"])
+        );
+        if let Some(at) = p["signature"]["key_untrusted_at"].as_str() {
+            println!("  key untrusted {at}");
+        }
+    } else {
+        println!("  signed by     nobody (no signature)");
+    }
+    for wf in p["metadata"]["workflows"].as_array().into_iter().flatten() {
+        let tasks: Vec<String> = wf["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| text(&t["id"]))
+            .collect();
+        println!(
+            "  workflow      {} ({})",
+            text(&wf["name"]),
+            tasks.join(", ")
+        );
+    }
+    Ok(0)
 }
 
 /// Print what `package add` registered: one JSON object, or text.
@@ -194,6 +296,9 @@ pub(crate) fn print_registered(r: &Registered, json: bool) -> anyhow::Result<i32
         );
         println!("  id            {}", r.id);
         println!("  content hash  {}", r.content_hash);
+        if let Some(key) = &r.signature_key_id {
+            println!("  signed by     key {key} (verified)");
+        }
     }
     Ok(0)
 }
@@ -237,12 +342,21 @@ pub(crate) fn print_package_list(items: &[Value], json: bool) -> anyhow::Result<
                 text(&p["version"]),
                 hash.get(..12).unwrap_or(&hash).to_string(),
                 text(&p["id"]),
+                signature_text(p),
                 workflows.join(","),
             ]
         })
         .collect();
     print_table(
-        &["TENANT", "NAME", "VERSION", "HASH", "ID", "WORKFLOWS"],
+        &[
+            "TENANT",
+            "NAME",
+            "VERSION",
+            "HASH",
+            "ID",
+            "SIGNED BY",
+            "WORKFLOWS",
+        ],
         &table,
     );
     Ok(0)

@@ -1,5 +1,5 @@
 //! The commands that also run through a server's API (`--server`):
-//! `package add|list|remove`, `run`, `executions list|show|retry`,
+//! `package add|show|list|remove`, `key trust|list|untrust` (in `keys`), `run`, `executions list|show|retry`,
 //! `cancel` and `status` (`executions logs` is in `logs`, with its
 //! database twin).
 //!
@@ -32,7 +32,7 @@ const MAX_PAGE: i64 = 1000;
 const POLL: Duration = Duration::from_millis(500);
 
 /// `?tenant=T` when a tenant was named.
-fn tenant_query(tenant: Option<&str>) -> Vec<(&str, &str)> {
+pub(crate) fn tenant_query(tenant: Option<&str>) -> Vec<(&str, &str)> {
     tenant.map(|t| ("tenant", t)).into_iter().collect()
 }
 
@@ -49,16 +49,23 @@ pub(crate) async fn package_add(
     api: &Api,
     file: &Path,
     tenant: Option<&str>,
+    signature: Option<Vec<u8>>,
     json: bool,
 ) -> anyhow::Result<i32> {
+    use base64::Engine as _;
     let bytes = read_package(file)?;
+    let signature = signature.map(|s| base64::engine::general_purpose::STANDARD.encode(s));
+    let headers: Vec<(&str, &str)> = signature
+        .iter()
+        .map(|s| (culvert_server::SIGNATURE_HEADER, s.as_str()))
+        .collect();
     let answer = api
         .call(
             Method::POST,
             &["packages"],
             &tenant_query(tenant),
             Body::Wasm(bytes),
-            &[],
+            &headers,
             Retry::Never,
         )
         .await
@@ -66,6 +73,17 @@ pub(crate) async fn package_add(
     let registered: Registered =
         serde_json::from_value(answer).context("the server's answer is not a registration")?;
     print_registered(&registered, json)
+}
+
+/// `package show NAME[@VERSION]` through the API.
+pub(crate) async fn package_show(
+    api: &Api,
+    spec: &str,
+    tenant: Option<&str>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let v = api.get(&["packages", spec], &tenant_query(tenant)).await?;
+    crate::package::print_package_detail(&v, json)
 }
 
 /// `package list` through the API.

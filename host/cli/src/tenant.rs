@@ -42,6 +42,7 @@ fn limit_value(key: &str, v: &Value) -> String {
             ("fuel_per_call", Value::Null) => "unlimited".into(),
             ("max_cpu_cores", Value::Null) => "a fair share".into(),
             (_, Value::Null) => "none".into(),
+            (_, Value::String(s)) => s.clone(),
             (_, other) => other.to_string(),
         };
     };

@@ -405,6 +405,44 @@ async fn both_modes_print_the_same(kind: Db) {
     assert_eq!(strip(&here.1), strip(&there.1));
     assert_eq!(parse(&there.1)[0]["name"], "etl");
 
+    // Signing: keys trusted and listed, a signed package added (its
+    // FILE.sig travels in a header) and shown, alike in both modes.
+    let signer = db.dir().join("ci").display().to_string();
+    let (code, _, err) = run_local(&db, &["key", "generate", "--out", &signer]);
+    assert_eq!(code, 0, "{err}");
+    let hello = db.dir().join("hello.wasm").display().to_string();
+    std::fs::copy(artifacts::HELLO, &hello).unwrap();
+    let (code, _, err) = run_local(
+        &db,
+        &["package", "sign", &hello, "--key", &format!("{signer}.key")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let public = format!("{signer}.pub");
+    let trust = ["key", "trust", "--name", "ci", public.as_str(), "--json"];
+    let (code, _, err) = run_remote(&db, url, &dev, &trust);
+    assert_eq!(code, 1, "a tenant key may not trust keys");
+    assert!(
+        err.contains("does not manage its own signing keys"),
+        "{err}"
+    );
+    let (code, out, err) = run_remote(&db, url, &ops, &trust);
+    assert_eq!(code, 0, "{err}");
+    let key_id = parse(&out)["key_id"].as_str().unwrap().to_string();
+    same(&db, url, &ops, &["key", "list", "--json"]);
+    let (code, out, err) = run_remote(&db, url, &dev, &["package", "add", &hello, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(parse(&out)["signature_key_id"], key_id.as_str());
+    same(&db, url, &dev, &["package", "show", "hello", "--json"]);
+    same(&db, url, &dev, &["package", "show", "hello"]);
+    let (code, out, err) = run_remote(&db, url, &ops, &["key", "untrust", "ci", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(parse(&out)["status"], "untrusted");
+    let (_, listed, _) = same(&db, url, &dev, &["package", "list"]);
+    assert!(
+        listed.contains(&format!("{key_id} (UNTRUSTED)")),
+        "{listed}"
+    );
+
     // Status: an operator's key sees what the database shows.
     let here = run_local(&db, &["status", "--json"]);
     let there = run_remote(&db, url, &ops, &["status", "--json"]);

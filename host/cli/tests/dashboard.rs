@@ -351,8 +351,28 @@ async fn the_dashboard_journey_in_a_browser() {
     let db = TestDb::new(Db::Sqlite).await;
     cli_json(&db, &["tenant", "create", "acme", "--json"]);
     cli_json(&db, &["tenant", "create", "rival", "--json"]);
+    // etl comes signed by a key acme trusts (FILE.sig next to it).
+    let signing = db.dir().join("acme-ci").display().to_string();
+    cli_json(&db, &["key", "generate", "--out", &signing, "--json"]);
+    let etl_file = db.dir().join("etl.wasm").display().to_string();
+    std::fs::copy(artifacts::ETL, &etl_file).unwrap();
+    let secret = format!("{signing}.key");
+    let public = format!("{signing}.pub");
+    cli_json(
+        &db,
+        &["package", "sign", &etl_file, "--key", &secret, "--json"],
+    );
+    let signer = cli_json(
+        &db,
+        &[
+            "key", "trust", "--tenant", "acme", "--name", "ci", &public, "--json",
+        ],
+    )["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for (file, tenant) in [
-        (artifacts::ETL, "acme"),
+        (etl_file.as_str(), "acme"),
         (artifacts::SANDBOX_PROBE, "acme"),
         (artifacts::HELLO, "rival"),
     ] {
@@ -511,6 +531,15 @@ async fn the_dashboard_journey_in_a_browser() {
         b.step(name, async {
             b.goto(&path).await?;
             b.wait_for("main").await?;
+            if name == "markup-packages" {
+                let said = b
+                    .eval("return Array.from(document.querySelectorAll('article.package')).map(a => a.dataset.package + ': ' + a.querySelector('dd.signature').innerText)")
+                    .await?;
+                let said = said.to_string();
+                if !said.contains(&format!("etl: key {signer}")) || !said.contains("sandbox-probe: nobody") {
+                    return Err(format!("the packages' signers are not shown: {said}").into());
+                }
+            }
             if name == "markup-task" {
                 b.until(
                     "the task failed",

@@ -615,6 +615,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/keys"),
     ("DELETE", "/api/v1/keys/{id}"),
     ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/signing-keys"),
+    ("POST", "/api/v1/signing-keys"),
+    ("DELETE", "/api/v1/signing-keys/{key}"),
     ("GET", "/api/v1/status"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/healthz"),
@@ -702,6 +705,7 @@ fn concrete(path: &str, t: &Targets) -> String {
     } else {
         p.replace("{id}", &t.execution)
     };
+    let p = p.replace("{key}", "ci");
     assert!(!p.contains('{'), "{p}");
     p
 }
@@ -785,6 +789,7 @@ async fn the_api_on_one_server(db: Db) {
     step("6b. cancel at once", &|| cancel_at_once(api, &op));
     step("8. pages", &|| pages_of_executions(api, &op));
     step("9. schedules", &|| schedules_through_the_api(api, &op));
+    step("11. signing", &|| signing_through_the_api(api, &op));
     assert!(
         failed.is_empty(),
         "failed steps (see their panics above): {failed:?}"
@@ -1081,6 +1086,154 @@ fn keys_on_every_route(db: &TestDb, api: Api, op: &str, expiring: &Key) {
         api.get_ok(op, "/api/v1/tenants/keys-a")["limits"]["max_packages"],
         100
     );
+}
+
+/// 11. Signing: trust is the operator's (a tenant key gets 403 unless
+///     `allow_tenant_key_trust`); an upload carries its signature in
+///     `X-Culvert-Signature`, refused with its typed kind before the
+///     compile; the stored signature shows in the list, the show and the
+///     audit log; an untrusted key's packages are marked; another tenant
+///     sees none of it.
+fn signing_through_the_api(api: Api, op: &str) {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let t = api.tenant(op, "signed", json!({"require_signature": true}));
+    let other = api.tenant(op, "unsigned", json!({}));
+    let (secret, public) = culvert::generate_key().unwrap();
+    let trust = json!({"name": "ci", "public_key": public});
+    let r = api.post(&t.secret, "/api/v1/signing-keys", &trust);
+    assert_error(&r, 403, "forbidden", "a tenant key trusting a key");
+    let hello = read(artifacts::HELLO);
+    let upload = |key: &str, bytes: &[u8], sig: Option<&str>| {
+        let headers: Vec<(&str, &str)> = sig
+            .map(|s| ("X-Culvert-Signature", s))
+            .into_iter()
+            .collect();
+        api.send(
+            "POST",
+            "/api/v1/packages",
+            Some(key),
+            &headers,
+            Body::Raw(bytes, "application/wasm"),
+        )
+    };
+    let m = assert_error(
+        &upload(&t.secret, &hello, None),
+        403,
+        "signature_missing",
+        "an unsigned upload",
+    );
+    assert!(m.contains("require_signature"), "{m}");
+
+    let r = api.post(op, "/api/v1/signing-keys?tenant=signed", &trust);
+    assert_eq!(r.status, 201, "{}", r.brief());
+    let trusted = r.json();
+    assert_eq!(trusted["status"], "trusted");
+    assert_eq!(trusted["key_id"], public.key_id.as_str());
+    assert_eq!(trusted["tenant"], "signed");
+
+    let (_, key) = culvert::SecretKeyFile::parse(&serde_json::to_vec(&secret).unwrap()).unwrap();
+    let hash = blake3::hash(&hello).to_hex().to_string();
+    let sig = culvert::SignatureFile::sign(&key, &hash, "hello", "0.1.0", culvert::now_ms());
+    let header = b64(&serde_json::to_vec(&sig).unwrap());
+    assert_error(
+        &upload(&t.secret, &hello, Some("not base64 at all!")),
+        422,
+        "malformed_signature",
+        "a header that is not base64",
+    );
+    let mut flipped = hello.clone();
+    flipped[100] ^= 0x80;
+    let m = assert_error(
+        &upload(&t.secret, &flipped, Some(&header)),
+        422,
+        "signature_hash_mismatch",
+        "a flipped bit in the package",
+    );
+    assert!(m.contains(&public.key_id), "{m}");
+    // The same signature for a tenant that trusts no key.
+    assert_error(
+        &upload(&other.secret, &hello, Some(&header)),
+        403,
+        "signature_untrusted_key",
+        "a key the tenant does not trust",
+    );
+
+    let r = upload(&t.secret, &hello, Some(&header));
+    assert_eq!(r.status, 201, "{}", r.brief());
+    assert_eq!(r.json()["signature_key_id"], public.key_id.as_str());
+    let listed = api.get_ok(&t.secret, "/api/v1/packages");
+    assert_eq!(listed[0]["signature"]["key_id"], public.key_id.as_str());
+    assert_eq!(listed[0]["signature"]["key"], "trusted");
+    let shown = api.get_ok(&t.secret, "/api/v1/packages/hello");
+    assert_eq!(shown["signature"]["signature"], sig.signature.as_str());
+
+    // A tenant key lists its own tenant's keys, never another's.
+    let keys = api.get_ok(&t.secret, "/api/v1/signing-keys");
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(api.get_ok(&other.secret, "/api/v1/signing-keys"), json!([]));
+    assert_error(
+        &api.get(&other.secret, "/api/v1/signing-keys?tenant=signed"),
+        404,
+        "not_found",
+        "another tenant's keys",
+    );
+    assert_error(
+        &api.delete(&other.secret, "/api/v1/signing-keys/ci?tenant=signed"),
+        404,
+        "not_found",
+        "untrusting another tenant's key",
+    );
+
+    // Allowed by the operator, the tenant manages its keys itself.
+    let r = api.send(
+        "PATCH",
+        "/api/v1/tenants/signed",
+        Some(op),
+        &[],
+        Body::Json(&json!({"allow_tenant_key_trust": true})),
+    );
+    assert_eq!(r.status, 200, "{}", r.brief());
+    let r = api.delete(&t.secret, "/api/v1/signing-keys/ci");
+    assert_eq!(r.status, 200, "{}", r.brief());
+    assert_eq!(r.json()["status"], "untrusted");
+    assert_error(
+        &api.delete(&t.secret, "/api/v1/signing-keys/ci"),
+        404,
+        "not_found",
+        "untrusting twice",
+    );
+    let listed = api.get_ok(&t.secret, "/api/v1/packages");
+    assert_eq!(listed[0]["signature"]["key"], "untrusted");
+    assert_eq!(listed[0]["signature"]["disabled"], false);
+
+    // The audit log: who trusted and untrusted which key, and the key of
+    // the package added.
+    let entries = api.get_ok(op, "/api/v1/audit?tenant=signed");
+    let find = |action: &str| {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {entries}"))
+            .clone()
+    };
+    let trusted = find("signing_key_trusted");
+    assert_eq!(trusted["subject"], public.key_id.as_str());
+    assert_eq!(trusted["detail"]["name"], "ci");
+    assert!(
+        trusted["at"].is_string() || trusted["at"].is_number(),
+        "{trusted}"
+    );
+    let untrusted = find("signing_key_untrusted");
+    assert_eq!(
+        untrusted["key_id"],
+        t.id.as_str(),
+        "the tenant's key did it"
+    );
+    let added = find("package_added");
+    assert_eq!(added["detail"]["signature_key_id"], public.key_id.as_str());
 }
 
 /// 9. Schedules: create (201), list, show with its fires, trigger (an

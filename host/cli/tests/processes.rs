@@ -1331,6 +1331,115 @@ async fn keys_and_detached_signatures() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("not a secret key file"), "{err}");
+
+    // The whole workflow from the command line: require, trust, add
+    // (FILE.sig picked up, or --signature), list, show, untrust, audit.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (code, out, err) = run_cli(&db, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    json(&[
+        "tenant",
+        "create",
+        "acme",
+        "--set",
+        "require_signature=true",
+        "--json",
+    ]);
+    let unsigned = db.dir().join("unsigned.wasm");
+    std::fs::copy(artifacts::HELLO, &unsigned).unwrap();
+    let unsigned_text = unsigned.display().to_string();
+    let (code, _, err) = run_cli(&db, &["package", "add", &unsigned_text, "--tenant", "acme"]);
+    assert_eq!(code, 1, "no signature");
+    assert!(err.contains("requires a signature"), "{err}");
+    let (code, _, err) = run_cli(&db, &["package", "add", &package_text, "--tenant", "acme"]);
+    assert_eq!(
+        code, 1,
+        "hello.wasm.sig is picked up, by a key acme does not trust"
+    );
+    assert!(
+        err.contains("does not trust") && err.contains(&public_key.key_id),
+        "{err}"
+    );
+    let trusted = json(&[
+        "key",
+        "trust",
+        "--tenant",
+        "acme",
+        "--name",
+        "ci",
+        &public_text,
+        "--json",
+    ]);
+    assert_eq!(trusted["key_id"], public_key.key_id.as_str());
+    assert_eq!(trusted["status"], "trusted");
+    assert_eq!(trusted["trusted_by"], "(command line)");
+    let added = json(&[
+        "package",
+        "add",
+        &unsigned_text,
+        "--tenant",
+        "acme",
+        "--signature",
+        &db.dir().join("hello.wasm.sig").display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(added["signature_key_id"], public_key.key_id.as_str());
+    assert_eq!(added["signed_at"], sig.signed_at);
+    let listed = json(&["package", "list", "--tenant", "acme", "--json"]);
+    assert_eq!(listed[0]["signature"]["key_id"], public_key.key_id.as_str());
+    assert_eq!(listed[0]["signature"]["key"], "trusted");
+    let shown = json(&["package", "show", "hello", "--tenant", "acme", "--json"]);
+    assert_eq!(shown["signature"]["signature"], sig.signature.as_str());
+    let (code, text, err) = run_cli(&db, &["package", "show", "hello", "--tenant", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains(&format!("key {}", public_key.key_id)),
+        "{text}"
+    );
+    let keys = json(&["key", "list", "--tenant", "acme", "--json"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&["key", "list", "--json"]),
+        serde_json::json!([]),
+        "public trusts none"
+    );
+    let untrusted = json(&["key", "untrust", "--tenant", "acme", "ci", "--json"]);
+    assert_eq!(untrusted["status"], "untrusted");
+    let (code, text, err) = run_cli(&db, &["package", "list", "--tenant", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("SIGNED BY") && text.contains("(UNTRUSTED)"),
+        "{text}"
+    );
+    let (code, _, err) = run_cli(&db, &["key", "untrust", "--tenant", "acme", "ci"]);
+    assert_eq!(code, 1, "untrusted already");
+    assert!(err.contains("trusts no key"), "{err}");
+    let audit = json(&["audit", "--tenant", "acme", "--json"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "signing_key_trusted",
+        "signing_key_untrusted",
+        "package_added",
+    ] {
+        assert!(actions.contains(&action), "{action} in {audit}");
+    }
+    let added = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "package_added")
+        .unwrap();
+    assert_eq!(
+        added["detail"]["signature_key_id"],
+        public_key.key_id.as_str()
+    );
 }
 
 async fn tenant_and_grant_commands_speak_json(db: Db) {

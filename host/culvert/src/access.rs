@@ -187,6 +187,10 @@ pub enum AuditAction {
     ScheduleResumed,
     /// A schedule was fired by hand.
     ScheduleTriggered,
+    /// A package signing key was trusted for a tenant.
+    SigningKeyTrusted,
+    /// A package signing key was untrusted.
+    SigningKeyUntrusted,
 }
 
 impl AuditAction {
@@ -210,6 +214,8 @@ impl AuditAction {
             AuditAction::SchedulePaused => "schedule_paused",
             AuditAction::ScheduleResumed => "schedule_resumed",
             AuditAction::ScheduleTriggered => "schedule_triggered",
+            AuditAction::SigningKeyTrusted => "signing_key_trusted",
+            AuditAction::SigningKeyUntrusted => "signing_key_untrusted",
         }
     }
 }

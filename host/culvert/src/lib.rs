@@ -96,9 +96,9 @@ pub use sandbox::{
 pub use scheduler::{ExecutionPlan, ExecutionStatus, TaskStatus};
 pub use signing::{
     ALGORITHM as SIGNATURE_ALGORITHM, KEY_FORMAT, MAX_FILE_BYTES as MAX_SIGNATURE_FILE_BYTES,
-    PublicKeyFile, SIGNATURE_FORMAT, SecretKeyFile, SignatureError, SignatureFile,
-    check_names as check_signed_names, generate as generate_key, key_id,
-    verify as verify_signature,
+    PublicKeyFile, SIGNATURE_FORMAT, SecretKeyFile, SignatureError, SignatureFile, TrustedKey,
+    check_names as check_signed_names, check_trusted as check_trusted_signature,
+    generate as generate_key, key_id, verify as verify_signature,
 };
 pub use store::{
     Advance, AttemptLogs, Backend, ClaimedTask, Completion, DeclaredSchedule, EventRow,
@@ -109,9 +109,10 @@ pub use store::{
     SqliteStore, Store, StoreError, TaskOutcome, TaskReset, TaskRow, TaskState, merge_outputs,
     now_ms, open as open_store, redact_url,
 };
+pub use suggest::did_you_mean;
 pub use telemetry::{
     FleetCounts, HISTOGRAM_BUCKETS, TenantExecutionCounts, TenantTaskCounts,
     buckets as metric_buckets, describe as describe_metrics, names as metric_names,
     record_fleet_counts,
 };
-pub use tenants::{Grant, GrantKind, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow};
+pub use tenants::{Grant, GrantKind, OnUntrust, PUBLIC as PUBLIC_TENANT, TenantLimits, TenantRow};

@@ -82,6 +82,36 @@ pub enum SignatureError {
         /// `name@version` the package's `describe` returned.
         actual: String,
     },
+    /// The tenant requires signatures and the package came without one.
+    #[error(
+        "tenant '{tenant}' requires a signature (require_signature) and the package has none: sign it with `culvert package sign FILE --key NAME.key` and add FILE with FILE.sig next to it"
+    )]
+    Missing {
+        /// The tenant.
+        tenant: String,
+    },
+    /// No key of that id is trusted for the tenant.
+    #[error(
+        "the signature is by key {key_id}, which tenant '{tenant}' does not trust: trust it with `culvert key trust --tenant {tenant} --name NAME NAME.pub`"
+    )]
+    UntrustedKey {
+        /// The signer.
+        key_id: String,
+        /// The tenant.
+        tenant: String,
+    },
+    /// The key was trusted for the tenant and has been untrusted.
+    #[error(
+        "the signature is by key {key_id}, which tenant '{tenant}' untrusted (revoked) at {untrusted_at} ms: sign the package with a trusted key"
+    )]
+    RevokedKey {
+        /// The signer.
+        key_id: String,
+        /// The tenant.
+        tenant: String,
+        /// When it was untrusted, in ms since the epoch.
+        untrusted_at: i64,
+    },
 }
 
 impl SignatureError {
@@ -93,8 +123,95 @@ impl SignatureError {
             SignatureError::WrongKey { .. } => "signature_wrong_key",
             SignatureError::BadSignature { .. } => "bad_signature",
             SignatureError::Replayed { .. } => "signature_replayed",
+            SignatureError::Missing { .. } => "signature_missing",
+            SignatureError::UntrustedKey { .. } => "signature_untrusted_key",
+            SignatureError::RevokedKey { .. } => "signature_revoked_key",
         }
     }
+
+    /// The key id the refusal is about, when it names one.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            SignatureError::Malformed { .. } | SignatureError::Missing { .. } => None,
+            SignatureError::WrongKey { named, .. } => Some(named),
+            SignatureError::HashMismatch { key_id, .. }
+            | SignatureError::BadSignature { key_id }
+            | SignatureError::Replayed { key_id, .. }
+            | SignatureError::UntrustedKey { key_id, .. }
+            | SignatureError::RevokedKey { key_id, .. } => Some(key_id),
+        }
+    }
+}
+
+/// A public key a tenant trusts (or trusted: `untrusted_at` is set once it
+/// is untrusted; the row stays, so that its packages can be marked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedKey {
+    /// The tenant that trusts it.
+    pub tenant: String,
+    /// [`key_id`] of the key.
+    pub key_id: String,
+    /// The operator's name for it (`--name`).
+    pub name: String,
+    /// The 32-byte Ed25519 public key, base64.
+    pub public_key: String,
+    /// When it was trusted, in ms since the epoch.
+    pub trusted_at: i64,
+    /// Who trusted it: an API key's name and id, or `(command line)`.
+    pub trusted_by: String,
+    /// When it was untrusted, if it was.
+    pub untrusted_at: Option<i64>,
+    /// Who untrusted it.
+    pub untrusted_by: Option<String>,
+}
+
+impl TrustedKey {
+    /// Whether it is trusted now.
+    pub fn is_trusted(&self) -> bool {
+        self.untrusted_at.is_none()
+    }
+
+    /// Its public key file.
+    pub fn public_file(&self) -> PublicKeyFile {
+        PublicKeyFile {
+            format: KEY_FORMAT.into(),
+            algorithm: ALGORITHM.into(),
+            key_id: self.key_id.clone(),
+            public_key: self.public_key.clone(),
+        }
+    }
+}
+
+/// The policy check of a registration, before anything is compiled: a
+/// signature must be there, by a key `tenant` trusts now (`key` is the
+/// tenant's row for the signature's key id, if any), over `content_hash`.
+///
+/// # Errors
+/// [`SignatureError::Missing`], [`SignatureError::UntrustedKey`],
+/// [`SignatureError::RevokedKey`], and what [`verify`] refuses.
+pub fn check_trusted(
+    tenant: &str,
+    sig: Option<&SignatureFile>,
+    key: Option<&TrustedKey>,
+    content_hash: &str,
+) -> Result<(), SignatureError> {
+    let sig = sig.ok_or_else(|| SignatureError::Missing {
+        tenant: tenant.to_string(),
+    })?;
+    let key = key
+        .filter(|k| k.tenant == tenant && k.key_id == sig.key_id)
+        .ok_or_else(|| SignatureError::UntrustedKey {
+            key_id: sig.key_id.clone(),
+            tenant: tenant.to_string(),
+        })?;
+    if let Some(at) = key.untrusted_at {
+        return Err(SignatureError::RevokedKey {
+            key_id: key.key_id.clone(),
+            tenant: tenant.to_string(),
+            untrusted_at: at,
+        });
+    }
+    verify(sig, content_hash, &key.public_file())
 }
 
 /// The id of a public key: 16 hex characters of a domain-separated blake3
@@ -194,7 +311,7 @@ impl SecretKeyFile {
         if f.format != KEY_FORMAT || f.algorithm != ALGORITHM {
             return Err(malformed(
                 "secret key (culvert-key-v1)",
-                format!("format {} / algorithm {}", f.format, f.algorithm),
+                format!("format {:?} / algorithm {:?}", f.format, f.algorithm),
             ));
         }
         let key = SigningKey::from_bytes(&bytes32(
@@ -212,20 +329,30 @@ impl PublicKeyFile {
     /// # Errors
     /// [`SignatureError::Malformed`].
     pub fn parse(text: &[u8]) -> Result<Self, SignatureError> {
+        let f: Self = parse_json(text, "public key (culvert-key-v1)")?;
+        f.check()?;
+        Ok(f)
+    }
+
+    /// Check a public key that arrived as a value (in an API request):
+    /// its format, its key, and that its key id is its key's.
+    ///
+    /// # Errors
+    /// [`SignatureError::Malformed`].
+    pub fn check(&self) -> Result<(), SignatureError> {
         const WHAT: &str = "public key (culvert-key-v1)";
-        let f: Self = parse_json(text, WHAT)?;
-        if f.format != KEY_FORMAT || f.algorithm != ALGORITHM {
+        if self.format != KEY_FORMAT || self.algorithm != ALGORITHM {
             return Err(malformed(
                 WHAT,
-                format!("format {} / algorithm {}", f.format, f.algorithm),
+                format!("format {:?} / algorithm {:?}", self.format, self.algorithm),
             ));
         }
-        let bytes = bytes32("public_key", &f.public_key, WHAT)?;
+        let bytes = bytes32("public_key", &self.public_key, WHAT)?;
         VerifyingKey::from_bytes(&bytes).map_err(|_| malformed(WHAT, "not an Ed25519 point"))?;
-        if key_id(&bytes) != f.key_id {
+        if key_id(&bytes) != self.key_id {
             return Err(malformed(WHAT, "its key_id is not its key's"));
         }
-        Ok(f)
+        Ok(())
     }
 
     /// The key.
@@ -304,10 +431,11 @@ impl SignatureFile {
         if f.format != SIGNATURE_FORMAT || f.algorithm != ALGORITHM {
             return Err(malformed(
                 WHAT,
-                format!("format {} / algorithm {}", f.format, f.algorithm),
+                format!("format {:?} / algorithm {:?}", f.format, f.algorithm),
             ));
         }
-        let line_safe = |s: &str| !s.is_empty() && s.len() <= 256 && !s.contains(['\n', '\r']);
+        let line_safe =
+            |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
         let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
         let well_formed = hex(&f.key_id, 16)
             && hex(&f.content_hash, 64)
@@ -316,7 +444,7 @@ impl SignatureFile {
         if !well_formed {
             return Err(malformed(
                 WHAT,
-                "key_id (16 hex), content_hash (64 hex), package and version (one line each)",
+                "key_id (16 hex), content_hash (64 hex), package and version (1 to 256 characters, no control characters)",
             ));
         }
         Ok(f)

@@ -20,6 +20,11 @@
 //!   `max_execution_output_bytes` (every output an execution stores,
 //!   counted in the transaction that stores each).
 //!
+//! And on who may add packages: `require_signature` (a signature by a key
+//! the tenant trusts, checked before anything is compiled), `on_untrust`
+//! (what an untrusted key's packages do) and `allow_tenant_key_trust`
+//! (whether the tenant's own API keys manage its trusted keys).
+//!
 //! A request over a quota fails with [`crate::Error::Quota`], naming it.
 //!
 //! ## Capabilities: the two-key rule
@@ -98,6 +103,37 @@ pub struct TenantLimits {
     /// Outbound HTTP connections this tenant's tasks may hold open at once
     /// on one host. Default 16.
     pub max_http_connections: u32,
+    /// Refuse packages that are not signed by a key this tenant trusts
+    /// (`culvert key trust`). Default off.
+    pub require_signature: bool,
+    /// What happens to the packages a key signed once it is untrusted.
+    /// Default [`OnUntrust::Keep`].
+    pub on_untrust: OnUntrust,
+    /// Whether this tenant's own API keys may trust and untrust its signing
+    /// keys (otherwise only an operator may). Default off.
+    pub allow_tenant_key_trust: bool,
+}
+
+/// What an untrusted key's packages do (the `on_untrust` limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUntrust {
+    /// They stay loaded and runnable; `package list` marks them.
+    #[default]
+    Keep,
+    /// They stop loading at the next reconcile pass on every host (and load
+    /// again if the key is trusted again).
+    Disable,
+}
+
+impl OnUntrust {
+    /// `keep` or `disable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUntrust::Keep => "keep",
+            OnUntrust::Disable => "disable",
+        }
+    }
 }
 
 impl Default for TenantLimits {
@@ -121,6 +157,9 @@ impl Default for TenantLimits {
             max_http_response_bytes: 16 * 1024 * 1024,
             http_request_timeout_ms: 30_000,
             max_http_connections: 16,
+            require_signature: false,
+            on_untrust: OnUntrust::Keep,
+            allow_tenant_key_trust: false,
         }
     }
 }
@@ -145,6 +184,13 @@ impl TenantLimits {
                 .map_err(|_| format!("'{v}' is not a number for {key}"))
         };
         let small = |n: u64| n.min(u32::MAX as u64) as u32;
+        let flag = |v: &str| -> Result<bool, String> {
+            match v.trim() {
+                "true" | "on" | "yes" => Ok(true),
+                "false" | "off" | "no" => Ok(false),
+                _ => Err(format!("'{v}' is not true or false for {key}")),
+            }
+        };
         let mut next = self.clone();
         match key {
             "max_memory_bytes" => next.max_memory_bytes = bytes(value)?,
@@ -170,6 +216,15 @@ impl TenantLimits {
             "max_http_response_bytes" => next.max_http_response_bytes = bytes(value)?,
             "http_request_timeout_ms" => next.http_request_timeout_ms = count(value)?,
             "max_http_connections" => next.max_http_connections = small(count(value)?),
+            "require_signature" => next.require_signature = flag(value)?,
+            "allow_tenant_key_trust" => next.allow_tenant_key_trust = flag(value)?,
+            "on_untrust" => {
+                next.on_untrust = match value.trim() {
+                    "keep" => OnUntrust::Keep,
+                    "disable" => OnUntrust::Disable,
+                    _ => return Err(format!("'{value}' is not keep or disable for {key}")),
+                }
+            }
             "max_cpu_cores" => {
                 next.max_cpu_cores = if value == "none" {
                     None
@@ -226,6 +281,9 @@ impl TenantLimits {
         "max_http_response_bytes",
         "http_request_timeout_ms",
         "max_http_connections",
+        "require_signature",
+        "on_untrust",
+        "allow_tenant_key_trust",
     ];
 
     /// The egress limits of one task call.
@@ -434,6 +492,27 @@ mod tests {
         assert_eq!(parse_size("32MiB"), Some(32 << 20));
         assert_eq!(parse_size("1_000"), Some(1000));
         assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn signing_policy_is_set_in_words_and_checked() {
+        let mut l = TenantLimits::default();
+        assert!(!l.require_signature);
+        assert_eq!(l.on_untrust, OnUntrust::Keep);
+        l.set("require_signature", "true").unwrap();
+        l.set("on_untrust", "disable").unwrap();
+        l.set("allow_tenant_key_trust", "on").unwrap();
+        assert!(l.require_signature && l.allow_tenant_key_trust);
+        assert_eq!(l.on_untrust, OnUntrust::Disable);
+        assert!(l.set("require_signature", "maybe").is_err());
+        assert!(l.set("on_untrust", "delete").is_err());
+        assert!(l.require_signature, "a refused value changes nothing");
+        // Limits stored before these existed read as the defaults.
+        let old: TenantLimits = serde_json::from_str(r#"{"max_packages": 3}"#).unwrap();
+        assert!(!old.require_signature);
+        assert_eq!(old.on_untrust, OnUntrust::Keep);
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["on_untrust"], "disable");
     }
 
     fn dir_grant(package: &str, value: &str, writable: bool) -> Grant {

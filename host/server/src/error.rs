@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use culvert::{Error, LoadError, LookupError, StoreError};
+use culvert::{Error, LoadError, LookupError, SignatureError, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -153,6 +153,16 @@ impl From<Error> for ApiError {
                 culvert::escape_guest_text(&e.to_string()).into_owned(),
             ),
             Error::Engine(m) => ApiError::internal("engine error", m),
+            // The tenant's policy says no (403); the signature itself is
+            // wrong (422). The kind is the typed reason.
+            Error::Signature(
+                e @ (SignatureError::Missing { .. }
+                | SignatureError::UntrustedKey { .. }
+                | SignatureError::RevokedKey { .. }),
+            ) => ApiError::new(StatusCode::FORBIDDEN, e.kind(), e.to_string()),
+            Error::Signature(e) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e.to_string())
+            }
         }
     }
 }

@@ -45,6 +45,7 @@ pub use openapi::ApiDoc;
 pub use routes::admin::{audit_json, create_key, key_json, tenant_json};
 pub use routes::executions::list_item as execution_list_item;
 pub use routes::health::render_metrics;
+pub use routes::packages::SIGNATURE_HEADER;
 pub use routes::schedules::ScheduleRequest;
 pub use routes::status::{StatusScope, status_json};
 pub use routes::{metrics_router, router};

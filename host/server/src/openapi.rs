@@ -2,7 +2,9 @@
 //! (utoipa) and served at `/api/v1/openapi.json`.
 
 use crate::auth::Caller;
-use crate::routes::{admin, executions, health, logs, packages, schedules, status, stream};
+use crate::routes::{
+    admin, executions, health, logs, packages, schedules, signing, status, stream,
+};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -23,15 +25,17 @@ use utoipa::{Modify, OpenApi};
         admin::create_tenant, admin::list_tenants, admin::show_tenant, admin::update_tenant,
         admin::delete_tenant, admin::list_grants, admin::add_grant, admin::revoke_grant,
         admin::add_key, admin::list_keys, admin::revoke_key, admin::audit,
+        signing::list, signing::trust, signing::untrust,
         health::healthz, health::readyz, health::metrics, status::status, openapi_json,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, schedules::ScheduleRequest)),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, schedules::ScheduleRequest, signing::TrustRequest)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "packages", description = "Register, list, show, remove and inspect packages"),
         (name = "executions", description = "Start, list, show, follow, cancel and retry executions; their events and logs"),
         (name = "schedules", description = "Create, list, show, pause, resume, delete and trigger schedules"),
+        (name = "signing", description = "The package signing keys a tenant trusts: operators, or a tenant key where its operator allows"),
         (name = "operators", description = "Operator keys only: tenants, limits, grants, API keys, the audit log"),
         (name = "health", description = "Liveness, readiness, metrics and status"),
         (name = "document", description = "This OpenAPI document"),

@@ -3,7 +3,8 @@
 //! database and against a server print the same document.
 
 use culvert::{
-    EventRow, ExecutionRow, FireRow, LoadedPackage, PackageRow, SandboxEngine, ScheduleRow, TaskRow,
+    EventRow, ExecutionRow, FireRow, LoadedPackage, PackageRow, SandboxEngine, ScheduleRow,
+    TaskRow, TrustedKey,
 };
 use serde_json::{Value, json};
 
@@ -79,6 +80,28 @@ pub fn package_json(p: &PackageRow) -> Value {
         "registered_at": fmt_ms(p.registered_at),
         "workflows": p.metadata.workflows.iter().map(|w| &w.name).collect::<Vec<_>>(),
         "capabilities": p.metadata.capabilities,
+        "signature": p.signature.as_ref().map(|s| json!({
+            "key_id": s.key_id,
+            "signed_at": fmt_ms(s.signed_at),
+            "key": if s.key_untrusted_at.is_some() { "untrusted" } else { "trusted" },
+            "key_untrusted_at": s.key_untrusted_at.map(fmt_ms),
+            "disabled": s.disabled,
+        })),
+    })
+}
+
+/// A tenant's signing key (`key list --json`, `GET /api/v1/signing-keys`).
+pub fn trusted_key_json(k: &TrustedKey) -> Value {
+    json!({
+        "tenant": k.tenant,
+        "key_id": k.key_id,
+        "name": k.name,
+        "status": if k.is_trusted() { "trusted" } else { "untrusted" },
+        "public_key": k.public_key,
+        "trusted_at": fmt_ms(k.trusted_at),
+        "trusted_by": k.trusted_by,
+        "untrusted_at": k.untrusted_at.map(fmt_ms),
+        "untrusted_by": k.untrusted_by,
     })
 }
 
@@ -86,6 +109,9 @@ pub fn package_json(p: &PackageRow) -> Value {
 /// validated metadata).
 pub fn package_detail_json(p: &PackageRow) -> Value {
     let mut v = package_json(p);
+    if let Some(s) = &p.signature {
+        v["signature"]["signature"] = json!(s.signature);
+    }
     v["metadata"] = serde_json::to_value(&*p.metadata).unwrap_or(Value::Null);
     v
 }

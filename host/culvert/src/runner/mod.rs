@@ -27,6 +27,7 @@ use crate::package::{
 use crate::registry::{LookupError, Reconciler, ReconcilerConfig, ReconcilerStatus, Registry};
 use crate::sandbox::{EngineConfig, SandboxEngine};
 use crate::scheduler::{Decision, ExecutionPlan, ExecutionStatus, TaskStatus, decide_root};
+use crate::signing::{PublicKeyFile, SignatureError, SignatureFile, TrustedKey};
 use crate::start_queue::{Start, StartQueue};
 use crate::store::{
     self, AttemptLogs, EventRow, ExecutionFilter, ExecutionRow, NewPackage, PackageRow,
@@ -79,6 +80,10 @@ pub enum Error {
     /// for a different request).
     #[error("{0}")]
     Conflict(String),
+    /// A package's signature was missing where required, or did not hold:
+    /// the kind says why, the message names the key.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
 }
 
 impl From<StoreError> for Error {
@@ -160,6 +165,12 @@ pub struct Registered {
     pub created: bool,
     /// Whether the compile was served from the cache.
     pub cache_hit: bool,
+    /// The key that signed it (verified), if it came with a signature.
+    #[serde(default)]
+    pub signature_key_id: Option<String>,
+    /// When it was signed, in ms since the epoch.
+    #[serde(default)]
+    pub signed_at: Option<i64>,
 }
 
 impl Registered {
@@ -352,6 +363,30 @@ impl Runner {
     /// the name and version are taken by other bytes, and
     /// [`StoreError::NotFound`] for an unknown tenant.
     pub async fn register_package(&self, tenant: &str, bytes: &[u8]) -> Result<Registered, Error> {
+        self.register_signed_package(tenant, bytes, None).await
+    }
+
+    /// [`register_package`](Self::register_package) with a detached
+    /// signature: the bytes of a `FILE.sig`
+    /// ([`SignatureFile`](crate::SignatureFile)).
+    ///
+    /// A signature, when given, is always checked; when the tenant's
+    /// `require_signature` is on, one is needed. The check runs before
+    /// anything is compiled: the signature must be by a key the tenant
+    /// trusts now, over these bytes' content hash; once `describe` has
+    /// run, the name and version must be the ones signed. The verified
+    /// signature is stored with the package.
+    ///
+    /// # Errors
+    /// As [`register_package`](Self::register_package), and
+    /// [`Error::Signature`] with the reason (its
+    /// [`kind`](SignatureError::kind)) and the key id.
+    pub async fn register_signed_package(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        signature: Option<&[u8]>,
+    ) -> Result<Registered, Error> {
         validate_tenant(tenant)?;
         let limits = self.tenant(tenant).await?.limits;
         if bytes.len() as u64 > limits.max_package_bytes {
@@ -361,7 +396,21 @@ impl Runner {
                 limits.max_package_bytes
             )));
         }
+        let signature = signature.map(SignatureFile::parse).transpose()?;
+        if limits.require_signature || signature.is_some() {
+            // Before the compile: an unsigned or forged package costs a
+            // hash and one indexed read.
+            let hash = blake3::hash(bytes).to_hex();
+            let key = match &signature {
+                Some(sig) => self.store.trusted_key(tenant, &sig.key_id).await?,
+                None => None,
+            };
+            crate::signing::check_trusted(tenant, signature.as_ref(), key.as_ref(), &hash)?;
+        }
         let package = self.loader.load(bytes).await?;
+        if let Some(sig) = &signature {
+            crate::signing::check_names(sig, &package.metadata.name, &package.metadata.version)?;
+        }
         // Its declared schedules must suit the tenant before anything is
         // stored.
         declared_schedules(&package.metadata, &limits, self.firer.clock().now_ms())?;
@@ -376,6 +425,7 @@ impl Runner {
                 content_hash: &hash,
                 bytes,
                 max_packages: limits.max_packages,
+                signature: signature.as_ref(),
             })
             .await?;
         self.sync_declared(tenant, &package.metadata.name).await?;
@@ -388,6 +438,8 @@ impl Runner {
             content_hash: hash,
             created: registration.created,
             cache_hit: package.source.is_hit(),
+            signature_key_id: signature.as_ref().map(|s| s.key_id.clone()),
+            signed_at: signature.as_ref().map(|s| s.signed_at),
         })
     }
 
@@ -495,9 +547,34 @@ impl Runner {
             return Ok((row, false));
         }
         let limits = self.tenant(tenant).await?.limits;
-        let packages = self.store.list_packages(Some(tenant)).await?;
-        let (package, index) =
-            crate::registry::find_workflow(&packages, tenant, workflow, version)?;
+        // A package whose signing key the tenant untrusted, under
+        // on_untrust = disable, starts nothing new.
+        let (packages, disabled): (Vec<PackageRow>, Vec<PackageRow>) = self
+            .store
+            .list_packages(Some(tenant))
+            .await?
+            .into_iter()
+            .partition(|p| !p.signature.as_ref().is_some_and(|s| s.disabled));
+        let (package, index) = match crate::registry::find_workflow(
+            &packages, tenant, workflow, version,
+        ) {
+            Err(LookupError::NotFound(message)) => {
+                return Err(match crate::registry::find_workflow(
+                    &disabled, tenant, workflow, version,
+                ) {
+                    Ok((p, _)) => StoreError::NotFound(format!(
+                        "workflow '{}' of tenant '{tenant}' is in {}@{}, which is disabled: tenant '{tenant}' untrusted its signing key {} (on_untrust = disable); trust the key again or add a package signed by a trusted key",
+                        crate::guest_text::printable(workflow),
+                        p.name,
+                        p.version,
+                        p.signature.as_ref().map_or("", |s| s.key_id.as_str()),
+                    ))
+                    .into(),
+                    Err(_) => LookupError::NotFound(message).into(),
+                });
+            }
+            other => other?,
+        };
         let context_bytes = crate::scheduler::json_len(&context) as u64;
         if context_bytes > limits.max_context_bytes {
             return Err(Error::Quota(format!(
@@ -716,7 +793,10 @@ impl Runner {
         limits: &TenantLimits,
     ) -> Result<TenantRow, Error> {
         self.tenant(name).await?;
-        Ok(self.store.update_tenant(name, limits).await?)
+        let row = self.store.update_tenant(name, limits).await?;
+        // on_untrust may change which packages load.
+        self.reconciler.trigger();
+        Ok(row)
     }
 
     /// Delete a tenant with its packages, executions and grants. Refused
@@ -833,6 +913,79 @@ impl Runner {
     pub async fn grants(&self, tenant: &str) -> Result<Vec<Grant>, Error> {
         self.tenant(tenant).await?;
         Ok(self.store.list_grants(tenant).await?)
+    }
+
+    /// Trust a signing key for `tenant` under `name` (1 to 64 letters,
+    /// digits, `.`, `_` or `-`; not itself a key id); `by` says who (an
+    /// API key, or the command line). Trusting an untrusted key again
+    /// restores it, and its packages load again.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name, [`StoreError::NotFound`] for an
+    /// unknown tenant, a conflict when another trusted key has the name.
+    pub async fn trust_key(
+        &self,
+        tenant: &str,
+        name: &str,
+        public: &PublicKeyFile,
+        by: &str,
+    ) -> Result<TrustedKey, Error> {
+        validate_tenant(tenant)?;
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && !(name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !name_ok {
+            return Err(Error::Invalid(format!(
+                "a key name is 1 to 64 letters, digits, '.', '_' or '-', and not 16 hex digits (those read as a key id); got '{}'",
+                crate::guest_text::escape(name)
+            )));
+        }
+        public.check()?;
+        self.tenant(tenant).await?;
+        let key = self
+            .store
+            .trust_key(&TrustedKey {
+                tenant: tenant.to_string(),
+                key_id: public.key_id.clone(),
+                name: name.to_string(),
+                public_key: public.public_key.clone(),
+                trusted_at: store::now_ms(),
+                trusted_by: by.to_string(),
+                untrusted_at: None,
+                untrusted_by: None,
+            })
+            .await?;
+        self.reconciler.trigger();
+        Ok(key)
+    }
+
+    /// Untrust `tenant`'s key `key` (a key id or name). Its packages are
+    /// marked; where the tenant's `on_untrust` is `disable` they stop
+    /// loading at the next reconcile pass (triggered now).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the tenant trusts no such key.
+    pub async fn untrust_key(
+        &self,
+        tenant: &str,
+        key: &str,
+        by: &str,
+    ) -> Result<TrustedKey, Error> {
+        validate_tenant(tenant)?;
+        let row = self.store.untrust_key(tenant, key, by).await?;
+        self.reconciler.trigger();
+        Ok(row)
+    }
+
+    /// The signing keys of `tenant`, or of every tenant, untrusted ones
+    /// included.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn trusted_keys(&self, tenant: Option<&str>) -> Result<Vec<TrustedKey>, Error> {
+        Ok(self.store.trusted_keys(tenant).await?)
     }
 
     /// Re-run a failed execution of `tenant` from its failed tasks, in

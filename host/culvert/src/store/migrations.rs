@@ -56,6 +56,11 @@ pub(crate) const SQLITE: &[Entry] = &[
         "schedules",
         include_str!("../../migrations/sqlite/0008_schedules.sql"),
     ),
+    (
+        9,
+        "signing",
+        include_str!("../../migrations/sqlite/0009_signing.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -99,6 +104,11 @@ pub(crate) const POSTGRES: &[Entry] = &[
         8,
         "schedules",
         include_str!("../../migrations/postgres/0008_schedules.sql"),
+    ),
+    (
+        9,
+        "signing",
+        include_str!("../../migrations/postgres/0009_signing.sql"),
     ),
 ];
 

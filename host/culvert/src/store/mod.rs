@@ -19,6 +19,7 @@
 //! | `packages.rs` | packages, their blobs, hosts: the `Store` implementation |
 //! | `tenants.rs` | tenants, grants, and locking a tenant's row for a quota |
 //! | `access.rs` | API keys (their hashes) and the audit log |
+//! | `keys.rs` | the signing keys each tenant trusts (and untrusted ones) |
 //! | `executions.rs` | the [`ExecutionStore`] trait and its rows; creating, reading, cancelling and finishing executions |
 //! | `claims.rs` | claiming ready tasks fairly across tenants; heartbeats |
 //! | `completions.rs` | recording completions; unlocking dependents; counting an execution down |
@@ -33,6 +34,7 @@
 
 use crate::access::{ApiKeyRow, AuditEntry, AuditRow};
 use crate::package::PackageMetadata;
+use crate::signing::{SignatureFile, TrustedKey};
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use async_trait::async_trait;
 use serde::Serialize;
@@ -63,6 +65,7 @@ mod claims;
 mod completions;
 mod events;
 mod executions;
+mod keys;
 mod logs;
 mod migrations;
 mod packages;
@@ -191,6 +194,9 @@ pub struct NewPackage<'a> {
     /// The tenant's `max_packages` quota, checked (with the tenant's row
     /// locked) in the transaction that inserts the package.
     pub max_packages: u32,
+    /// Its signature, verified by the caller (stored with it; replaces the
+    /// stored one when the same bytes are registered again).
+    pub signature: Option<&'a SignatureFile>,
 }
 
 /// The outcome of a registration.
@@ -223,6 +229,25 @@ pub struct PackageRow {
     /// What `describe` said, validated at registration.
     #[serde(skip)]
     pub metadata: Arc<PackageMetadata>,
+    /// The signature verified at registration, if it had one.
+    pub signature: Option<PackageSignature>,
+}
+
+/// A stored package's signature: with the package's content hash, name and
+/// version, the whole signature file again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageSignature {
+    /// The signer's key id.
+    pub key_id: String,
+    /// When it was signed, in ms since the epoch.
+    pub signed_at: i64,
+    /// The Ed25519 signature, base64.
+    pub signature: String,
+    /// When the tenant untrusted the key, if it has.
+    pub key_untrusted_at: Option<i64>,
+    /// The key is untrusted and the tenant's `on_untrust` is `disable`:
+    /// the package does not load.
+    pub disabled: bool,
 }
 
 /// A change to the packages table.
@@ -266,8 +291,10 @@ pub trait Store: Send + Sync + fmt::Debug + ExecutionStore + ScheduleStore {
     /// Packages of one tenant, or of all tenants, oldest first.
     async fn list_packages(&self, tenant: Option<&str>) -> Result<Vec<PackageRow>>;
 
-    /// `(id, content hash)` of every package: what the reconciler compares
-    /// with what it has loaded. One query.
+    /// `(id, content hash)` of every package that may load: what the
+    /// reconciler compares with what it has loaded. One query. A package
+    /// signed by a key its tenant untrusted is left out when the tenant's
+    /// `on_untrust` is `disable`.
     async fn package_fingerprints(&self) -> Result<Vec<(Uuid, String)>>;
 
     /// One package, without its bytes.
@@ -332,6 +359,22 @@ pub trait Store: Send + Sync + fmt::Debug + ExecutionStore + ScheduleStore {
 
     /// A tenant's grants.
     async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>>;
+
+    /// Trust a signing key for its tenant: a new row, or the same key
+    /// trusted again (renamed, `untrusted_at` cleared). Announced as a
+    /// package change, so that its packages load again where disabled.
+    async fn trust_key(&self, key: &TrustedKey) -> Result<TrustedKey>;
+
+    /// Untrust a key of `tenant`, named by key id or name: the row stays,
+    /// with `untrusted_at`. Announced as a package change. "Not found" when
+    /// the tenant has no such trusted key.
+    async fn untrust_key(&self, tenant: &str, key: &str, by: &str) -> Result<TrustedKey>;
+
+    /// `tenant`'s row for `key_id`, trusted or untrusted.
+    async fn trusted_key(&self, tenant: &str, key_id: &str) -> Result<Option<TrustedKey>>;
+
+    /// The keys of `tenant`, or of every tenant, untrusted ones included.
+    async fn trusted_keys(&self, tenant: Option<&str>) -> Result<Vec<TrustedKey>>;
 
     /// Store a new API key: its row and the hash of its secret.
     /// [`StoreError::NotFound`] for an unknown tenant,

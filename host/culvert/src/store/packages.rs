@@ -8,11 +8,12 @@
 
 use super::backend::{RowsAffected, Sql, SqlBackend};
 use super::{
-    Backend, HostRecord, NewPackage, PackageEvent, PackageRow, Registration, Result, Store,
-    StoreError, now_ms, redact_url,
+    Backend, HostRecord, NewPackage, PackageEvent, PackageRow, PackageSignature, Registration,
+    Result, Store, StoreError, now_ms, redact_url,
 };
 use crate::access::{ApiKeyRow, AuditEntry, AuditRow};
 use crate::package::PackageMetadata;
+use crate::signing::TrustedKey;
 use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
@@ -35,6 +36,27 @@ struct StoredPackage {
     registered_at: i64,
     /// [`PackageMetadata`], JSON.
     metadata: String,
+    signature_key_id: Option<String>,
+    signed_at: Option<i64>,
+    signature: Option<String>,
+    /// When the signing key was untrusted (joined from `trusted_keys`;
+    /// absent where a statement cannot join).
+    #[sqlx(default)]
+    key_untrusted_at: Option<i64>,
+    /// The tenant's on_untrust is `disable` (joined from `tenants`).
+    #[sqlx(default)]
+    disable_untrusted: Option<bool>,
+}
+
+/// `SELECT` a [`StoredPackage`] with its key's state and its tenant's
+/// policy, then `$tail` (a `WHERE` and `ORDER BY` on `p`).
+macro_rules! select_packages {
+    ($tail:literal) => {
+        concat!(
+            "SELECT p.id, p.tenant, p.name, p.version, p.content_hash, p.size, p.registered_at, p.metadata, p.signature_key_id, p.signed_at, p.signature, k.untrusted_at AS key_untrusted_at, t.disable_untrusted FROM packages p JOIN tenants t ON t.name = p.tenant LEFT JOIN trusted_keys k ON k.tenant = p.tenant AND k.key_id = p.signature_key_id ",
+            $tail
+        )
+    };
 }
 
 impl TryFrom<StoredPackage> for PackageRow {
@@ -43,7 +65,21 @@ impl TryFrom<StoredPackage> for PackageRow {
     fn try_from(row: StoredPackage) -> Result<Self> {
         let metadata: PackageMetadata = serde_json::from_str(&row.metadata)
             .map_err(|e| StoreError::Other(format!("stored metadata: {e}")))?;
+        let signature = match (row.signature_key_id, row.signed_at, row.signature) {
+            (Some(key_id), Some(signed_at), Some(signature)) => {
+                let key_untrusted_at = row.key_untrusted_at;
+                Some(PackageSignature {
+                    key_id,
+                    signed_at,
+                    signature,
+                    key_untrusted_at,
+                    disabled: key_untrusted_at.is_some() && row.disable_untrusted == Some(true),
+                })
+            }
+            _ => None,
+        };
         Ok(PackageRow {
+            signature,
             id: row.id,
             tenant: row.tenant,
             name: row.name,
@@ -138,6 +174,25 @@ where
             .fetch_optional(&mut *tx)
             .await?;
             if let Some((id, hash)) = existing {
+                if hash == p.content_hash
+                    && let Some(sig) = p.signature
+                {
+                    // The same bytes, signed now (or again): the new,
+                    // verified signature replaces what was stored.
+                    sqlx::query(
+                        "UPDATE packages SET signature_key_id = $2, signed_at = $3, signature = $4 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(&sig.key_id)
+                    .bind(sig.signed_at)
+                    .bind(&sig.signature)
+                    .execute(&mut *tx)
+                    .await?;
+                    self.notify_packages(&mut tx).await?;
+                    tx.commit().await?;
+                    let _ = self.events().send(PackageEvent::Changed);
+                    return Ok(Registration { id, created: false });
+                }
                 tx.rollback().await?;
                 return if hash == p.content_hash {
                     Ok(Registration { id, created: false })
@@ -175,7 +230,7 @@ where
             .await?;
             let id = Uuid::now_v7();
             let inserted = sqlx::query(
-                "INSERT INTO packages (id, tenant, name, version, content_hash, size, metadata, registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO packages (id, tenant, name, version, content_hash, size, metadata, registered_at, signature_key_id, signed_at, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(id)
             .bind(p.tenant)
@@ -185,6 +240,9 @@ where
             .bind(p.bytes.len() as i64)
             .bind(&metadata)
             .bind(now)
+            .bind(p.signature.map(|s| s.key_id.as_str()))
+            .bind(p.signature.map(|s| s.signed_at))
+            .bind(p.signature.map(|s| s.signature.as_str()))
             .execute(&mut *tx)
             .await;
             match inserted {
@@ -209,38 +267,37 @@ where
     async fn list_packages(&self, tenant: Option<&str>) -> Result<Vec<PackageRow>> {
         let rows: Vec<StoredPackage> = match tenant {
             Some(t) => {
-                sqlx::query_as(
-                    "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages WHERE tenant = $1 ORDER BY registered_at, id",
-                )
+                sqlx::query_as(select_packages!(
+                    "WHERE p.tenant = $1 ORDER BY p.registered_at, p.id"
+                ))
                 .bind(t)
                 .fetch_all(self.pool())
                 .await?
             }
             None => {
-                sqlx::query_as(
-                    "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages ORDER BY registered_at, id",
-                )
-                .fetch_all(self.pool())
-                .await?
+                sqlx::query_as(select_packages!("ORDER BY p.registered_at, p.id"))
+                    .fetch_all(self.pool())
+                    .await?
             }
         };
         rows.into_iter().map(PackageRow::try_from).collect()
     }
 
     async fn package_fingerprints(&self) -> Result<Vec<(Uuid, String)>> {
-        Ok(sqlx::query_as("SELECT id, content_hash FROM packages")
-            .fetch_all(self.pool())
-            .await?)
+        // Less the packages of untrusted keys whose tenant disables them.
+        Ok(sqlx::query_as(
+            "SELECT p.id, p.content_hash FROM packages p WHERE NOT EXISTS (SELECT 1 FROM trusted_keys k JOIN tenants t ON t.name = k.tenant WHERE k.tenant = p.tenant AND k.key_id = p.signature_key_id AND k.untrusted_at IS NOT NULL AND t.disable_untrusted)",
+        )
+        .fetch_all(self.pool())
+        .await?)
     }
 
     async fn get_package(&self, id: Uuid) -> Result<PackageRow> {
-        let row: StoredPackage = sqlx::query_as(
-            "SELECT id, tenant, name, version, content_hash, size, registered_at, metadata FROM packages WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("package {id} not found")))?;
+        let row: StoredPackage = sqlx::query_as(select_packages!("WHERE p.id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("package {id} not found")))?;
         row.try_into()
     }
 
@@ -263,7 +320,7 @@ where
     ) -> Result<Vec<PackageRow>> {
         let mut tx = self.begin_write().await?;
         let rows: Vec<StoredPackage> = sqlx::query_as(
-            "DELETE FROM packages WHERE tenant = $1 AND name = $2 AND ($3 IS NULL OR version = $3) RETURNING id, tenant, name, version, content_hash, size, registered_at, metadata",
+            "DELETE FROM packages WHERE tenant = $1 AND name = $2 AND ($3 IS NULL OR version = $3) RETURNING id, tenant, name, version, content_hash, size, registered_at, metadata, signature_key_id, signed_at, signature",
         )
         .bind(tenant)
         .bind(name)
@@ -403,5 +460,21 @@ where
 
     async fn list_grants(&self, tenant: &str) -> Result<Vec<Grant>> {
         Sql(self).list_grants(tenant).await
+    }
+
+    async fn trust_key(&self, key: &TrustedKey) -> Result<TrustedKey> {
+        Sql(self).trust_key(key).await
+    }
+
+    async fn untrust_key(&self, tenant: &str, key: &str, by: &str) -> Result<TrustedKey> {
+        Sql(self).untrust_key(tenant, key, by).await
+    }
+
+    async fn trusted_key(&self, tenant: &str, key_id: &str) -> Result<Option<TrustedKey>> {
+        Sql(self).trusted_key(tenant, key_id).await
+    }
+
+    async fn trusted_keys(&self, tenant: Option<&str>) -> Result<Vec<TrustedKey>> {
+        Sql(self).trusted_keys(tenant).await
     }
 }

@@ -4,7 +4,7 @@
 
 use super::backend::{RowsAffected, Sql, SqlBackend};
 use super::{PackageEvent, Result, StoreError, now_ms};
-use crate::tenants::{Grant, GrantKind, TenantLimits, TenantRow};
+use crate::tenants::{Grant, GrantKind, OnUntrust, TenantLimits, TenantRow};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Transaction, Type};
 use uuid::Uuid;
 
@@ -106,11 +106,12 @@ where
         let now = now_ms();
         let mut tx = self.0.begin_write().await?;
         let done = sqlx::query(
-            "INSERT INTO tenants (name, limits, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO tenants (name, limits, created_at, disable_untrusted) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(&text)
         .bind(now)
+        .bind(limits.on_untrust == OnUntrust::Disable)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -156,18 +157,24 @@ where
     ) -> Result<TenantRow> {
         let text = serde_json::to_string(limits).map_err(|e| StoreError::Other(e.to_string()))?;
         let mut tx = self.0.begin_write().await?;
-        let done = sqlx::query("UPDATE tenants SET limits = $2 WHERE name = $1")
-            .bind(name)
-            .bind(&text)
-            .execute(&mut *tx)
-            .await?;
+        // disable_untrusted mirrors on_untrust for the reconciler's query.
+        let done =
+            sqlx::query("UPDATE tenants SET limits = $2, disable_untrusted = $3 WHERE name = $1")
+                .bind(name)
+                .bind(&text)
+                .bind(limits.on_untrust == OnUntrust::Disable)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
             tx.rollback().await?;
             return Err(StoreError::NotFound(format!(
                 "tenant '{name}' does not exist"
             )));
         }
+        // on_untrust may have changed which packages load.
+        self.0.notify_packages(&mut tx).await?;
         tx.commit().await?;
+        let _ = self.0.events().send(PackageEvent::Changed);
         self.get_tenant(name).await
     }
 
@@ -182,6 +189,7 @@ where
             "DELETE FROM packages WHERE tenant = $1",
             "DELETE FROM grants WHERE tenant = $1",
             "DELETE FROM api_keys WHERE tenant = $1",
+            "DELETE FROM trusted_keys WHERE tenant = $1",
             "DELETE FROM schedule_fires WHERE tenant = $1",
             "DELETE FROM schedules WHERE tenant = $1",
         ] {

@@ -562,6 +562,17 @@ pub fn packages(v: &Viewer<'_>, packages: &[PackageRow], grants: &[Grant]) -> Ma
                         dt { "Content hash" } dd { code.hash { (p.content_hash) } }
                         dt { "Registered" } dd { (fmt_ms(p.registered_at)) }
                         dt { "Size" } dd { (p.size) " bytes" }
+                        dt { "Signed by" } dd.signature {
+                            @match &p.signature {
+                                None => "nobody (no signature)",
+                                Some(s) => {
+                                    "key " code.key-id { (s.key_id) } " at " (fmt_ms(s.signed_at))
+                                    @if s.key_untrusted_at.is_some() {
+                                        " " strong.untrusted { @if s.disabled { "untrusted key: disabled" } @else { "untrusted key" } }
+                                    }
+                                }
+                            }
+                        }
                         dt { "Capabilities" } dd { (capabilities(&p.metadata.capabilities)) }
                         dt { "Grants" } dd {
                             @let given: Vec<&Grant> = grants.iter().filter(|g| g.package == p.name || g.package == "*").collect();

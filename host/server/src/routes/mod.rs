@@ -8,6 +8,7 @@
 //! | `logs.rs` | `/api/v1/executions/{id}/logs` |
 //! | `schedules.rs` | `/api/v1/schedules[...]` |
 //! | `admin.rs` | operators: `/api/v1/tenants[...]`, `/api/v1/keys[...]`, `/api/v1/audit` |
+//! | `signing.rs` | `/api/v1/signing-keys[...]`: the package signing keys each tenant trusts |
 //! | `status.rs` | `/api/v1/status`: what `culvert status` shows, as far as the key may see |
 //! | `health.rs` | `/healthz`, `/readyz`, `/metrics` |
 //!
@@ -21,6 +22,7 @@ pub mod health;
 pub mod logs;
 pub mod packages;
 pub mod schedules;
+pub mod signing;
 pub mod status;
 pub mod stream;
 
@@ -109,6 +111,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/keys", get(admin::list_keys).post(admin::add_key))
         .route("/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/audit", get(admin::audit))
+        .route("/signing-keys", get(signing::list).post(signing::trust))
+        .route(
+            "/signing-keys/{key}",
+            axum::routing::delete(signing::untrust),
+        )
         .route("/status", get(status::status))
         .route("/openapi.json", get(openapi_json));
     // A layer covers the routes added before it: the JSON cap and the

@@ -78,15 +78,47 @@ async fn read_package_body(
     }
 }
 
-/// Register a package: the body is the `.wasm` component.
+/// The header that carries a package's detached signature: the bytes of
+/// its `FILE.sig`, base64 (standard alphabet, padded).
+pub const SIGNATURE_HEADER: &str = "x-culvert-signature";
+
+/// The signature file in [`SIGNATURE_HEADER`], if sent.
+fn signature_header(headers: &HeaderMap) -> ApiResult<Option<Vec<u8>>> {
+    use base64::Engine as _;
+    let Some(value) = headers.get(SIGNATURE_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed_signature",
+            format!(
+                "the {SIGNATURE_HEADER} header is the package's FILE.sig in base64, at most {} bytes decoded",
+                culvert::MAX_SIGNATURE_FILE_BYTES
+            ),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.len() > culvert::MAX_SIGNATURE_FILE_BYTES * 4 / 3 + 4 {
+        return Err(bad());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map(Some)
+        .map_err(|_| bad())
+}
+
+/// Register a package: the body is the `.wasm` component; its detached
+/// signature, if any, is the `X-Culvert-Signature` header.
 #[utoipa::path(post, path = "/api/v1/packages", tag = "packages",
     params(TenantQuery),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
     responses(
         (status = 201, description = "Registered", body = Object),
         (status = 200, description = "The same bytes were registered already", body = Object),
+        (status = 403, description = "The tenant requires a signature by a key it trusts: signature_missing, signature_untrusted_key, signature_revoked_key", body = ErrorBody),
         (status = 413, description = "Over the tenant's max_package_bytes", body = ErrorBody),
-        (status = 422, description = "Not a valid package: the typed metadata error", body = ErrorBody),
+        (status = 422, description = "Not a valid package (the typed metadata error), or a signature that does not hold (malformed_signature, signature_hash_mismatch, bad_signature, signature_replayed)", body = ErrorBody),
     ))]
 pub async fn add(
     State(state): State<Arc<AppState>>,
@@ -98,16 +130,25 @@ pub async fn add(
     let tenant = caller.tenant_for(q.tenant.as_deref())?;
     let limits = state.runner.tenant(&tenant).await?.limits;
     let _slot = upload_slot(&state)?;
+    let signature = signature_header(&headers)?;
     let bytes = read_package_body(&state, &headers, body, limits.max_package_bytes).await?;
-    let r = state.runner.register_package(&tenant, &bytes).await?;
-    if r.created {
+    let r = state
+        .runner
+        .register_signed_package(&tenant, &bytes, signature.as_deref())
+        .await?;
+    if r.created || r.signature_key_id.is_some() {
         record(
             &state,
             caller.audit(
                 &tenant,
                 AuditAction::PackageAdded,
                 r.label(),
-                json!({"content_hash": r.content_hash, "size": bytes.len()}),
+                json!({
+                    "content_hash": r.content_hash,
+                    "size": bytes.len(),
+                    "signature_key_id": r.signature_key_id,
+                    "signed_at": r.signed_at,
+                }),
             ),
         )
         .await;
