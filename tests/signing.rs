@@ -247,6 +247,27 @@ async fn a_valid_signature_by_a_trusted_key_is_accepted_and_stored(db: Db) {
     let listed = r.trusted_keys(Some("acme")).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(r.trusted_keys(Some("public")).await.unwrap().is_empty());
+
+    // A tenant holds at most 256 keys, untrusted ones included; trusting
+    // one it holds again does not count twice.
+    for i in 1..256 {
+        let (_, public) = culvert::generate_key().unwrap();
+        let name = format!("k{i}");
+        r.trust_key("acme", &name, &public, "alice").await.unwrap();
+        if i % 2 == 0 {
+            r.untrust_key("acme", &name, "alice").await.unwrap();
+        }
+    }
+    let (_, one_more) = culvert::generate_key().unwrap();
+    let full = r
+        .trust_key("acme", "one-more", &one_more, "alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(full, Error::Quota(_)), "{full:?}");
+    r.trust_key("acme", "ci-renamed", &public, "alice")
+        .await
+        .unwrap();
+    assert_eq!(r.trusted_keys(Some("acme")).await.unwrap().len(), 256);
 }
 
 /// Trust a key for `acme`, add hello signed by it, untrust the key.

@@ -106,6 +106,19 @@ impl Error {
     }
 }
 
+/// A trusted key's name, or a key id: 1 to 64 letters, digits, `.`, `_`
+/// or `-`.
+fn key_name_chars(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Whether `s` reads as a key id (16 hex digits), which a name must not.
+fn is_key_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// How to open a [`Runner`].
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -931,12 +944,7 @@ impl Runner {
         by: &str,
     ) -> Result<TrustedKey, Error> {
         validate_tenant(tenant)?;
-        let name_ok = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            && !(name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !name_ok {
+        if !key_name_chars(name) || is_key_id(name) {
             return Err(Error::Invalid(format!(
                 "a key name is 1 to 64 letters, digits, '.', '_' or '-', and not 16 hex digits (those read as a key id); got '{}'",
                 crate::guest_text::escape(name)
@@ -974,6 +982,13 @@ impl Runner {
         by: &str,
     ) -> Result<TrustedKey, Error> {
         validate_tenant(tenant)?;
+        if !key_name_chars(key) {
+            return Err(StoreError::NotFound(format!(
+                "tenant '{tenant}' trusts no key with the id or name '{}'",
+                crate::guest_text::escape(key)
+            ))
+            .into());
+        }
         let row = self.store.untrust_key(tenant, key, by).await?;
         self.reconciler.trigger();
         Ok(row)

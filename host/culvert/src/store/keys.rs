@@ -10,6 +10,10 @@ use crate::signing::TrustedKey;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
+/// The most keys one tenant holds, untrusted ones included (their rows
+/// stay, so that their packages can be marked).
+pub const MAX_KEYS_PER_TENANT: i64 = 256;
+
 /// A `trusted_keys` row, as stored.
 #[derive(sqlx::FromRow)]
 struct StoredTrustedKey {
@@ -61,7 +65,21 @@ where
     /// [`Store::trust_key`](super::Store::trust_key).
     pub(crate) async fn trust_key(&self, key: &TrustedKey) -> Result<TrustedKey> {
         let mut tx = self.0.begin_write().await?;
+        // The count and the insert are one step.
         self.lock_tenant(&mut tx, &key.tenant).await?;
+        let (held,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM trusted_keys WHERE tenant = $1 AND key_id <> $2")
+                .bind(&key.tenant)
+                .bind(&key.key_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if held >= MAX_KEYS_PER_TENANT {
+            tx.rollback().await?;
+            return Err(StoreError::Quota(format!(
+                "tenant '{}' holds {held} signing keys (untrusted ones included), the most it may",
+                key.tenant
+            )));
+        }
         let row: StoredTrustedKey = match sqlx::query_as(
             "INSERT INTO trusted_keys (tenant, key_id, name, public_key, trusted_at, trusted_by) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, key_id) DO UPDATE SET name = excluded.name, trusted_at = excluded.trusted_at, trusted_by = excluded.trusted_by, untrusted_at = NULL, untrusted_by = NULL RETURNING tenant, key_id, name, public_key, trusted_at, trusted_by, untrusted_at, untrusted_by",
         )
