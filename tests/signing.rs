@@ -330,7 +330,36 @@ async fn a_revoked_key_disables_its_packages_when_on_untrust_is_disable(db: Db) 
     let db = TestDb::new(db).await;
     let r = runner(&db).await;
     strict_tenant(&r, "acme", OnUntrust::Disable).await;
-    let (_, public) = add_then_untrust(&r).await;
+    // Before the key is untrusted: a schedule, and a finished execution.
+    let hello_bytes = read(artifacts::HELLO);
+    let (secret0, public0) = culvert::generate_key().unwrap();
+    r.trust_key("acme", "early", &public0, "test")
+        .await
+        .unwrap();
+    r.register_signed_package(
+        "acme",
+        &hello_bytes,
+        Some(&sign(&secret0, &hash(&hello_bytes), "hello", "0.1.0")),
+    )
+    .await
+    .unwrap();
+    let schedule = r
+        .create_schedule("acme", culvert::ScheduleSpec::new("hello", "0 0 3 1 1 *"))
+        .await
+        .unwrap();
+    r.start();
+    let started = r
+        .start_execution("acme", "hello", None, serde_json::Map::new())
+        .await
+        .unwrap();
+    let done = r
+        .wait(started.id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, culvert::ExecutionStatus::Completed);
+    r.untrust_key("acme", "early", "test").await.unwrap();
+
+    let (secret, public) = add_then_untrust(&r).await;
     r.reconciler().reconcile().await.unwrap();
     assert!(
         r.registry().package("acme", "hello", None).is_none(),
@@ -339,20 +368,70 @@ async fn a_revoked_key_disables_its_packages_when_on_untrust_is_disable(db: Db) 
     let rows = r.list_packages(Some("acme")).await.unwrap();
     let s = rows[0].signature.as_ref().unwrap();
     assert!(s.key_untrusted_at.is_some() && s.disabled);
-    let refused = r
-        .start_execution("acme", "hello", None, serde_json::Map::new())
+    for version in [None, Some("0.1.0")] {
+        let refused = r
+            .start_execution("acme", "hello", version, serde_json::Map::new())
+            .await
+            .unwrap_err();
+        assert!(refused.is_not_found(), "{refused:?}");
+        let message = refused.to_string();
+        assert!(
+            message.contains("disabled") && message.contains(&public.key_id),
+            "says why: {message}"
+        );
+    }
+    // Nothing else starts it: a schedule's fire, a new schedule, a retry.
+    let fired = r.trigger_schedule("acme", schedule.id).await.unwrap_err();
+    assert!(fired.to_string().contains("disabled"), "{fired}");
+    let created = r
+        .create_schedule("acme", culvert::ScheduleSpec::new("hello", "0 0 3 1 1 *"))
         .await
         .unwrap_err();
-    assert!(refused.is_not_found(), "{refused:?}");
-    let message = refused.to_string();
-    assert!(
-        message.contains("disabled") && message.contains(&public.key_id),
-        "says why: {message}"
-    );
+    assert!(created.to_string().contains("disabled"), "{created}");
+    let retried = r.retry_execution("acme", started.id).await.unwrap_err();
+    assert!(retried.to_string().contains("disabled"), "{retried}");
     // A restart (a fresh runner on the same database) does not load it.
     let fresh = runner(&db).await;
     fresh.reconciler().reconcile().await.unwrap();
     assert!(fresh.registry().package("acme", "hello", None).is_none());
+
+    // The same bytes again: unsigned, or signed by the revoked key, are
+    // refused; signed by a newly trusted key, the stored signature is
+    // replaced and the package loads again.
+    let (kind, _) = refused(&r, "acme", &hello_bytes, None).await;
+    assert_eq!(kind, "signature_missing");
+    let by_revoked = sign(&secret, &hash(&hello_bytes), "hello", "0.1.0");
+    let (kind, _) = refused(&r, "acme", &hello_bytes, Some(&by_revoked)).await;
+    assert_eq!(kind, "signature_revoked_key");
+    let (secret2, public2) = culvert::generate_key().unwrap();
+    r.trust_key("acme", "ci-2", &public2, "test").await.unwrap();
+    let again = r
+        .register_signed_package(
+            "acme",
+            &hello_bytes,
+            Some(&sign(&secret2, &hash(&hello_bytes), "hello", "0.1.0")),
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    let rows = r.list_packages(Some("acme")).await.unwrap();
+    let s = rows[0].signature.as_ref().unwrap();
+    assert_eq!(s.key_id, public2.key_id);
+    assert!(!s.disabled);
+    r.reconciler().reconcile().await.unwrap();
+    assert!(r.registry().package("acme", "hello", None).is_some());
+    let (secret3, public3) = culvert::generate_key().unwrap();
+    r.trust_key("acme", "ci-3", &public3, "test").await.unwrap();
+    r.register_signed_package(
+        "acme",
+        &hello_bytes,
+        Some(&sign(&secret3, &hash(&hello_bytes), "hello", "0.1.0")),
+    )
+    .await
+    .unwrap();
+    r.untrust_key("acme", "ci-3", "test").await.unwrap();
+    r.reconciler().reconcile().await.unwrap();
+    assert!(r.registry().package("acme", "hello", None).is_none());
 
     // The policy switched to keep: it loads again.
     let mut limits = r.tenant("acme").await.unwrap().limits;
@@ -366,10 +445,11 @@ async fn a_revoked_key_disables_its_packages_when_on_untrust_is_disable(db: Db) 
     r.reconciler().reconcile().await.unwrap();
     assert!(r.registry().package("acme", "hello", None).is_none());
     let again = r
-        .trust_key("acme", "ci-again", &public, "test")
+        .trust_key("acme", "ci-again", &public3, "test")
         .await
         .unwrap();
     assert!(again.is_trusted() && again.name == "ci-again");
     r.reconciler().reconcile().await.unwrap();
     assert!(r.registry().package("acme", "hello", None).is_some());
+    r.shutdown().await;
 }

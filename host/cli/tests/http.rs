@@ -1124,6 +1124,15 @@ fn signing_through_the_api(api: Api, op: &str) {
         "an unsigned upload",
     );
     assert!(m.contains("require_signature"), "{m}");
+    // Nor is anything unsigned compiled for the tenant by an inspection.
+    let r = api.send(
+        "POST",
+        "/api/v1/packages/inspect",
+        Some(&t.secret),
+        &[],
+        Body::Raw(&hello, "application/wasm"),
+    );
+    assert_error(&r, 403, "signature_missing", "an unsigned inspection");
 
     let r = api.post(op, "/api/v1/signing-keys?tenant=signed", &trust);
     assert_eq!(r.status, 201, "{}", r.brief());

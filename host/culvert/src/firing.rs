@@ -11,7 +11,7 @@
 //! nothing. The time comes from a [`Clock`], which tests set by hand.
 
 use crate::cron::{CronTimes, FireOutcome, PlanInput, ScheduleSpec, plan};
-use crate::registry::find_workflow;
+use crate::registry::find_runnable_workflow;
 use crate::scheduler::ExecutionPlan;
 use crate::store::{
     Advance, FireCommit, FireRow, NewExecution, PackageRow, PlannedFire, ScheduleRow, Store,
@@ -234,8 +234,8 @@ impl Firer {
             .list_packages(Some(tenant))
             .await
             .map_err(|e| e.to_string())?;
-        let (package, index) =
-            find_workflow(&packages, tenant, &spec.workflow, None).map_err(|e| e.to_string())?;
+        let (package, index) = find_runnable_workflow(&packages, tenant, &spec.workflow, None)
+            .map_err(|e| e.to_string())?;
         Ok((package.clone(), index, limits))
     }
 

@@ -44,7 +44,7 @@ pub enum SignatureError {
     },
     /// The signature is for other bytes.
     #[error(
-        "the signature by key {key_id} is for content {signed}, but the package's content hash is {actual}"
+        "the signature by key {key_id} is for content {signed}, but the package's content hash is {actual}: the package changed after signing, or the signature is another package's; sign this file with `culvert package sign`"
     )]
     HashMismatch {
         /// The signer.
@@ -64,7 +64,7 @@ pub enum SignatureError {
     },
     /// The signature does not verify.
     #[error(
-        "the signature by key {key_id} does not verify: the signature file or the package was changed"
+        "the signature by key {key_id} does not verify: the signature file was changed after signing; sign the package again with `culvert package sign`"
     )]
     BadSignature {
         /// The signer.
@@ -72,7 +72,7 @@ pub enum SignatureError {
     },
     /// The signature covers another name or version than the package's.
     #[error(
-        "the signature by key {key_id} is for {signed}, but the package is {actual}: a signature cannot be moved to another name or version"
+        "the signature by key {key_id} is for {signed}, but the package is {actual}: a signature cannot be moved to another name or version; sign this build with `culvert package sign`"
     )]
     Replayed {
         /// The signer.
@@ -434,9 +434,19 @@ impl SignatureFile {
                 format!("format {:?} / algorithm {:?}", f.format, f.algorithm),
             ));
         }
-        let line_safe =
-            |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
-        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        // Printable on one line: no control, bidi or line-separator
+        // characters, which could rearrange an error message.
+        let invisible = |c: char| {
+            c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        };
+        let line_safe = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(invisible);
+        // Lower case, as the host writes hashes and key ids.
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         let well_formed = hex(&f.key_id, 16)
             && hex(&f.content_hash, 64)
             && line_safe(&f.package)
@@ -444,7 +454,7 @@ impl SignatureFile {
         if !well_formed {
             return Err(malformed(
                 WHAT,
-                "key_id (16 hex), content_hash (64 hex), package and version (1 to 256 characters, no control characters)",
+                "key_id (16 lower-case hex), content_hash (64 lower-case hex), package and version (1 to 256 printable characters)",
             ));
         }
         Ok(f)
@@ -468,7 +478,7 @@ pub fn verify(
     content_hash: &str,
     public: &PublicKeyFile,
 ) -> Result<(), SignatureError> {
-    if !sig.content_hash.eq_ignore_ascii_case(content_hash) {
+    if sig.content_hash != content_hash {
         return Err(SignatureError::HashMismatch {
             key_id: sig.key_id.clone(),
             signed: sig.content_hash.clone(),
@@ -616,5 +626,30 @@ mod tests {
         };
         assert!(PublicKeyFile::parse(&serde_json::to_vec(&lying).unwrap()).is_err());
         assert!(SignatureFile::parse(&vec![b' '; MAX_FILE_BYTES + 1]).is_err());
+        // Upper-case hex, and names that could rearrange a message.
+        let (key, _) = pair();
+        let good = SignatureFile::sign(&key, HASH, "etl", "1.0.0", 1);
+        let upper = SignatureFile {
+            content_hash: HASH.to_uppercase(),
+            ..good.clone()
+        };
+        for bad in [
+            upper,
+            SignatureFile {
+                package: "etl\u{202e}lte".into(),
+                ..good.clone()
+            },
+            SignatureFile {
+                version: "1.0.0\u{2028}forged".into(),
+                ..good.clone()
+            },
+        ] {
+            let text = serde_json::to_vec(&bad).unwrap();
+            assert_eq!(
+                SignatureFile::parse(&text).unwrap_err().kind(),
+                "malformed_signature"
+            );
+        }
+        assert!(SignatureFile::parse(&serde_json::to_vec(&good).unwrap()).is_ok());
     }
 }

@@ -133,6 +133,29 @@ pub enum LookupError {
     Ambiguous(String),
 }
 
+/// [`find_workflow`] for a start (by hand, by a schedule): a package whose
+/// signing key its tenant untrusted, under `on_untrust = disable`, starts
+/// nothing, and "not found" says why (an older version is not run in its
+/// place).
+pub(crate) fn find_runnable_workflow<'a>(
+    packages: &'a [PackageRow],
+    tenant: &str,
+    workflow: &str,
+    version: Option<&str>,
+) -> Result<(&'a PackageRow, usize), LookupError> {
+    let (p, index) = find_workflow(packages, tenant, workflow, version)?;
+    match p.signature.as_ref().filter(|s| s.disabled) {
+        None => Ok((p, index)),
+        Some(s) => Err(LookupError::NotFound(format!(
+            "workflow '{}' of tenant '{tenant}' is in {}@{}, which is disabled: tenant '{tenant}' untrusted its signing key {} (on_untrust = disable); trust the key again, or add a version signed by a trusted key",
+            crate::guest_text::printable(workflow),
+            p.name,
+            p.version,
+            s.key_id
+        ))),
+    }
+}
+
 /// Find `workflow` among `tenant`'s package rows: the newest registered
 /// version of each package (or `version`), by `name` or `package::name`.
 pub(crate) fn find_workflow<'a>(

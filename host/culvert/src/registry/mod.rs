@@ -13,7 +13,7 @@
 mod in_memory;
 mod reconciler;
 
-pub(crate) use in_memory::find_workflow;
+pub(crate) use in_memory::find_runnable_workflow;
 pub use in_memory::{LookupError, RegisteredPackage, Registry, TaskNamespace, WorkflowRef};
 pub use reconciler::{
     FailedPackage, PackageStatusDetail, ReconcileError, ReconcileResult, Reconciler,

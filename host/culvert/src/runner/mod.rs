@@ -409,17 +409,9 @@ impl Runner {
                 limits.max_package_bytes
             )));
         }
-        let signature = signature.map(SignatureFile::parse).transpose()?;
-        if limits.require_signature || signature.is_some() {
-            // Before the compile: an unsigned or forged package costs a
-            // hash and one indexed read.
-            let hash = blake3::hash(bytes).to_hex();
-            let key = match &signature {
-                Some(sig) => self.store.trusted_key(tenant, &sig.key_id).await?,
-                None => None,
-            };
-            crate::signing::check_trusted(tenant, signature.as_ref(), key.as_ref(), &hash)?;
-        }
+        let signature = self
+            .check_signature(tenant, &limits, bytes, signature)
+            .await?;
         let package = self.loader.load(bytes).await?;
         if let Some(sig) = &signature {
             crate::signing::check_names(sig, &package.metadata.name, &package.metadata.version)?;
@@ -454,6 +446,35 @@ impl Runner {
             signature_key_id: signature.as_ref().map(|s| s.key_id.clone()),
             signed_at: signature.as_ref().map(|s| s.signed_at),
         })
+    }
+
+    /// The signing policy's check of `bytes` for `tenant` (whose `limits`
+    /// the caller read), before anything is compiled: none when no
+    /// signature came and none is required; else the signature, parsed,
+    /// by a key the tenant trusts now, over these bytes (its name and
+    /// version are for the caller to check after `describe`). An unsigned
+    /// or forged package costs a hash and one indexed read.
+    ///
+    /// # Errors
+    /// [`Error::Signature`], with the reason and the key id.
+    pub async fn check_signature(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        bytes: &[u8],
+        signature: Option<&[u8]>,
+    ) -> Result<Option<SignatureFile>, Error> {
+        let signature = signature.map(SignatureFile::parse).transpose()?;
+        if !limits.require_signature && signature.is_none() {
+            return Ok(None);
+        }
+        let hash = blake3::hash(bytes).to_hex();
+        let key = match &signature {
+            Some(sig) => self.store.trusted_key(tenant, &sig.key_id).await?,
+            None => None,
+        };
+        crate::signing::check_trusted(tenant, signature.as_ref(), key.as_ref(), &hash)?;
+        Ok(signature)
     }
 
     /// The packages of `tenant`, or of every tenant.
@@ -560,34 +581,9 @@ impl Runner {
             return Ok((row, false));
         }
         let limits = self.tenant(tenant).await?.limits;
-        // A package whose signing key the tenant untrusted, under
-        // on_untrust = disable, starts nothing new.
-        let (packages, disabled): (Vec<PackageRow>, Vec<PackageRow>) = self
-            .store
-            .list_packages(Some(tenant))
-            .await?
-            .into_iter()
-            .partition(|p| !p.signature.as_ref().is_some_and(|s| s.disabled));
-        let (package, index) = match crate::registry::find_workflow(
-            &packages, tenant, workflow, version,
-        ) {
-            Err(LookupError::NotFound(message)) => {
-                return Err(match crate::registry::find_workflow(
-                    &disabled, tenant, workflow, version,
-                ) {
-                    Ok((p, _)) => StoreError::NotFound(format!(
-                        "workflow '{}' of tenant '{tenant}' is in {}@{}, which is disabled: tenant '{tenant}' untrusted its signing key {} (on_untrust = disable); trust the key again or add a package signed by a trusted key",
-                        crate::guest_text::printable(workflow),
-                        p.name,
-                        p.version,
-                        p.signature.as_ref().map_or("", |s| s.key_id.as_str()),
-                    ))
-                    .into(),
-                    Err(_) => LookupError::NotFound(message).into(),
-                });
-            }
-            other => other?,
-        };
+        let packages = self.store.list_packages(Some(tenant)).await?;
+        let (package, index) =
+            crate::registry::find_runnable_workflow(&packages, tenant, workflow, version)?;
         let context_bytes = crate::scheduler::json_len(&context) as u64;
         if context_bytes > limits.max_context_bytes {
             return Err(Error::Quota(format!(
@@ -1017,6 +1013,20 @@ impl Runner {
         validate_tenant(tenant)?;
         let limits = self.tenant(tenant).await?.limits;
         let row = self.store.get_execution(Some(tenant), id).await?;
+        // A package disabled by an untrusted signing key runs no new
+        // attempt on request (a removed one may: its bytes are pinned).
+        match self.store.get_package(row.package_id).await {
+            Ok(p) if p.signature.as_ref().is_some_and(|s| s.disabled) => {
+                return Err(Error::Invalid(format!(
+                    "execution {id} ran {}@{}, which is disabled: tenant '{tenant}' untrusted its signing key {} (on_untrust = disable)",
+                    p.name,
+                    p.version,
+                    p.signature.as_ref().map_or("", |s| s.key_id.as_str())
+                )));
+            }
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         let plan = self.store.execution_plan(id).await?;
         let tasks = self.store.execution_tasks(id).await?;
         let initial = row.context.as_object().cloned().unwrap_or_default();

@@ -5,7 +5,7 @@
 use super::{Error, Runner, validate_tenant};
 use crate::cron::ScheduleSpec;
 use crate::package::PackageMetadata;
-use crate::registry::find_workflow;
+use crate::registry::find_runnable_workflow;
 use crate::store::{
     DeclaredSchedule, FireRow, NewSchedule, PackageRow, ScheduleRow, Store, StoreError,
 };
@@ -157,7 +157,7 @@ impl Runner {
         check_context(&spec, &limits)
             .map_err(|e| Error::Quota(format!("tenant '{tenant}': {e}")))?;
         let packages = self.store.list_packages(Some(tenant)).await?;
-        find_workflow(&packages, tenant, &spec.workflow, None)?;
+        find_runnable_workflow(&packages, tenant, &spec.workflow, None)?;
         let row = self
             .store
             .create_schedule(NewSchedule {

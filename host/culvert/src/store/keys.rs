@@ -116,6 +116,8 @@ where
         by: &str,
     ) -> Result<TrustedKey> {
         let mut tx = self.0.begin_write().await?;
+        // Ordered with registrations, which check the key under this lock.
+        self.lock_tenant(&mut tx, tenant).await?;
         let row: Option<StoredTrustedKey> = sqlx::query_as(
             "UPDATE trusted_keys SET untrusted_at = $3, untrusted_by = $4 WHERE tenant = $1 AND (key_id = $2 OR name = $2) AND untrusted_at IS NULL RETURNING tenant, key_id, name, public_key, trusted_at, trusted_by, untrusted_at, untrusted_by",
         )

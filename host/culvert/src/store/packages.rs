@@ -163,8 +163,31 @@ where
         // version can win the race between our check and insert.
         for _ in 0..2 {
             let mut tx = self.begin_write().await?;
-            // The count below and the insert are one step.
-            Sql(self).lock_tenant(&mut tx, p.tenant).await?;
+            // The count below and the insert are one step; so are the
+            // signing policy and key, checked again here, and the insert
+            // (a key untrusted, or signatures required, since the caller
+            // checked: trusting and untrusting lock the row too).
+            let limits = Sql(self).lock_tenant(&mut tx, p.tenant).await?;
+            let key_live = match p.signature {
+                Some(sig) => {
+                    let row: Option<(Option<i64>,)> = sqlx::query_as(
+                        "SELECT untrusted_at FROM trusted_keys WHERE tenant = $1 AND key_id = $2",
+                    )
+                    .bind(p.tenant)
+                    .bind(&sig.key_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    matches!(row, Some((None,)))
+                }
+                None => !limits.require_signature,
+            };
+            if !key_live {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict(format!(
+                    "tenant '{}' changed its signing policy or keys while package '{name}@{version}' was being added: add it again",
+                    p.tenant
+                )));
+            }
             let existing: Option<(Uuid, String)> = sqlx::query_as(
                 "SELECT id, content_hash FROM packages WHERE tenant = $1 AND name = $2 AND version = $3",
             )

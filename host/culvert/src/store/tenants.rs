@@ -77,19 +77,20 @@ where
     /// Read `tenant`'s row inside `tx`, locking it on PostgreSQL (SQLite's
     /// write transaction excludes every other writer already), so that a
     /// count and an insert that follow are one step for concurrent
-    /// requests. "Not found" (and the transaction is dropped) for an
-    /// unknown tenant.
+    /// requests; its limits as read then. "Not found" (and the transaction
+    /// is dropped) for an unknown tenant.
     pub(crate) async fn lock_tenant(
         &self,
         tx: &mut Transaction<'static, DB>,
         tenant: &str,
-    ) -> Result<()> {
+    ) -> Result<TenantLimits> {
         let row: Option<(String,)> = sqlx::query_as(S::TENANT_LIMITS_SQL)
             .bind(tenant)
             .fetch_optional(&mut **tx)
             .await?;
         match row {
-            Some(_) => Ok(()),
+            // Limits that do not parse read as the defaults, as everywhere.
+            Some((limits,)) => Ok(serde_json::from_str(&limits).unwrap_or_default()),
             None => Err(StoreError::NotFound(format!(
                 "tenant '{tenant}' does not exist (create it with `culvert tenant create {tenant}`)"
             ))),

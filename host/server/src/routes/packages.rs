@@ -161,7 +161,8 @@ pub async fn add(
     Ok((status, Json(r)).into_response())
 }
 
-/// Validate a package and describe it without registering it.
+/// Validate a package and describe it without registering it. Where the
+/// tenant requires signatures, the upload needs one (as for `add`).
 #[utoipa::path(post, path = "/api/v1/packages/inspect", tag = "packages",
     params(TenantQuery),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
@@ -179,7 +180,14 @@ pub async fn inspect(
     let tenant = caller.tenant_for(q.tenant.as_deref())?;
     let limits = state.runner.tenant(&tenant).await?.limits;
     let _slot = upload_slot(&state)?;
+    let signature = signature_header(&headers)?;
     let bytes = read_package_body(&state, &headers, body, limits.max_package_bytes).await?;
+    // Where signatures are required, nothing unsigned is compiled here
+    // either.
+    state
+        .runner
+        .check_signature(&tenant, &limits, &bytes, signature.as_deref())
+        .await?;
     let loader = state.runner.loader();
     let pkg = loader
         .load(&bytes)

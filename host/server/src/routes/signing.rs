@@ -32,9 +32,15 @@ pub struct TrustRequest {
     pub public_key: PublicKeyFile,
 }
 
-/// Who the audit log and the key row name as having made the change.
+/// Who the key row names as having made the change: `operator` (tenants
+/// list their keys, and see no operator key's name), or the tenant key.
+/// The audit log names the key either way.
 fn actor(caller: &Caller) -> String {
-    format!("{} ({})", caller.key_name, caller.key_id)
+    if caller.is_operator() {
+        "operator".into()
+    } else {
+        format!("{} ({})", caller.key_name, caller.key_id)
+    }
 }
 
 /// The tenant a change acts on: an operator's `?tenant=` (default its
