@@ -552,6 +552,22 @@ pub enum PackageCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Build a package project into a component: Rust (Cargo.toml, with
+    /// cargo for wasm32-wasip2) or Python (pyproject.toml, with
+    /// componentize-py), against this host's contract; then print what
+    /// `package inspect` prints.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: cargo's output for Rust,
+        /// `DIR/NAME.wasm` for Python).
+        #[arg(long, value_name = "FILE.wasm")]
+        out: Option<PathBuf>,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate, pre-compile and register a package file. A signature
     /// (`FILE.sig` next to it, or `--signature`) is checked before the
     /// compile, against the keys the tenant trusts.

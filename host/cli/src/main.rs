@@ -15,6 +15,7 @@ mod bench;
 mod bench_egress;
 mod bench_http;
 mod bench_schedules;
+mod build;
 mod client;
 mod common;
 mod demo;
@@ -255,6 +256,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             tenant,
             json,
         }) => package_show(g, &package, tenant_or_default(&tenant), json).await,
+        Command::Package(PackageCommand::Build { dir, out, json }) => {
+            let format = if json { Format::Json } else { Format::Text };
+            build::package_build(g, &dir, out.as_deref(), format).await
+        }
         Command::Package(PackageCommand::Sign { file, key, json }) => {
             keys::package_sign(g, &file, &key, json).await
         }

@@ -38,6 +38,19 @@ fn scaffold_home() -> PathBuf {
     home.canonicalize().unwrap()
 }
 
+/// What the `cargo test` running us sets that a cargo of the scaffold must
+/// not inherit.
+const OUTER_CARGO: [&str; 8] = [
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_WRAPPER",
+    "CLIPPY_ARGS",
+    "CLIPPY_CONF_DIR",
+    "CARGO_MANIFEST_DIR",
+];
+
 /// A cargo for the scaffold, untouched by the `cargo test` running us.
 fn cargo(dir: &Path) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -47,16 +60,7 @@ fn cargo(dir: &Path) -> Command {
         // the workspace's, already in the local registry cache.
         .env("CARGO_NET_OFFLINE", "true")
         .env("CARGO_TERM_COLOR", "never");
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CLIPPY_ARGS",
-        "CLIPPY_CONF_DIR",
-        "CARGO_MANIFEST_DIR",
-    ] {
+    for var in OUTER_CARGO {
         c.env_remove(var);
     }
     c
@@ -141,6 +145,23 @@ fn new_scaffolds_a_package_that_builds_loads_runs_and_tests() {
         "not wasm: {}",
         package.display()
     );
+
+    // `culvert package build` finds the crate's component on its own and
+    // prints the inspect summary.
+    let built = work.join("built.wasm");
+    let mut build = culvert(&work, home);
+    build
+        .args(["package", "build", "--json", "--out"])
+        .arg(&built)
+        .arg(&dir)
+        .env("CARGO_NET_OFFLINE", "true");
+    for var in OUTER_CARGO {
+        build.env_remove(var);
+    }
+    let summary: Value =
+        serde_json::from_str(&ok("culvert package build", build.output().unwrap())).unwrap();
+    assert_eq!(summary["name"], "demo-pkg");
+    assert_eq!(std::fs::read(&built).unwrap(), bytes, "the same component");
 
     // The real loader accepts it: three tasks, the trigger rule, this SDK.
     let inspect = culvert(&work, home)

@@ -1,0 +1,224 @@
+//! Packages in other languages on the same contract: `culvert package
+//! build` makes `examples/python-etl` with componentize-py (installed by
+//! scripts/ensure-python-toolchain, which scripts/test runs), and the
+//! component runs like the Rust `etl`, on both backends, to the same final
+//! context. A definition the host would refuse stops the build with the
+//! SDK's message; a missing toolchain is named with its install command.
+
+use culvert_tests::{Db, TestDb, artifacts};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_culvert");
+
+/// Compiled code shared by these tests (a Python component takes seconds
+/// to compile in a debug build): the cache writes by rename, so processes
+/// may share it.
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("languages-cache")
+}
+
+fn culvert(db: &TestDb) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("CULVERT_DATABASE_URL", &db.url)
+        .env("CULVERT_CACHE_DIR", cache_dir())
+        .env("CULVERT_DATA_DIR", db.dir().join("data"))
+        .env("CULVERT_LOG", "warn")
+        .env("CULVERT_LISTEN", "none");
+    c
+}
+
+fn run(mut c: Command) -> (i32, String, String) {
+    let out = c.output().expect("run culvert");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// `examples/python-etl`, built once for every test here.
+fn python_etl() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-etl.wasm");
+        let mut c = Command::new(BIN);
+        c.env("CULVERT_CACHE_DIR", cache_dir())
+            .env("CULVERT_LOG", "warn")
+            .args(["package", "build"])
+            .arg(repo("examples/python-etl"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--json");
+        let (code, stdout, stderr) = run(c);
+        assert_eq!(
+            code, 0,
+            "culvert package build examples/python-etl (is the toolchain there? scripts/ensure-python-toolchain): {stderr}"
+        );
+        let summary: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(summary["name"], "python-etl");
+        assert_eq!(summary["version"], "0.1.0");
+        assert_eq!(summary["contract_version"], "0.2.0");
+        let workflows: Vec<&str> = summary["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(workflows, ["etl"]);
+        let tasks = &summary["workflows"][0]["tasks"];
+        assert_eq!(tasks[2]["id"], "enrich");
+        assert_eq!(tasks[2]["retry"]["max_attempts"], 3);
+        assert_eq!(tasks[2]["timeout_ms"], 5000);
+        assert!(tasks[4]["trigger"].is_object(), "{summary}");
+        out
+    })
+}
+
+/// The final context of `etl` in `tenant` for `context`.
+fn final_context(db: &TestDb, tenant: &str, context: &Value) -> Value {
+    let mut c = culvert(db);
+    c.args([
+        "run",
+        "etl",
+        "--tenant",
+        tenant,
+        "--wait",
+        "--timeout",
+        "120",
+        "--json",
+    ])
+    .arg("--context")
+    .arg(context.to_string());
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "run etl in {tenant}: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    v["context"].clone()
+}
+
+async fn python_etl_runs_like_the_rust_one(db: Db) {
+    let db = TestDb::new(db).await;
+    let python = python_etl();
+    for (tenant, file) in [("py", python), ("rs", Path::new(artifacts::ETL))] {
+        let mut c = culvert(&db);
+        c.args(["tenant", "create", tenant]);
+        assert_eq!(run(c).0, 0);
+        let mut c = culvert(&db);
+        c.args(["package", "add", "--tenant", tenant, "--json"])
+            .arg(file);
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "add {}: {err}", file.display());
+    }
+    for context in [
+        json!({}),
+        json!({"notify": true}),
+        json!({"source_rows": [3, -1, 4], "factor": 2, "notify": true}),
+    ] {
+        let py = final_context(&db, "py", &context);
+        let rs = final_context(&db, "rs", &context);
+        assert_eq!(py, rs, "the same final context for {context}");
+    }
+    // A task's permanent error, as the Rust one reports it.
+    let mut c = culvert(&db);
+    c.args(["run", "etl", "--tenant", "py", "--wait", "--json"])
+        .args(["--context", r#"{"factor": 0}"#]);
+    let (code, out, _) = run(c);
+    assert_eq!(code, 3, "a failed workflow exits 3");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let enrich = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "enrich")
+        .unwrap()
+        .clone();
+    assert_eq!(enrich["status"], "failed", "{enrich}");
+    assert!(
+        enrich.to_string().contains("factor must not be zero"),
+        "{enrich}"
+    );
+}
+
+culvert_tests::both_backends!(python_etl_runs_like_the_rust_one);
+
+/// A project in a fresh directory: `pyproject.toml` and `app.py`.
+fn python_project(app: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = \"broken\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app.py"), app).unwrap();
+    dir
+}
+
+#[test]
+fn a_definition_the_host_would_refuse_stops_the_build() {
+    for (app, expected) in [
+        (
+            "from culvert_sdk import task, workflow\n@workflow(name='w')\nclass W:\n    @task(id='a', dependencies=['ghost'])\n    def a(ctx): pass\n",
+            "task 'a' depends on unknown task 'ghost'",
+        ),
+        (
+            "from culvert_sdk import task, workflow\n@workflow(name='w')\nclass W:\n    @task(id='a', dependencies=['b'])\n    def a(ctx): pass\n    @task(id='b', dependencies=['a'])\n    def b(ctx): pass\n",
+            "dependency cycle",
+        ),
+        (
+            "from culvert_sdk import task, workflow\n@workflow(name='w')\nclass W:\n    @task(id='a')\n    def a(ctx): pass\n    @task(id='a')\n    def b(ctx): pass\n",
+            "duplicate task id 'a'",
+        ),
+        (
+            "from culvert_sdk import Retry, task, workflow\n@workflow(name='w')\nclass W:\n    @task(id='a', retry=Retry(max_attempts=0))\n    def a(ctx): pass\n",
+            "invalid retry policy: max_attempts must be between 1 and 100",
+        ),
+    ] {
+        let dir = python_project(app);
+        let (code, out, err) = run({
+            let mut c = Command::new(BIN);
+            c.args(["package", "build"]).arg(dir.path());
+            c
+        });
+        assert_eq!(code, 1, "{app}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains(expected), "{expected}: {err}");
+        assert!(!dir.path().join("broken.wasm").exists(), "nothing built");
+    }
+}
+
+#[test]
+fn a_missing_toolchain_is_named_with_its_install_command() {
+    let dir = python_project("");
+    let mut c = Command::new(BIN);
+    c.args(["package", "build"])
+        .arg(dir.path())
+        .env_remove("VIRTUAL_ENV")
+        .env("PATH", "/usr/bin:/bin");
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("componentize-py is not installed")
+            && err.contains("pip install 'componentize-py==0.25.1'"),
+        "{err}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = run({
+        let mut c = Command::new(BIN);
+        c.args(["package", "build"]).arg(empty.path());
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("expected Cargo.toml (Rust) or pyproject.toml (Python)"),
+        "{err}"
+    );
+}
