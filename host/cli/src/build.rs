@@ -6,10 +6,11 @@
 //! |---|---|---|
 //! | `Cargo.toml` | Rust | `cargo build --release --target wasm32-wasip2` |
 //! | `pyproject.toml` | Python | componentize-py (pinned [`COMPONENTIZE_PY`]), from `DIR/.venv`, the active `VIRTUAL_ENV`, or `PATH` |
+//! | `package.json` | JavaScript | esbuild and componentize-js (pinned [`COMPONENTIZE_JS`]) from `DIR/node_modules`, with node |
 //!
 //! It downloads nothing: a missing toolchain is named with the command that
-//! installs it (pip from PyPI, into the project's own `.venv`). Then it
-//! prints what `package inspect` prints.
+//! installs it (pip from PyPI into the project's own `.venv`; npm into its
+//! `node_modules`). Then it prints what `package inspect` prints.
 
 use crate::args::{Format, GlobalArgs};
 use anyhow::{Context as _, bail};
@@ -18,6 +19,12 @@ use std::process::{Command, Stdio};
 
 /// The componentize-py the Python SDK is built and tested with.
 pub(crate) const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// The componentize-js the JavaScript SDK is built and tested with.
+pub(crate) const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+
+/// Written into the project's `node_modules` and run with node.
+const JS_BUILD: &str = include_str!("../templates/js_build.mjs");
 
 /// The contract the guests are built against (the one this host speaks).
 const WIT: &str = include_str!("../../../wit/culvert.wit");
@@ -30,6 +37,7 @@ const PYTHON_ENTRY: &str = include_str!("../templates/python_entry.py");
 enum Language {
     Rust,
     Python,
+    JavaScript,
 }
 
 fn detect(dir: &Path) -> anyhow::Result<Language> {
@@ -37,9 +45,11 @@ fn detect(dir: &Path) -> anyhow::Result<Language> {
         Ok(Language::Rust)
     } else if dir.join("pyproject.toml").is_file() {
         Ok(Language::Python)
+    } else if dir.join("package.json").is_file() {
+        Ok(Language::JavaScript)
     } else {
         bail!(
-            "{} holds no package project: expected Cargo.toml (Rust) or pyproject.toml (Python)",
+            "{} holds no package project: expected Cargo.toml (Rust), pyproject.toml (Python) or package.json (JavaScript)",
             dir.display()
         )
     }
@@ -80,6 +90,7 @@ pub(crate) async fn package_build(
     let built = match detect(&dir)? {
         Language::Rust => build_rust(&dir)?,
         Language::Python => build_python(&dir, out)?,
+        Language::JavaScript => build_js(&dir, out)?,
     };
     let file = match out {
         Some(out) if out != built => {
@@ -212,6 +223,55 @@ fn build_python(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     let output = run(c, &format!("{}", tool.display()))?;
     if !output.status.success() {
         bail!("componentize-py failed (above)");
+    }
+    Ok(file)
+}
+
+fn build_js(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let modules = dir.join("node_modules");
+    for needed in [
+        "@bytecodealliance/componentize-js",
+        "esbuild",
+        "@culvert/sdk",
+    ] {
+        if !modules.join(needed).exists() {
+            bail!(
+                "{needed} is not installed in {}: list it in package.json (devDependencies '{COMPONENTIZE_JS}' and esbuild; dependency @culvert/sdk from PATH/TO/culvert/plugin-sdk/js) and run `npm install` there",
+                modules.display()
+            );
+        }
+    }
+    let scratch = Scratch::new()?;
+    let wit = scratch.0.join("culvert.wit");
+    std::fs::write(&wit, WIT)?;
+    // In the project's node_modules, so that the script's imports resolve
+    // to the project's own installs.
+    let script_dir = modules.join(".culvert-build");
+    std::fs::create_dir_all(&script_dir)?;
+    let script = script_dir.join("build.mjs");
+    std::fs::write(&script, JS_BUILD)?;
+    let file = match out {
+        Some(o) => o.to_path_buf(),
+        None => {
+            let name = std::fs::read(dir.join("package.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["name"].as_str().map(|n| n.replace('/', "-")))
+                .unwrap_or_else(|| "package".into());
+            dir.join(format!("{name}.wasm"))
+        }
+    };
+    let file = std::path::absolute(&file)?;
+    let mut c = Command::new("node");
+    c.arg(&script)
+        .arg(dir)
+        .arg(&wit)
+        .arg(scratch.0.join("bundle.js"))
+        .arg(&file)
+        .current_dir(dir);
+    let output = run(c, "node (install Node.js 20 or later)")?;
+    if !output.status.success() {
+        bail!("the JavaScript build failed (above)");
     }
     Ok(file)
 }

@@ -1,8 +1,9 @@
 //! Packages in other languages on the same contract: `culvert package
-//! build` makes `examples/python-etl` with componentize-py (installed by
-//! scripts/ensure-python-toolchain, which scripts/test runs), and the
-//! component runs like the Rust `etl`, on both backends, to the same final
-//! context. A definition the host would refuse stops the build with the
+//! build` makes `examples/python-etl` with componentize-py and
+//! `examples/js-hello` with componentize-js (installed by
+//! scripts/ensure-python-toolchain and scripts/ensure-js-toolchain, which
+//! scripts/test runs), and each runs like its Rust twin (`etl`, `hello`),
+//! on both backends, to the same final context. A definition the host would refuse stops the build with the
 //! SDK's message; a missing toolchain is named with its install command.
 
 use culvert_tests::{Db, TestDb, artifacts};
@@ -83,12 +84,39 @@ fn python_etl() -> &'static Path {
     })
 }
 
-/// The final context of `etl` in `tenant` for `context`.
-fn final_context(db: &TestDb, tenant: &str, context: &Value) -> Value {
+/// `examples/js-hello`, built once for every test here.
+fn js_hello() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-hello.wasm");
+        let mut c = Command::new(BIN);
+        c.env("CULVERT_CACHE_DIR", cache_dir())
+            .env("CULVERT_LOG", "warn")
+            .args(["package", "build"])
+            .arg(repo("examples/js-hello"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--json");
+        let (code, stdout, stderr) = run(c);
+        assert_eq!(
+            code, 0,
+            "culvert package build examples/js-hello (is the toolchain there? scripts/ensure-js-toolchain): {stderr}"
+        );
+        let summary: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(summary["name"], "js-hello");
+        assert_eq!(summary["workflows"][0]["name"], "hello");
+        let imports = summary["imports"].to_string();
+        assert!(!imports.contains("wasi:http"), "built without wasi:http: {imports}");
+        out
+    })
+}
+
+/// The final context of `workflow` in `tenant` for `context`.
+fn final_context_of(db: &TestDb, tenant: &str, workflow: &str, context: &Value) -> Value {
     let mut c = culvert(db);
     c.args([
         "run",
-        "etl",
+        workflow,
         "--tenant",
         tenant,
         "--wait",
@@ -99,10 +127,29 @@ fn final_context(db: &TestDb, tenant: &str, context: &Value) -> Value {
     .arg("--context")
     .arg(context.to_string());
     let (code, out, err) = run(c);
-    assert_eq!(code, 0, "run etl in {tenant}: {err}");
+    assert_eq!(code, 0, "run {workflow} in {tenant}: {err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], "completed", "{v}");
     v["context"].clone()
+}
+
+async fn js_hello_greets_like_the_rust_one(db: Db) {
+    let db = TestDb::new(db).await;
+    for (tenant, file) in [("js", js_hello()), ("rs", Path::new(artifacts::HELLO))] {
+        let mut c = culvert(&db);
+        c.args(["tenant", "create", tenant]);
+        assert_eq!(run(c).0, 0);
+        let mut c = culvert(&db);
+        c.args(["package", "add", "--tenant", tenant]).arg(file);
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "add {}: {err}", file.display());
+    }
+    for context in [json!({}), json!({"name": "Culvert"})] {
+        let js = final_context_of(&db, "js", "hello", &context);
+        let rs = final_context_of(&db, "rs", "hello", &context);
+        assert_eq!(js, rs, "the same final context for {context}");
+        assert!(js["greeting"].as_str().unwrap().starts_with("Hello, "));
+    }
 }
 
 async fn python_etl_runs_like_the_rust_one(db: Db) {
@@ -123,8 +170,8 @@ async fn python_etl_runs_like_the_rust_one(db: Db) {
         json!({"notify": true}),
         json!({"source_rows": [3, -1, 4], "factor": 2, "notify": true}),
     ] {
-        let py = final_context(&db, "py", &context);
-        let rs = final_context(&db, "rs", &context);
+        let py = final_context_of(&db, "py", "etl", &context);
+        let rs = final_context_of(&db, "rs", "etl", &context);
         assert_eq!(py, rs, "the same final context for {context}");
     }
     // A task's permanent error, as the Rust one reports it.
@@ -148,7 +195,10 @@ async fn python_etl_runs_like_the_rust_one(db: Db) {
     );
 }
 
-culvert_tests::both_backends!(python_etl_runs_like_the_rust_one);
+culvert_tests::both_backends!(
+    python_etl_runs_like_the_rust_one,
+    js_hello_greets_like_the_rust_one
+);
 
 /// A project in a fresh directory: `pyproject.toml` and `app.py`.
 fn python_project(app: &str) -> tempfile::TempDir {
@@ -196,6 +246,38 @@ fn a_definition_the_host_would_refuse_stops_the_build() {
 }
 
 #[test]
+fn a_javascript_definition_the_host_would_refuse_stops_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        r#"{"name": "broken", "version": "0.1.0", "type": "module", "main": "index.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("index.js"),
+        "import { task, workflow } from '@culvert/sdk';\nworkflow({ name: 'w' }, [task({ id: 'a', dependencies: ['ghost'] }, () => {})]);\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        repo("examples/js-hello/node_modules"),
+        dir.path().join("node_modules"),
+    )
+    .unwrap();
+    let (code, out, err) = run({
+        let mut c = Command::new(BIN);
+        c.args(["package", "build"]).arg(dir.path());
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("task 'a' depends on unknown task 'ghost'"),
+        "{err}"
+    );
+    assert!(!dir.path().join("broken.wasm").exists());
+}
+
+#[test]
 fn a_missing_toolchain_is_named_with_its_install_command() {
     let dir = python_project("");
     let mut c = Command::new(BIN);
@@ -218,7 +300,22 @@ fn a_missing_toolchain_is_named_with_its_install_command() {
     });
     assert_eq!(code, 1);
     assert!(
-        err.contains("expected Cargo.toml (Rust) or pyproject.toml (Python)"),
+        err.contains(
+            "expected Cargo.toml (Rust), pyproject.toml (Python) or package.json (JavaScript)"
+        ),
+        "{err}"
+    );
+    // A JavaScript project without its installs.
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::write(bare.path().join("package.json"), r#"{"name": "bare"}"#).unwrap();
+    let (code, _, err) = run({
+        let mut c = Command::new(BIN);
+        c.args(["package", "build"]).arg(bare.path());
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("@bytecodealliance/componentize-js@0.23.0") && err.contains("npm install"),
         "{err}"
     );
 }
