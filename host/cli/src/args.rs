@@ -564,6 +564,11 @@ pub enum PackageCommand {
         /// `DIR/NAME.wasm` for Python).
         #[arg(long, value_name = "FILE.wasm")]
         out: Option<PathBuf>,
+        /// Build a Python or JavaScript package against this WIT file
+        /// instead of this host's contract (to try another contract
+        /// version; the host refuses one it does not speak).
+        #[arg(long, value_name = "FILE.wit")]
+        wit: Option<PathBuf>,
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,

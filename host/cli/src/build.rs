@@ -82,15 +82,27 @@ pub(crate) async fn package_build(
     g: &GlobalArgs,
     dir: &Path,
     out: Option<&Path>,
+    wit: Option<&Path>,
     format: Format,
 ) -> anyhow::Result<i32> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot open the project directory {}", dir.display()))?;
-    let built = match detect(&dir)? {
+    let language = detect(&dir)?;
+    let wit = match wit {
+        None => WIT.to_string(),
+        Some(_) if language == Language::Rust => {
+            bail!(
+                "--wit applies to Python and JavaScript projects: a Rust package's SDK carries its contract"
+            )
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the contract {}", path.display()))?,
+    };
+    let built = match language {
         Language::Rust => build_rust(&dir)?,
-        Language::Python => build_python(&dir, out)?,
-        Language::JavaScript => build_js(&dir, out)?,
+        Language::Python => build_python(&dir, out, &wit)?,
+        Language::JavaScript => build_js(&dir, out, &wit)?,
     };
     let file = match out {
         Some(out) if out != built => {
@@ -181,14 +193,14 @@ fn python_toolchain(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, Option<Path
     )
 }
 
-fn build_python(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+fn build_python(dir: &Path, out: Option<&Path>, contract: &str) -> anyhow::Result<PathBuf> {
     let (tool, python, venv) = python_toolchain(dir)?;
     let scratch = Scratch::new()?;
     let wit = scratch.0.join("wit");
     let gen_dir = scratch.0.join("gen");
     std::fs::create_dir_all(&wit)?;
     std::fs::create_dir_all(&gen_dir)?;
-    std::fs::write(wit.join("culvert.wit"), WIT)?;
+    std::fs::write(wit.join("culvert.wit"), contract)?;
     let entry = scratch.0.join("python_entry.py");
     std::fs::write(&entry, PYTHON_ENTRY)?;
 
@@ -227,7 +239,7 @@ fn build_python(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(file)
 }
 
-fn build_js(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+fn build_js(dir: &Path, out: Option<&Path>, contract: &str) -> anyhow::Result<PathBuf> {
     let modules = dir.join("node_modules");
     for needed in [
         "@bytecodealliance/componentize-js",
@@ -243,7 +255,7 @@ fn build_js(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
     let scratch = Scratch::new()?;
     let wit = scratch.0.join("culvert.wit");
-    std::fs::write(&wit, WIT)?;
+    std::fs::write(&wit, contract)?;
     // In the project's node_modules, so that the script's imports resolve
     // to the project's own installs.
     let script_dir = modules.join(".culvert-build");

@@ -256,9 +256,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             tenant,
             json,
         }) => package_show(g, &package, tenant_or_default(&tenant), json).await,
-        Command::Package(PackageCommand::Build { dir, out, json }) => {
+        Command::Package(PackageCommand::Build {
+            dir,
+            out,
+            wit,
+            json,
+        }) => {
             let format = if json { Format::Json } else { Format::Text };
-            build::package_build(g, &dir, out.as_deref(), format).await
+            build::package_build(g, &dir, out.as_deref(), wit.as_deref(), format).await
         }
         Command::Package(PackageCommand::Sign { file, key, json }) => {
             keys::package_sign(g, &file, &key, json).await

@@ -195,10 +195,123 @@ async fn python_etl_runs_like_the_rust_one(db: Db) {
     );
 }
 
+/// `tests/guests/py-hostile`, built once for every test here.
+fn py_hostile() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-hostile.wasm");
+        let mut c = Command::new(BIN);
+        c.env("CULVERT_CACHE_DIR", cache_dir())
+            .env("CULVERT_LOG", "warn")
+            .args(["package", "build"])
+            .arg(repo("tests/guests/py-hostile"))
+            .arg("--out")
+            .arg(&out);
+        let (code, _, stderr) = run(c);
+        assert_eq!(
+            code, 0,
+            "culvert package build tests/guests/py-hostile: {stderr}"
+        );
+        out
+    })
+}
+
+/// The gauntlet's Python cases: a package that loops, one that allocates
+/// without bound, one that reaches for a socket and one for host files
+/// each fail alone with a typed error, under the default limits, while
+/// another tenant's Python package runs on.
+async fn python_hostile_packages_fail_alone(db: Db) {
+    let db = TestDb::new(db).await;
+    for (tenant, file) in [("evil", py_hostile()), ("good", python_etl())] {
+        let mut c = culvert(&db);
+        c.args(["tenant", "create", tenant]);
+        assert_eq!(run(c).0, 0);
+        let mut c = culvert(&db);
+        c.args(["package", "add", "--tenant", tenant]).arg(file);
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "add {}: {err}", file.display());
+    }
+    let escaped = Path::new("/tmp/culvert-py-hostile");
+    let _ = std::fs::remove_file(escaped);
+    for (workflow, kind, words) in [
+        ("spin", "timeout", "1500"),
+        ("bloat", "out_of_memory", "memory"),
+        ("socket", "permanent", "Error"),
+        ("files", "permanent", "Error"),
+    ] {
+        let mut c = culvert(&db);
+        c.args([
+            "run",
+            workflow,
+            "--tenant",
+            "evil",
+            "--wait",
+            "--timeout",
+            "120",
+            "--json",
+        ]);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 3, "{workflow} fails: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let t = &v["tasks"][0];
+        assert_eq!(t["status"], "failed", "{workflow}: {t}");
+        assert_eq!(t["error_kind"], kind, "{workflow}: {t}");
+        assert!(
+            t["error"].as_str().unwrap_or("").contains(words),
+            "{workflow}: {t}"
+        );
+        let good = final_context_of(&db, "good", "etl", &json!({}));
+        assert_eq!(
+            good["total"], 150,
+            "the other tenant runs on after {workflow}"
+        );
+    }
+    assert!(!escaped.exists(), "no file written on the host");
+}
+
 culvert_tests::both_backends!(
     python_etl_runs_like_the_rust_one,
-    js_hello_greets_like_the_rust_one
+    js_hello_greets_like_the_rust_one,
+    python_hostile_packages_fail_alone
 );
+
+#[test]
+fn a_python_package_of_another_contract_is_refused_like_a_rust_one() {
+    let contract = std::fs::read_to_string(repo("wit/culvert.wit")).unwrap();
+    let other = contract.replace(
+        "package culvert:plugin@0.2.0;",
+        "package culvert:plugin@0.3.0;",
+    );
+    assert_ne!(contract, other);
+    let scratch = tempfile::tempdir().unwrap();
+    let wit = scratch.path().join("culvert.wit");
+    std::fs::write(&wit, other).unwrap();
+    let out = scratch.path().join("etl-0.3.wasm");
+    let (code, _, err) = run({
+        let mut c = Command::new(BIN);
+        c.env("CULVERT_CACHE_DIR", cache_dir())
+            .args(["package", "build"])
+            .arg(repo("examples/python-etl"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--wit")
+            .arg(&wit);
+        c
+    });
+    assert_eq!(code, 1, "the host refuses what it built: {err}");
+    assert!(
+        err.contains("culvert:plugin@0.3.0") && err.contains("culvert:plugin@0.2.0"),
+        "{err}"
+    );
+    // The loader's typed error: the kind a Rust package of 0.3.0 gets
+    // (tests/loader.rs).
+    let bytes = std::fs::read(&out).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let e = runtime
+        .block_on(culvert_tests::loader().load(&bytes))
+        .unwrap_err();
+    assert_eq!(e.kind(), "contract_mismatch", "{e}");
+}
 
 /// A project in a fresh directory: `pyproject.toml` and `app.py`.
 fn python_project(app: &str) -> tempfile::TempDir {

@@ -291,10 +291,21 @@ pub async fn run_task_logged(
     };
     store.data().output.flush_to_tracing(&labels);
     let logs = store.data().output.take_logs();
+    // A guest whose runtime survives a refused memory.grow (CPython raises
+    // MemoryError) returns a task error instead of trapping: the cap
+    // stopped it all the same.
+    let memory_hit = store.data().limiter.hit.clone();
     drop(store);
-    let result = match returned {
-        Err(failure) => Err(failure),
-        Ok(returned) => finish(returned, limits, started),
+    let result = match (returned, memory_hit) {
+        (Err(failure), _) => Err(failure),
+        (Ok(Err(e)), Some(hit)) => Err(TaskFailure::new(
+            FailureKind::OutOfMemory,
+            format!(
+                "{hit}; the task then failed: {}",
+                truncate(e.message, MAX_MESSAGE_BYTES)
+            ),
+        )),
+        (Ok(returned), _) => finish(returned, limits, started),
     };
     TaskRun { result, logs }
 }
