@@ -535,6 +535,11 @@ pub enum BenchKind {
     /// Outbound HTTP from a task: a policed GET to loopback vs the bare
     /// request, a refusal, and calls per second.
     Egress,
+    /// The same `hello` and 10-task workflow in Rust, Python and
+    /// JavaScript: cold compile, cache load, a fresh call, tasks/s
+    /// (py_bench.wasm and js_bench.wasm from `culvert package build
+    /// tests/guests/py-bench` and `.../js-bench`).
+    Languages,
 }
 
 /// `culvert package ...`

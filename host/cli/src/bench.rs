@@ -334,7 +334,7 @@ fn bench_config(url: &str, cache_dir: &Path) -> RunnerConfig {
 
 /// One throughput run: start `executions` of `workflow`, then let `hosts`
 /// executors drain them.
-async fn drain(
+pub(crate) async fn drain(
     url: &str,
     cache_dir: &Path,
     shapes: &[u8],
@@ -790,6 +790,7 @@ pub(crate) async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i3
     }
     let needs: &[&str] = match args.which {
         BenchKind::Egress => &["fetch"],
+        BenchKind::Languages => &["hello", "shapes", "py-bench", "js-bench"],
         _ => &["hello", "etl", "shapes", "sandbox-probe"],
     };
     let packages = BenchPackages::new(package_dir(args.packages, needs)?);
@@ -812,6 +813,9 @@ pub(crate) async fn bench(_g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<i3
             crate::bench_schedules::schedules(&packages, &scratch, args.postgres.as_deref()).await
         }
         BenchKind::Egress => crate::bench_egress::egress(&packages).await,
+        BenchKind::Languages => {
+            crate::bench_languages::languages(&packages, &scratch, args.concurrency).await
+        }
         BenchKind::Tenants => {
             tenants(
                 &packages,

@@ -14,6 +14,7 @@ mod args;
 mod bench;
 mod bench_egress;
 mod bench_http;
+mod bench_languages;
 mod bench_schedules;
 mod build;
 mod client;
