@@ -144,6 +144,15 @@ async fn js_hello_greets_like_the_rust_one(db: Db) {
         let (code, _, err) = run(c);
         assert_eq!(code, 0, "add {}: {err}", file.display());
     }
+    // `exec` runs it without registering, as it runs a Rust package.
+    let mut c = culvert(&db);
+    c.arg("exec")
+        .arg(js_hello())
+        .args(["--workflow", "hello", "--context", r#"{"name":"exec"}"#, "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["context"]["greeting"], "Hello, exec!", "{v}");
     for context in [json!({}), json!({"name": "Culvert"})] {
         let js = final_context_of(&db, "js", "hello", &context);
         let rs = final_context_of(&db, "rs", "hello", &context);

@@ -65,6 +65,32 @@ class Definitions(unittest.TestCase):
             TaskError("sometimes", "x")
 
 
+class Declarations(unittest.TestCase):
+    def test_schedules_and_capabilities_reach_describe(self):
+        from culvert_sdk import Schedule, capabilities
+
+        @workflow(name="nightly", schedules=[Schedule(cron="0 0 3 * * *", timezone="Europe/Berlin", context={"full": True})])
+        class Nightly:
+            @task(id="run")
+            def run(ctx):
+                pass
+
+        capabilities(env=["TOKEN"], dirs=[("/data", True), "/ro"], http_hosts=["api.example.com"], wall_clock=True)
+        d = runtime.describe()
+        (name, schedule), = [(n, s) for n, s in d["schedules"] if n == "nightly"]
+        self.assertEqual(schedule.cron, "0 0 3 * * *")
+        self.assertEqual(schedule.timezone, "Europe/Berlin")
+        self.assertEqual(schedule.context, {"full": True})
+        caps = d["capabilities"]
+        self.assertEqual(caps.env, ("TOKEN",))
+        self.assertEqual(caps.dirs, (("/data", True), ("/ro", False)))
+        self.assertTrue(caps.wall_clock and not caps.random)
+        with self.assertRaises(BuildError):
+            Schedule(cron="0 * * * * *", catch_up_cap=0)
+        with self.assertRaises(BuildError):
+            capabilities(dirs=["relative"])
+
+
 class EtlExample(unittest.TestCase):
     """The example run natively, task by task, as the host would."""
 
