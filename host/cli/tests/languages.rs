@@ -146,9 +146,13 @@ async fn js_hello_greets_like_the_rust_one(db: Db) {
     }
     // `exec` runs it without registering, as it runs a Rust package.
     let mut c = culvert(&db);
-    c.arg("exec")
-        .arg(js_hello())
-        .args(["--workflow", "hello", "--context", r#"{"name":"exec"}"#, "--json"]);
+    c.arg("exec").arg(js_hello()).args([
+        "--workflow",
+        "hello",
+        "--context",
+        r#"{"name":"exec"}"#,
+        "--json",
+    ]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
