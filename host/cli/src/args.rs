@@ -558,20 +558,21 @@ pub enum PackageCommand {
         format: Format,
     },
     /// Build a package project into a component: Rust (Cargo.toml, with
-    /// cargo for wasm32-wasip2) or Python (pyproject.toml, with
-    /// componentize-py), against this host's contract; then print what
+    /// cargo for wasm32-wasip2), Python (pyproject.toml, with
+    /// componentize-py) or JavaScript (package.json, with esbuild and
+    /// componentize-js), against this host's contract; then print what
     /// `package inspect` prints.
     Build {
         /// The project directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
         /// Where to write the component (default: cargo's output for Rust,
-        /// `DIR/NAME.wasm` for Python).
+        /// `DIR/NAME.wasm` for Python and JavaScript).
         #[arg(long, value_name = "FILE.wasm")]
         out: Option<PathBuf>,
-        /// Build a Python or JavaScript package against this WIT file
-        /// instead of this host's contract (to try another contract
-        /// version; the host refuses one it does not speak).
+        /// Build a Python package against this WIT file instead of this
+        /// host's contract (to try another contract version; the host
+        /// refuses one it does not speak).
         #[arg(long, value_name = "FILE.wit")]
         wit: Option<PathBuf>,
         /// Print the summary as one JSON object.

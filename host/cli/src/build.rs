@@ -92,8 +92,11 @@ pub(crate) async fn package_build(
     let wit = match wit {
         None => WIT.to_string(),
         Some(_) if language == Language::Rust => {
+            bail!("--wit applies to Python projects: a Rust package's SDK carries its contract")
+        }
+        Some(_) if language == Language::JavaScript => {
             bail!(
-                "--wit applies to Python and JavaScript projects: a Rust package's SDK carries its contract"
+                "--wit applies to Python projects: the JavaScript SDK imports the host interface of contract 0.2.0"
             )
         }
         Some(path) => std::fs::read_to_string(path)
@@ -105,7 +108,7 @@ pub(crate) async fn package_build(
         Language::JavaScript => build_js(&dir, out, &wit)?,
     };
     let file = match out {
-        Some(out) if out != built => {
+        Some(out) if std::path::absolute(out)? != std::path::absolute(&built)? => {
             std::fs::copy(&built, out)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             out.to_path_buf()
@@ -124,6 +127,11 @@ fn run(mut command: Command, what: &str) -> anyhow::Result<std::process::Output>
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("cannot run {what}"))?;
+    if !output.status.success() {
+        // What it printed is part of why: to stderr, with the rest.
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(&output.stdout);
+    }
     Ok(output)
 }
 
@@ -138,7 +146,9 @@ fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
         "--message-format=json-render-diagnostics",
         "--manifest-path",
     ])
-    .arg(dir.join("Cargo.toml"));
+    .arg(dir.join("Cargo.toml"))
+    // The project's own .cargo/config.toml and rust-toolchain.toml apply.
+    .current_dir(dir);
     let output = run(c, "cargo (install Rust with rustup: https://rustup.rs)")?;
     if !output.status.success() {
         bail!(
@@ -260,8 +270,24 @@ fn build_js(dir: &Path, out: Option<&Path>, contract: &str) -> anyhow::Result<Pa
     // to the project's own installs.
     let script_dir = modules.join(".culvert-build");
     std::fs::create_dir_all(&script_dir)?;
-    let script = script_dir.join("build.mjs");
+    // One file per build: builds that share node_modules never read one
+    // another's half-written script.
+    let script = script_dir.join(format!(
+        "build-{}.mjs",
+        scratch
+            .0
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("x")
+    ));
     std::fs::write(&script, JS_BUILD)?;
+    struct Remove<'a>(&'a Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(&script);
     let file = match out {
         Some(o) => o.to_path_buf(),
         None => {

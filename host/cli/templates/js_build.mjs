@@ -19,6 +19,10 @@ const facts = {
   author,
 };
 
+// What the package prints while it is evaluated goes to stderr: stdout is
+// the summary's.
+const log = console.log;
+console.log = (...args) => console.error(...args);
 try {
   await import(pathToFileURL(main).href);
 } catch (e) {
@@ -61,4 +65,5 @@ const { component } = await componentize({
   disableFeatures: ["http", "fetch-event"],
 });
 await writeFile(out, component);
+console.log = log;
 console.log(JSON.stringify({ ...facts, workflows: sdk.registry.workflows.map((w) => w.name) }));

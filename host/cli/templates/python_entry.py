@@ -4,6 +4,7 @@ the host would refuse stops the build here, with its message), and writes
 the entry module componentize-py builds: the package's facts, the package,
 and the SDK's exports."""
 
+import contextlib
 import importlib
 import json
 import pathlib
@@ -34,7 +35,10 @@ except ImportError:
         "pip install PATH/TO/culvert/plugin-sdk/python"
     )
 try:
-    importlib.import_module(module)
+    # What the package prints while it is imported goes to stderr: stdout
+    # is the summary's.
+    with contextlib.redirect_stdout(sys.stderr):
+        importlib.import_module(module)
 except culvert_sdk.BuildError as e:
     sys.exit(f"{module}.py: {e}")
 except ModuleNotFoundError as e:

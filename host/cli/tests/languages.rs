@@ -90,13 +90,13 @@ fn js_hello() -> &'static Path {
     BUILT.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-hello.wasm");
         let mut c = Command::new(BIN);
+        // A relative --out, as the SDK's README writes it.
         c.env("CULVERT_CACHE_DIR", cache_dir())
             .env("CULVERT_LOG", "warn")
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
             .args(["package", "build"])
             .arg(repo("examples/js-hello"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--json");
+            .args(["--out", "js-hello.wasm", "--json"]);
         let (code, stdout, stderr) = run(c);
         assert_eq!(
             code, 0,
@@ -356,6 +356,10 @@ fn a_definition_the_host_would_refuse_stops_the_build() {
         (
             "from culvert_sdk import Retry, task, workflow\n@workflow(name='w')\nclass W:\n    @task(id='a', retry=Retry(max_attempts=0))\n    def a(ctx): pass\n",
             "invalid retry policy: max_attempts must be between 1 and 100",
+        ),
+        (
+            "from culvert_sdk import task, workflow\nprint('chatty')\n@workflow(name='w')\nclass W:\n    @task(id='a')\n    async def a(ctx): pass\n",
+            "tasks are synchronous functions, not async def",
         ),
     ] {
         let dir = python_project(app);

@@ -178,7 +178,10 @@ export const lessThan = cond("context-less-than");
 /** A string containing, or an array holding, `value`. */
 export const contains = cond("context-contains");
 
-const rule = (kind) => (...conditions) => Object.freeze({ kind, conditions });
+const rule = (kind) => (...conditions) => {
+  if (conditions.length === 0) throw new BuildError(`a trigger rule ${kind}Of(...) needs at least one condition`);
+  return Object.freeze({ kind, conditions });
+};
 /** Run when every condition holds. */
 export const allOf = rule("all");
 /** Run when at least one condition holds. */
@@ -189,10 +192,13 @@ export const noneOf = rule("none");
 export const always = () => Object.freeze({ kind: "always", conditions: [] });
 
 /** A schedule declared with the workflow (checked by the host at add). */
-export function Schedule({ cron, timezone = "UTC", context = {}, catchUp = "skip", catchUpCap = 10, overlap = "allow" }) {
+export function Schedule({ cron, timezone = "UTC", context = {}, catchUp = "skip", catchUpCap = 10, overlap: overlapGiven = "allow" }) {
+  let overlap = overlapGiven;
   if (typeof cron !== "string" || !cron.trim()) throw new BuildError("a schedule needs a cron expression");
   if (!["skip", "latest", "all"].includes(catchUp)) throw new BuildError(`unknown catchUp '${catchUp}': expected skip, latest or all`);
+  if (overlap === "queue_one") overlap = "queue-one";
   if (!["allow", "skip", "queue-one"].includes(overlap)) throw new BuildError(`unknown overlap '${overlap}': expected allow, skip or queue-one`);
+  if (context === null || typeof context !== "object" || Array.isArray(context)) throw new BuildError("a schedule's context is a plain object (a JSON object)");
   if (!Number.isInteger(catchUpCap) || catchUpCap < 1 || catchUpCap > 100) throw new BuildError("catchUpCap must be 1 to 100");
   return Object.freeze({ cron, timezone, context: checkJson("context", context), catchUp, catchUpCap, overlap });
 }
@@ -208,6 +214,9 @@ export const facts = { name: "", version: "", description: "", author: "" };
 
 /** Declare what the package asks for; an operator must grant it too. */
 export function capabilities({ env = [], dirs = [], httpHosts = [], wallClock = false, random = false } = {}) {
+  for (const [name, value] of [["env", env], ["dirs", dirs], ["httpHosts", httpHosts]]) {
+    if (!Array.isArray(value)) throw new BuildError(`capabilities: ${name} is an array, not ${JSON.stringify(value)}`);
+  }
   const pairs = dirs.map((d) => (typeof d === "string" ? { guestPath: d, writable: false } : { guestPath: d.path, writable: Boolean(d.writable) }));
   for (const d of pairs) {
     if (!String(d.guestPath).startsWith("/")) throw new BuildError(`a directory capability is an absolute guest path, not '${d.guestPath}'`);
@@ -224,6 +233,7 @@ export function task({ id, dependencies = [], retry, timeoutMs, trigger, descrip
     throw new BuildError(`task '${id}': timeoutMs must be between 1 and 86400000 (24 hours)`);
   }
   if (typeof run !== "function") throw new BuildError(`task '${id}': give the function that runs it`);
+  if (run.constructor?.name === "AsyncFunction") throw new BuildError(`task '${id}': tasks are synchronous functions, not async`);
   return Object.freeze({ id, dependencies: [...dependencies], retry: retry ?? NO_RETRY, timeoutMs, trigger, description, run });
 }
 
@@ -280,7 +290,10 @@ export function runTask(workflowName, taskId, contextJson, attempt) {
   if (data === null || typeof data !== "object" || Array.isArray(data)) throw TaskError.permanent("the context is not a JSON object");
   const ctx = new Context(data, attempt);
   try {
-    t.run(ctx);
+    const result = t.run(ctx);
+    if (result && typeof result.then === "function") {
+      throw TaskError.permanent(`task '${taskId}' returned a promise: tasks are synchronous`);
+    }
   } catch (e) {
     if (e instanceof TaskError) throw e;
     throw TaskError.permanent(`${e?.name ?? "Error"}: ${e?.message ?? e}`);

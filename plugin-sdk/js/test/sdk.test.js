@@ -34,6 +34,11 @@ test("the Rust SDK's checks", () => {
   );
 });
 
+test("what the host would refuse, refused at once", () => {
+  assert.throws(() => allOf(), /needs at least one condition/);
+  assert.throws(() => task({ id: "a" }, async () => {}), /tasks are synchronous/);
+});
+
 test("a task runs, and its errors are typed", () => {
   workflow({ name: "hi" }, [
     task({ id: "greet" }, (ctx) => ctx.set("greeting", `Hello, ${ctx.get("name", "world")}!`)),

@@ -28,7 +28,7 @@ _DAY_MS = 86_400_000
 
 
 def _identifier(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise BuildError(f"invalid {what} {value!r}: use 1 to 128 of [A-Za-z0-9_-]")
     return value
 
@@ -137,19 +137,25 @@ class Trigger:
     conditions: tuple[Condition, ...] = ()
 
 
+def _rule(kind: str, conditions: tuple[Condition, ...]) -> Trigger:
+    if not conditions:
+        raise BuildError(f"a trigger rule {kind}_of(...) needs at least one condition")
+    return Trigger(kind, conditions)
+
+
 def all_of(*conditions: Condition) -> Trigger:
     """Run when every condition holds."""
-    return Trigger("all", tuple(conditions))
+    return _rule("all", conditions)
 
 
 def any_of(*conditions: Condition) -> Trigger:
     """Run when at least one condition holds."""
-    return Trigger("any", tuple(conditions))
+    return _rule("any", conditions)
 
 
 def none_of(*conditions: Condition) -> Trigger:
     """Run when no condition holds."""
-    return Trigger("none", tuple(conditions))
+    return _rule("none", conditions)
 
 
 def always() -> Trigger:
@@ -244,6 +250,9 @@ def capabilities(
 ) -> Capabilities:
     """Declare the package's capabilities (once): ``dirs`` are guest paths,
     or ``(path, writable)``."""
+    for name, value in (("env", env), ("dirs", dirs), ("http_hosts", http_hosts)):
+        if isinstance(value, str):
+            raise BuildError(f"capabilities: {name} is a list, not the string {value!r}")
     pairs = tuple((d, False) if isinstance(d, str) else (str(d[0]), bool(d[1])) for d in dirs)
     for path, _ in pairs:
         if not path.startswith("/"):
@@ -275,6 +284,10 @@ def task(
         raise BuildError(f"task '{id}': trigger must be all_of(...), any_of(...), none_of(...) or always()")
 
     def mark(func: Callable[..., Any]) -> Callable[..., Any]:
+        import inspect
+
+        if inspect.iscoroutinefunction(func):
+            raise BuildError(f"task '{id}': tasks are synchronous functions, not async def")
         doc = (func.__doc__ or "").strip()
         func.__culvert_task__ = TaskDef(  # type: ignore[attr-defined]
             id=id,

@@ -83,7 +83,9 @@ def run(workflow: str, task: str, context_json: str, attempt: Attempt) -> str:
         raise TaskError.permanent("the context is not a JSON object")
     ctx = Context(data, attempt)
     try:
-        spec.func(ctx)
+        result = spec.func(ctx)
+        if hasattr(result, "__await__"):
+            raise TaskError.permanent(f"task '{task}' returned an awaitable: tasks are synchronous")
     except TaskError:
         raise
     except Exception as e:  # a bug in the task: permanent, named

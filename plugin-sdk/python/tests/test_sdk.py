@@ -58,6 +58,22 @@ class Definitions(unittest.TestCase):
             class Empty:
                 pass
 
+    def test_what_the_host_would_refuse_is_refused_at_once(self):
+        from culvert_sdk import all_of, capabilities
+
+        with self.assertRaisesRegex(BuildError, "at least one condition"):
+            all_of()
+        with self.assertRaisesRegex(BuildError, "not async def"):
+            task(id="a")(self._async_task)
+        with self.assertRaises(BuildError):
+            task(id="abc\n")
+        with self.assertRaises(BuildError):
+            capabilities(env="HOME")
+
+    @staticmethod
+    async def _async_task(ctx):
+        pass
+
     def test_task_errors(self):
         self.assertEqual(TaskError.transient("x").kind, "transient")
         self.assertEqual(TaskError.permanent("x").kind, "permanent")

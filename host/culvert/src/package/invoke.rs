@@ -293,18 +293,23 @@ pub async fn run_task_logged(
     let logs = store.data().output.take_logs();
     // A guest whose runtime survives a refused memory.grow (CPython raises
     // MemoryError) returns a task error instead of trapping: the cap
-    // stopped it all the same.
+    // stopped it all the same. Only that error is reclassified; a guest
+    // that recovered and failed later for another reason keeps its kind.
     let memory_hit = store.data().limiter.hit.clone();
     drop(store);
     let result = match (returned, memory_hit) {
         (Err(failure), _) => Err(failure),
-        (Ok(Err(e)), Some(hit)) => Err(TaskFailure::new(
-            FailureKind::OutOfMemory,
-            format!(
-                "{hit}; the task then failed: {}",
-                truncate(e.message, MAX_MESSAGE_BYTES)
-            ),
-        )),
+        (Ok(Err(e)), Some(hit))
+            if e.message.starts_with("MemoryError") || e.message.contains("out of memory") =>
+        {
+            Err(TaskFailure::new(
+                FailureKind::OutOfMemory,
+                format!(
+                    "{hit}; the task then failed: {}",
+                    truncate(e.message, MAX_MESSAGE_BYTES)
+                ),
+            ))
+        }
         (Ok(returned), _) => finish(returned, limits, started),
     };
     TaskRun { result, logs }
