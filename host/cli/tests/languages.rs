@@ -449,3 +449,80 @@ fn a_missing_toolchain_is_named_with_its_install_command() {
         "{err}"
     );
 }
+
+/// Every declaration form of the Python SDK (each backoff and retry_on,
+/// each trigger rule and condition, schedules with every catch-up and
+/// overlap, capabilities) reads back through the real component's
+/// `describe` as declared in tests/guests/py-shapes.
+#[test]
+fn every_python_declaration_reads_back_through_describe() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("py-shapes.wasm");
+    let (code, stdout, err) = run({
+        let mut c = Command::new(BIN);
+        c.env("CULVERT_CACHE_DIR", cache_dir())
+            .args(["package", "build"])
+            .arg(repo("tests/guests/py-shapes"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--json");
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    let d: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (&d["name"], &d["version"], &d["author"]),
+        (
+            &json!("py-shapes"),
+            &json!("0.3.1"),
+            &json!("Culvert tests")
+        )
+    );
+    assert_eq!(
+        d["capabilities"],
+        json!({"dirs": [{"guest_path": "/data", "writable": true}, {"guest_path": "/ro", "writable": false}],
+               "env": ["TOKEN"], "http_hosts": ["api.example.com"], "random": true, "wall_clock": true})
+    );
+    assert_eq!(
+        d["schedules"],
+        json!([
+            {"catch_up": "all", "catch_up_cap": 5, "context": {"full": true}, "cron": "0 0 3 * * *",
+             "overlap": "queue_one", "timezone": "Europe/Berlin", "workflow": "forms"},
+            {"catch_up": "latest", "catch_up_cap": 10, "context": {}, "cron": "0 */5 * * * *",
+             "overlap": "skip", "timezone": "UTC", "workflow": "forms"}
+        ])
+    );
+    let tasks = d["workflows"][0]["tasks"].as_array().unwrap();
+    let ids: Vec<&str> = tasks.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(
+        tasks[0]["retry"],
+        json!({"backoff": "fixed", "initial_delay_ms": 10, "jitter": false, "max_attempts": 4,
+               "max_delay_ms": 20, "retry_on": "all_errors"})
+    );
+    assert_eq!(tasks[1]["retry"]["backoff"], "linear");
+    assert_eq!(tasks[1]["retry"]["retry_on"], "never");
+    assert_eq!(tasks[1]["timeout_ms"], 1234);
+    assert_eq!(tasks[2]["retry"]["retry_on"], "transient_only");
+    assert_eq!(
+        tasks[2]["trigger"],
+        json!({"rule": "any", "conditions": [
+            {"condition": "task_failed", "task": "a"}, {"condition": "task_skipped", "task": "b"},
+            {"condition": "context_exists", "key": "k"},
+            {"condition": "context_not_equals", "key": "k", "value": 1}]})
+    );
+    assert_eq!(
+        tasks[3]["trigger"],
+        json!({"rule": "none", "conditions": [
+            {"condition": "context_greater_than", "key": "n", "value": 2},
+            {"condition": "context_less_than", "key": "n", "value": -2},
+            {"condition": "context_contains", "key": "tags", "value": "x"}]})
+    );
+    assert_eq!(tasks[4]["trigger"], json!({"rule": "always"}));
+    assert_eq!(
+        tasks[5]["trigger"],
+        json!({"rule": "all", "conditions": [
+            {"condition": "task_succeeded", "task": "e"},
+            {"condition": "context_equals", "key": "mode", "value": "full"}]})
+    );
+}

@@ -288,6 +288,17 @@ def task(
 
         if inspect.iscoroutinefunction(func):
             raise BuildError(f"task '{id}': tasks are synchronous functions, not async def")
+        if hasattr(func, "__culvert_task__"):
+            # One function used for several tasks: each gets its own
+            # marked wrapper, so that marking one does not rename another.
+            import functools
+
+            inner = func.__culvert_task__.func
+
+            @functools.wraps(inner)
+            def func(ctx: Any) -> Any:
+                return inner(ctx)
+
         doc = (func.__doc__ or "").strip()
         func.__culvert_task__ = TaskDef(  # type: ignore[attr-defined]
             id=id,

@@ -70,6 +70,17 @@ class Definitions(unittest.TestCase):
         with self.assertRaises(BuildError):
             capabilities(env="HOME")
 
+    def test_one_function_for_several_tasks(self):
+        def noop(ctx):
+            pass
+
+        @workflow(name="shared")
+        class Shared:
+            a = task(id="a")(noop)
+            b = task(id="b", dependencies=["a"])(noop)
+
+        self.assertEqual([t.id for t in registry.workflow("shared").tasks], ["a", "b"])
+
     @staticmethod
     async def _async_task(ctx):
         pass
