@@ -46,25 +46,47 @@ fn repo(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// `culvert package build PROJECT --out OUT --json`, run in the tests'
+/// temporary directory (so a relative OUT lands there): the summary.
+fn build(project: &str, out: &str, toolchain: &str) -> Value {
+    let mut c = Command::new(BIN);
+    c.env("CULVERT_CACHE_DIR", cache_dir())
+        .env("CULVERT_LOG", "warn")
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .args(["package", "build"])
+        .arg(repo(project))
+        .args(["--out", out, "--json"]);
+    let (code, stdout, stderr) = run(c);
+    assert_eq!(
+        code, 0,
+        "culvert package build {project} (is the toolchain there? scripts/{toolchain}): {stderr}"
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// Create each tenant and add its package.
+fn add_to_tenants(db: &TestDb, packages: &[(&str, &Path)]) {
+    for (tenant, file) in packages {
+        let mut c = culvert(db);
+        c.args(["tenant", "create", tenant]);
+        assert_eq!(run(c).0, 0);
+        let mut c = culvert(db);
+        c.args(["package", "add", "--tenant", tenant]).arg(file);
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "add {}: {err}", file.display());
+    }
+}
+
 /// `examples/python-etl`, built once for every test here.
 fn python_etl() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-etl.wasm");
-        let mut c = Command::new(BIN);
-        c.env("CULVERT_CACHE_DIR", cache_dir())
-            .env("CULVERT_LOG", "warn")
-            .args(["package", "build"])
-            .arg(repo("examples/python-etl"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--json");
-        let (code, stdout, stderr) = run(c);
-        assert_eq!(
-            code, 0,
-            "culvert package build examples/python-etl (is the toolchain there? scripts/ensure-python-toolchain): {stderr}"
+        let summary = build(
+            "examples/python-etl",
+            out.to_str().unwrap(),
+            "ensure-python-toolchain",
         );
-        let summary: Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(summary["name"], "python-etl");
         assert_eq!(summary["version"], "0.1.0");
         assert_eq!(summary["contract_version"], "0.2.0");
@@ -88,25 +110,16 @@ fn python_etl() -> &'static Path {
 fn js_hello() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-hello.wasm");
-        let mut c = Command::new(BIN);
         // A relative --out, as the SDK's README writes it.
-        c.env("CULVERT_CACHE_DIR", cache_dir())
-            .env("CULVERT_LOG", "warn")
-            .current_dir(env!("CARGO_TARGET_TMPDIR"))
-            .args(["package", "build"])
-            .arg(repo("examples/js-hello"))
-            .args(["--out", "js-hello.wasm", "--json"]);
-        let (code, stdout, stderr) = run(c);
-        assert_eq!(
-            code, 0,
-            "culvert package build examples/js-hello (is the toolchain there? scripts/ensure-js-toolchain): {stderr}"
-        );
-        let summary: Value = serde_json::from_str(&stdout).unwrap();
+        let summary = build("examples/js-hello", "js-hello.wasm", "ensure-js-toolchain");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-hello.wasm");
         assert_eq!(summary["name"], "js-hello");
         assert_eq!(summary["workflows"][0]["name"], "hello");
         let imports = summary["imports"].to_string();
-        assert!(!imports.contains("wasi:http"), "built without wasi:http: {imports}");
+        assert!(
+            !imports.contains("wasi:http"),
+            "built without wasi:http: {imports}"
+        );
         out
     })
 }
@@ -135,15 +148,10 @@ fn final_context_of(db: &TestDb, tenant: &str, workflow: &str, context: &Value) 
 
 async fn js_hello_greets_like_the_rust_one(db: Db) {
     let db = TestDb::new(db).await;
-    for (tenant, file) in [("js", js_hello()), ("rs", Path::new(artifacts::HELLO))] {
-        let mut c = culvert(&db);
-        c.args(["tenant", "create", tenant]);
-        assert_eq!(run(c).0, 0);
-        let mut c = culvert(&db);
-        c.args(["package", "add", "--tenant", tenant]).arg(file);
-        let (code, _, err) = run(c);
-        assert_eq!(code, 0, "add {}: {err}", file.display());
-    }
+    add_to_tenants(
+        &db,
+        &[("js", js_hello()), ("rs", Path::new(artifacts::HELLO))],
+    );
     // `exec` runs it without registering, as it runs a Rust package.
     let mut c = culvert(&db);
     c.arg("exec").arg(js_hello()).args([
@@ -167,17 +175,10 @@ async fn js_hello_greets_like_the_rust_one(db: Db) {
 
 async fn python_etl_runs_like_the_rust_one(db: Db) {
     let db = TestDb::new(db).await;
-    let python = python_etl();
-    for (tenant, file) in [("py", python), ("rs", Path::new(artifacts::ETL))] {
-        let mut c = culvert(&db);
-        c.args(["tenant", "create", tenant]);
-        assert_eq!(run(c).0, 0);
-        let mut c = culvert(&db);
-        c.args(["package", "add", "--tenant", tenant, "--json"])
-            .arg(file);
-        let (code, _, err) = run(c);
-        assert_eq!(code, 0, "add {}: {err}", file.display());
-    }
+    add_to_tenants(
+        &db,
+        &[("py", python_etl()), ("rs", Path::new(artifacts::ETL))],
+    );
     for context in [
         json!({}),
         json!({"notify": true}),
@@ -213,17 +214,10 @@ fn py_hostile() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-hostile.wasm");
-        let mut c = Command::new(BIN);
-        c.env("CULVERT_CACHE_DIR", cache_dir())
-            .env("CULVERT_LOG", "warn")
-            .args(["package", "build"])
-            .arg(repo("tests/guests/py-hostile"))
-            .arg("--out")
-            .arg(&out);
-        let (code, _, stderr) = run(c);
-        assert_eq!(
-            code, 0,
-            "culvert package build tests/guests/py-hostile: {stderr}"
+        build(
+            "tests/guests/py-hostile",
+            out.to_str().unwrap(),
+            "ensure-python-toolchain",
         );
         out
     })
@@ -235,15 +229,7 @@ fn py_hostile() -> &'static Path {
 /// another tenant's Python package runs on.
 async fn python_hostile_packages_fail_alone(db: Db) {
     let db = TestDb::new(db).await;
-    for (tenant, file) in [("evil", py_hostile()), ("good", python_etl())] {
-        let mut c = culvert(&db);
-        c.args(["tenant", "create", tenant]);
-        assert_eq!(run(c).0, 0);
-        let mut c = culvert(&db);
-        c.args(["package", "add", "--tenant", tenant]).arg(file);
-        let (code, _, err) = run(c);
-        assert_eq!(code, 0, "add {}: {err}", file.display());
-    }
+    add_to_tenants(&db, &[("evil", py_hostile()), ("good", python_etl())]);
     let escaped = Path::new("/tmp/culvert-py-hostile");
     let _ = std::fs::remove_file(escaped);
     for (workflow, kind, words) in [
